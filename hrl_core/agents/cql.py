@@ -1,0 +1,139 @@
+"""Online fine-tuning of CQL with an N-member Q-ensemble.
+
+Conservative Q-Learning, Kumar et al., NeurIPS 2020 (arXiv:2006.04779): CQL(H) on
+a SAC backbone (Haarnoja et al., 2018). The log-sum-exp penalty is estimated by
+importance sampling with 10 uniform-random and 10 current-policy actions per
+state, and applied to every ensemble member. Online, the penalty weight drops from
+Phase I's 5.0 to 1.0 so the critic can follow the new data. Bellman targets and the
+actor use the minimum over all members.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from hrl_core.agents.base import EnsembleAgent
+from hrl_core.data.buffers import Batch
+
+
+@dataclass
+class CQLConfig:
+    """Hyper-parameters of online CQL (Phase I values unless noted)."""
+
+    n_ensemble: int = 3  # critics in the ensemble; members 0-1 come from Phase I q1/q2
+    cql_alpha: float = 1.0  # weight of the conservative penalty online (Phase I offline: 5.0)
+    n_action_samples: int = 10  # random and policy actions per state for the log-sum-exp
+    gamma: float = 0.99  # discount
+    tau: float = 0.005  # Polyak rate of the target ensemble
+    actor_lr: float = 3e-4  # Adam learning rate of the actor
+    critic_lr: float = 3e-4  # Adam learning rate of the critic ensemble
+    alpha_lr: float = 3e-4  # Adam learning rate of the SAC temperature
+    backup_entropy: bool = False  # add -alpha*log pi to targets (CQL reference code: off)
+
+
+class CQLAgent(EnsembleAgent):
+    algo = "cql"
+
+    def __init__(self, obs_dim: int, act_dim: int, cfg: CQLConfig, device="cpu"):
+        super().__init__(obs_dim, act_dim, cfg.n_ensemble, device)
+        self.cfg = cfg
+        self.log_alpha = torch.zeros((), device=self.device, requires_grad=True)  # SAC temperature
+        self.target_entropy = -float(act_dim)  # SAC heuristic: -|A|
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
+        # log of the uniform density on [-1, 1]^a, subtracted from random-action Qs
+        self._log_uniform_density = -act_dim * math.log(2.0)
+
+    def load_phase1(self, ckpt: dict) -> None:
+        self.load_phase1_common(ckpt)
+        with torch.no_grad():
+            self.log_alpha.copy_(ckpt["log_alpha"].reshape(()))
+
+    def modules(self) -> dict:
+        return {
+            "actor": self.actor,
+            "critic": self.critic,
+            "critic_target": self.critic_target,
+            "log_alpha": self.log_alpha,
+            "actor_opt": self.actor_opt,
+            "critic_opt": self.critic_opt,
+            "alpha_opt": self.alpha_opt,
+        }
+
+    # -- losses ----------------------------------------------------------------------
+    def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, dict]:
+        cfg = self.cfg
+        obs, act = batch["obs"], batch["act"]  # [B, o], [B, a]
+        B, R = obs.shape[0], cfg.n_action_samples
+        alpha = self.log_alpha.detach().exp()
+        with torch.no_grad():
+            next_act, next_logp = self.actor.sample(batch["next_obs"])  # [B, a], [B]
+            target_q = self.critic_target.q_min(batch["next_obs"], next_act)  # [B]
+            if cfg.backup_entropy:
+                target_q = target_q - alpha * next_logp
+            y = batch["rew"] + cfg.gamma * (1.0 - batch["done"]) * target_q  # [B]
+
+            # Actions for the log-sum-exp: R uniform and R from the current policy.
+            obs_rep = obs.unsqueeze(0).expand(R, B, -1)  # [R, B, o]
+            rand_act = torch.empty(R, B, self.act_dim, device=self.device).uniform_(-1.0, 1.0)
+            pi_act, pi_logp = self.actor.sample(obs_rep)  # [R, B, a], [R, B]
+
+        # One ensemble forward over data, random and policy actions: [(1+2R)*B, o+a].
+        x = torch.cat(
+            [
+                torch.cat([obs, act], -1).unsqueeze(0),  # [1, B, o+a]
+                torch.cat([obs_rep, rand_act], -1),  # [R, B, o+a]
+                torch.cat([obs_rep, pi_act], -1),  # [R, B, o+a]
+            ]
+        ).reshape((1 + 2 * R) * B, -1)
+        q = self.critic.forward_input(x).reshape(-1, 1 + 2 * R, B)  # [N, 1+2R, B]
+        q_data = q[:, 0]  # [N, B]
+        q_rand = q[:, 1 : 1 + R] - self._log_uniform_density  # [N, R, B]
+        q_pi = q[:, 1 + R :] - pi_logp  # [N, R, B]
+        lse = torch.logsumexp(torch.cat([q_rand, q_pi], dim=1), dim=1)  # [N, B]
+
+        bellman = ((q_data - y) ** 2).mean(dim=1)  # [N]
+        penalty = (lse - q_data).mean(dim=1)  # [N]
+        loss = (bellman + cfg.cql_alpha * penalty).sum()
+        info = {
+            "critic_loss": bellman.mean().detach(),
+            "cql_penalty": penalty.mean().detach(),
+            "q_data": q_data.mean().detach(),
+            "q_member": q_data.mean(dim=1).detach(),  # [N]
+        }
+        return loss, info
+
+    def actor_loss(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        act, logp = self.actor.sample(obs)  # [B, a], [B]
+        # The critic is frozen here so the actor's backward pass does not also
+        # compute (and discard) gradients for all ensemble weights.
+        self.critic.requires_grad_(False)
+        q = self.critic.q_min(obs, act)  # [B]
+        self.critic.requires_grad_(True)
+        alpha = self.log_alpha.detach().exp()
+        return (alpha * logp - q).mean(), logp.detach()
+
+    # -- update ----------------------------------------------------------------------
+    def update(self, batch: Batch) -> dict:
+        c_loss, info = self.critic_loss(batch)
+        self.critic_opt.zero_grad(set_to_none=True)
+        c_loss.backward()
+        self.critic_opt.step()
+
+        a_loss, logp = self.actor_loss(batch["obs"])
+        self.actor_opt.zero_grad(set_to_none=True)
+        a_loss.backward()
+        self.actor_opt.step()
+
+        alpha_loss = -(self.log_alpha * (logp + self.target_entropy)).mean()
+        self.alpha_opt.zero_grad(set_to_none=True)
+        alpha_loss.backward()
+        self.alpha_opt.step()
+
+        self.update_target(self.cfg.tau)
+        info.update(actor_loss=a_loss.detach(), alpha=self.log_alpha.detach().exp())
+        return info

@@ -1,0 +1,105 @@
+"""Online fine-tuning of IQL with an N-member Q-ensemble.
+
+Implicit Q-Learning, Kostrikov, Nair & Levine, ICLR 2022 (arXiv:2110.06169). V is
+fitted by expectile regression to the target ensemble's minimum Q, every Q member
+regresses to r + gamma * V(s'), and the actor does advantage-weighted regression
+with weights exp(beta * A) clipped at 100. V and the actor are restored from Phase I.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from hrl_core.agents.base import EnsembleAgent
+from hrl_core.data.buffers import Batch
+from hrl_core.networks import ValueNetwork
+
+
+@dataclass
+class IQLConfig:
+    """Hyper-parameters of online IQL (Phase I values)."""
+
+    n_ensemble: int = 3  # critics in the ensemble; members 0-1 come from Phase I q1/q2
+    expectile: float = 0.7  # tau of the expectile loss for V
+    temperature: float = 3.0  # beta of the advantage weights exp(beta * A)
+    max_weight: float = 100.0  # clip of exp(beta * A)
+    gamma: float = 0.99  # discount
+    tau: float = 0.005  # Polyak rate of the target ensemble
+    actor_lr: float = 3e-4  # Adam learning rate of the actor
+    critic_lr: float = 3e-4  # Adam learning rate of the critic ensemble
+    value_lr: float = 3e-4  # Adam learning rate of V
+
+
+def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
+    """Asymmetric L2: |expectile - 1(diff < 0)| * diff^2, averaged."""
+    weight = torch.where(diff < 0, 1.0 - expectile, expectile)
+    return (weight * diff**2).mean()
+
+
+class IQLAgent(EnsembleAgent):
+    algo = "iql"
+
+    def __init__(self, obs_dim: int, act_dim: int, cfg: IQLConfig, device="cpu"):
+        super().__init__(obs_dim, act_dim, cfg.n_ensemble, device)
+        self.cfg = cfg
+        self.value = ValueNetwork(obs_dim).to(self.device)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.value_opt = torch.optim.Adam(self.value.parameters(), lr=cfg.value_lr)
+
+    def load_phase1(self, ckpt: dict) -> None:
+        self.load_phase1_common(ckpt)
+        self.value.load_state_dict(ckpt["value"])
+
+    def modules(self) -> dict:
+        return {
+            "actor": self.actor,
+            "critic": self.critic,
+            "critic_target": self.critic_target,
+            "value": self.value,
+            "actor_opt": self.actor_opt,
+            "critic_opt": self.critic_opt,
+            "value_opt": self.value_opt,
+        }
+
+    def update(self, batch: Batch) -> dict:
+        cfg = self.cfg
+        obs, act = batch["obs"], batch["act"]  # [B, o], [B, a]
+        with torch.no_grad():
+            target_q = self.critic_target.q_min(obs, act)  # [B]
+
+        # V: expectile regression towards the pessimistic target Q.
+        v = self.value(obs)  # [B]
+        v_loss = expectile_loss(target_q - v, cfg.expectile)
+        self.value_opt.zero_grad(set_to_none=True)
+        v_loss.backward()
+        self.value_opt.step()
+
+        # Q: every member regresses to r + gamma * V(s').
+        with torch.no_grad():
+            y = batch["rew"] + cfg.gamma * (1.0 - batch["done"]) * self.value(batch["next_obs"])  # [B]
+        q = self.critic(obs, act)  # [N, B]
+        bellman = ((q - y) ** 2).mean(dim=1)  # [N]
+        self.critic_opt.zero_grad(set_to_none=True)
+        bellman.sum().backward()
+        self.critic_opt.step()
+
+        # Actor: advantage-weighted regression on the batch actions.
+        adv = target_q - v.detach()  # [B]
+        weight = torch.exp(cfg.temperature * adv).clamp(max=cfg.max_weight)  # [B]
+        a_loss = -(weight * self.actor.log_prob(obs, act)).mean()
+        self.actor_opt.zero_grad(set_to_none=True)
+        a_loss.backward()
+        self.actor_opt.step()
+
+        self.update_target(cfg.tau)
+        return {
+            "critic_loss": bellman.mean().detach(),
+            "value_loss": v_loss.detach(),
+            "actor_loss": a_loss.detach(),
+            "q_data": q.mean().detach(),
+            "q_member": q.mean(dim=1).detach(),  # [N]
+            "advantage": adv.mean(),
+        }

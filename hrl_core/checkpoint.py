@@ -1,0 +1,117 @@
+"""Finding, loading and checking Phase I checkpoints.
+
+Layout: ``<phase1_dir>/<algo>_<dataset>_k<k>_noise<sigma>_s<seed>/checkpoint.pt``, a
+plain dict of tensors (see ../shared/README.md). Always loaded with
+``weights_only=True`` (a checkpoint cannot run code) and ``map_location`` set,
+because Phase I saved some checkpoints from Apple-silicon (``mps``) tensors that
+do not load elsewhere otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from hrl_core.data.d4rl import sha256_of
+from hrl_core.errors import HrlError
+
+
+def format_k(k: float) -> str:
+    """60.0 -> '60', 12.5 -> '12.5' (Phase I run names)."""
+    return f"{float(k):g}"
+
+
+def phase1_run_name(algo: str, dataset: str, k: float, noise: float, seed: int) -> str:
+    return f"{algo}_{dataset}_k{format_k(k)}_noise{float(noise)}_s{seed}"
+
+
+@dataclass
+class Phase1Checkpoint:
+    state: dict  # the checkpoint dict (actor, critic, critic_target, ...)
+    provenance: dict = field(default_factory=dict)  # path, sha256, substitution, Phase I config
+
+
+def find_phase1(phase1_dir, algo, dataset, k, noise, seed: int) -> tuple[Path, int, bool]:
+    """(path, seed used, substituted?) -- falls back to seed 0 when ``seed`` is missing."""
+    root = Path(phase1_dir)
+    wanted = root / phase1_run_name(algo, dataset, k, noise, seed) / "checkpoint.pt"
+    if wanted.exists():
+        return wanted, seed, False
+    fallback = root / phase1_run_name(algo, dataset, k, noise, 0) / "checkpoint.pt"
+    if seed != 0 and fallback.exists():
+        return fallback, 0, True
+    extra = f" (nor the seed-0 fallback {fallback})" if seed != 0 else ""
+    raise HrlError(
+        f"Phase I checkpoint {wanted} not found{extra}; run Phase I for this cell "
+        "or pass --phase1_dir pointing at the folder of Phase I results"
+    )
+
+
+def expected_keys(algo: str) -> tuple[set, set]:
+    """(keys that must be present, keys that must be absent) for an algorithm."""
+    common = {"actor", "critic", "critic_target"}
+    if algo == "cql":
+        return common | {"log_alpha"}, {"value"}
+    return common | {"value"}, {"log_alpha"}
+
+
+def validate(state: dict, algo: str, obs_dim: int, act_dim: int, path: Path) -> None:
+    """Raise HrlError if the checkpoint is not a Phase I ``algo`` checkpoint for these dims."""
+    if not isinstance(state, dict):
+        raise HrlError(f"{path} is not a Phase I checkpoint (not a dict); check the path")
+    need, forbid = expected_keys(algo)
+    other = "iql" if algo == "cql" else "cql"
+    if need - state.keys() or forbid & state.keys():
+        other_need, other_forbid = expected_keys(other)
+        if not (other_need - state.keys()) and not (other_forbid & state.keys()):
+            raise HrlError(f"{path} is an {other.upper()} checkpoint but --algo {algo} was given; use --algo {other}")
+        raise HrlError(f"{path} lacks {sorted(need - state.keys())}; it is not a Phase I {algo.upper()} checkpoint")
+    try:
+        ckpt_obs = state["actor"]["trunk.0.weight"].shape[1]
+        ckpt_act = state["actor"]["mean_head.weight"].shape[0]
+        q_in = state["critic"]["q1.0.weight"].shape[1]
+    except (KeyError, AttributeError, IndexError, TypeError):
+        raise HrlError(f"{path} does not have Phase I network layers; it is not a Phase I checkpoint") from None
+    if (ckpt_obs, ckpt_act) != (obs_dim, act_dim) or q_in != obs_dim + act_dim:
+        raise HrlError(
+            f"{path} was trained for obs_dim={ckpt_obs}, act_dim={ckpt_act} but this environment has "
+            f"obs_dim={obs_dim}, act_dim={act_dim}; use the checkpoint of the matching dataset"
+        )
+
+
+def load_state(path: Path) -> dict:
+    """torch.load with weights_only=True, turning damage into a one-line HrlError."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise HrlError(f"{path} is truncated or corrupt ({first[:120]}); re-copy or re-train it") from None
+
+
+def load_phase1(phase1_dir, algo, dataset, k, noise, seed, obs_dim, act_dim) -> Phase1Checkpoint:
+    path, used_seed, substituted = find_phase1(phase1_dir, algo, dataset, k, noise, seed)
+    state = load_state(path)
+    validate(state, algo, obs_dim, act_dim, path)
+    cfg_path = path.parent / "config.json"
+    try:
+        phase1_config = json.loads(cfg_path.read_text()) if cfg_path.exists() else None
+    except (OSError, json.JSONDecodeError):
+        phase1_config = "unreadable"
+    prov = {
+        "path": str(path.resolve()),
+        "sha256": sha256_of(path),
+        "file_size_bytes": path.stat().st_size,
+        "requested_seed": seed,
+        "used_seed": used_seed,
+        "substituted": substituted,
+        "gradient_steps": int(state["step"]) if "step" in state else None,
+        "phase1_config": phase1_config,
+    }
+    if substituted:
+        prov["substitution_note"] = f"Phase I seed {seed} missing; seed {used_seed} used instead"
+    return Phase1Checkpoint(state=state, provenance=prov)

@@ -1,0 +1,89 @@
+"""The settings of one Phase II fine-tuning run, their validation and the run name."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from hrl_core.checkpoint import format_k
+from hrl_core.envs import DATASETS
+from hrl_core.errors import HrlError
+
+BONUS_TYPES = ("ensemble", "none")
+DEVICES = ("auto", "cpu", "cuda")
+
+# --quick: a short run for smoke tests and demos.
+QUICK = {"online_steps": 5_000, "eval_interval": 1_000, "eval_episodes": 5}
+
+
+@dataclass
+class FinetuneConfig:
+    """One grid cell. Defaults are the study's (250k online steps, N=3, ratio 0.5)."""
+
+    algo: str = "iql"  # Phase I algorithm: cql | iql
+    env: str = "hopper-medium-v2"  # D4RL dataset: halfcheetah-medium-v2 | hopper-medium-v2
+    remove_top_k: float = 0.0  # % of highest-return trajectories removed (0, 30, 60)
+    bonus_type: str = "ensemble"  # exploration bonus: ensemble (lambda*std Q) | none (vanilla)
+    seed: int = 0  # online seed (torch, numpy, env)
+    online_steps: int = 250_000  # env steps = gradient updates online
+    n_ensemble: int = 3  # Q-ensemble members (2..10); 0-1 from Phase I q1/q2
+    bonus_coeff: float = 1.0  # lambda of the bonus lambda * std(Q_1..Q_N)(s, a)
+    online_ratio: float = 0.5  # fraction of each batch drawn from online data
+    batch_size: int = 256  # transitions per gradient update
+    cql_alpha: float = 1.0  # CQL penalty weight online (Phase I offline: 5.0); CQL only
+    eval_interval: int = 5_000  # online steps between evaluations (and resume snapshots)
+    eval_episodes: int = 10  # deterministic episodes per evaluation
+    reward_noise_std: float = 0.0  # Gaussian reward noise of the offline data (Phase I corruption)
+    corruption_seed: int = 0  # seed of the reward noise (Phase I default)
+    phase1_dir: str = "results"  # folder of Phase I runs
+    phase1_seed: int | None = None  # Phase I checkpoint seed; None = the online seed
+    save_dir: str = "results_phase2"  # where run folders are written
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int | None = None  # torch CPU threads; None = torch's default
+
+    @property
+    def run_name(self) -> str:
+        tag = "ensemble" if self.bonus_type == "ensemble" else "vanilla"
+        return (
+            f"ft_{self.algo}_{self.env}_k{format_k(self.remove_top_k)}"
+            f"_noise{float(self.reward_noise_std)}_{tag}_s{self.seed}"
+        )
+
+    @property
+    def effective_phase1_seed(self) -> int:
+        return self.seed if self.phase1_seed is None else self.phase1_seed
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def result_settings(self) -> dict:
+        """Settings that change results: a resumed run must match these exactly."""
+        skip = {"save_dir", "device", "threads", "phase1_dir"}
+        return {k: v for k, v in asdict(self).items() if k not in skip}
+
+    def validate(self) -> FinetuneConfig:
+        """Raise HrlError (one line naming the fix) for any invalid value."""
+        checks = [
+            (self.algo in ("cql", "iql"), f"unknown algo {self.algo!r}: use cql or iql"),
+            (self.env in DATASETS, f"unknown dataset {self.env!r}: use one of {', '.join(sorted(DATASETS))}"),
+            (0 <= self.remove_top_k < 100, f"remove_top_k={self.remove_top_k} is outside [0, 100)"),
+            (self.bonus_type in BONUS_TYPES, f"bonus_type={self.bonus_type!r}: use ensemble or none"),
+            (2 <= self.n_ensemble <= 10, f"n_ensemble={self.n_ensemble} is outside 2..10"),
+            (0.0 <= self.online_ratio <= 1.0, f"online_ratio={self.online_ratio} is outside [0, 1]"),
+            (self.bonus_coeff >= 0, f"bonus_coeff={self.bonus_coeff} is negative; use 0 or more"),
+            (self.online_steps >= 1, f"online_steps={self.online_steps} must be at least 1"),
+            (self.eval_interval >= 1, f"eval_interval={self.eval_interval} must be at least 1"),
+            (self.eval_episodes >= 1, f"eval_episodes={self.eval_episodes} must be at least 1"),
+            (self.batch_size >= 1, f"batch_size={self.batch_size} must be at least 1"),
+            (self.reward_noise_std >= 0, f"reward_noise_std={self.reward_noise_std} is negative"),
+            (self.cql_alpha >= 0, f"cql_alpha={self.cql_alpha} is negative"),
+            (self.device in DEVICES, f"device={self.device!r}: use auto, cpu or cuda"),
+            (self.threads is None or self.threads >= 1, f"threads={self.threads} must be at least 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise HrlError(message)
+        return self
+
+
+def config_fields() -> list[str]:
+    return [f.name for f in fields(FinetuneConfig)]

@@ -1,0 +1,158 @@
+"""Networks: the vectorized Q-ensemble and the Phase I actor / value networks.
+
+The ensemble follows the EDAC / RLPD design (An et al., 2021; Ball et al., 2023):
+N critics stored as one stack of weights ``[N, in, out]`` so a forward pass over all
+members is one batched matmul per layer instead of a Python loop.
+
+``TanhGaussianPolicy`` and ``ValueNetwork`` keep Phase I's parameter names
+(``trunk.0``, ``mean_head``, ``net.0`` ...) so Phase I state dicts load unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # Phase I clamp of the actor's log-std
+HIDDEN = 256  # Phase I hidden width
+
+
+class EnsembleLinear(nn.Module):
+    """N independent linear layers applied with one batched matmul."""
+
+    def __init__(self, n_members: int, in_features: int, out_features: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_members, in_features, out_features))  # [N, in, out]
+        self.bias = nn.Parameter(torch.empty(n_members, 1, out_features))  # [N, 1, out]
+        self.reset_parameters()
+
+    def reset_parameters(self, members: slice | None = None) -> None:
+        """nn.Linear's default init, U(-1/sqrt(in), 1/sqrt(in)), member by member."""
+        members = members or slice(None)
+        bound = 1.0 / math.sqrt(self.weight.shape[1])
+        with torch.no_grad():
+            self.weight[members].uniform_(-bound, bound)
+            self.bias[members].uniform_(-bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: [B, in] (same input for every member) or [N, B, in]  ->  [N, B, out]
+        if x.dim() == 2:
+            return torch.matmul(x, self.weight) + self.bias  # broadcast over N
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class EnsembleQ(nn.Module):
+    """N Q-networks [obs+act -> 256 -> 256 -> 1] evaluated together: output [N, B]."""
+
+    def __init__(self, obs_dim: int, act_dim: int, n_members: int = 3, hidden: int = HIDDEN):
+        super().__init__()
+        if not 2 <= n_members <= 10:
+            raise ValueError(f"n_members={n_members} outside 2..10")
+        self.n_members = n_members
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.l0 = EnsembleLinear(n_members, obs_dim + act_dim, hidden)
+        self.l1 = EnsembleLinear(n_members, hidden, hidden)
+        self.l2 = EnsembleLinear(n_members, hidden, 1)
+
+    def forward_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Q for pre-concatenated inputs x [B, o+a] or [N, B, o+a] -> [N, B]."""
+        h = F.relu(self.l0(x))  # [N, B, H]
+        h = F.relu(self.l1(h))  # [N, B, H]
+        return self.l2(h).squeeze(-1)  # [N, B]
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        return self.forward_input(torch.cat([obs, act], dim=-1))  # [N, B]
+
+    def q_min(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """Minimum over all members: the pessimistic value for targets and the actor. [B]"""
+        return self(obs, act).min(dim=0).values
+
+    def disagreement(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """Std over members (Bessel-corrected, as torch.std): the exploration signal. [B]"""
+        return self(obs, act).std(dim=0)
+
+    def load_double_q(self, double_q_state: dict) -> None:
+        """Put a Phase I DoubleQNetwork's q1/q2 into members 0 and 1.
+
+        ``q{1,2}.{0,2,4}`` are nn.Linear layers storing weight as [out, in]; the
+        ensemble stores [in, out], hence the transpose. Members 2.. are left as they
+        are (fresh default init).
+        """
+        layers = (self.l0, self.l1, self.l2)
+        with torch.no_grad():
+            for member, head in enumerate(("q1", "q2")):
+                for layer, idx in zip(layers, (0, 2, 4)):
+                    w = double_q_state[f"{head}.{idx}.weight"]  # [out, in]
+                    b = double_q_state[f"{head}.{idx}.bias"]  # [out]
+                    if w.t().shape != layer.weight.shape[1:]:
+                        raise ValueError(
+                            f"critic layer {head}.{idx} has shape {tuple(w.shape)}, expected "
+                            f"{tuple(layer.weight.shape[1:][::-1])}"
+                        )
+                    layer.weight[member].copy_(w.t())
+                    layer.bias[member, 0].copy_(b)
+
+
+class TanhGaussianPolicy(nn.Module):
+    """Phase I actor: a = tanh(u), u ~ N(mean(s), exp(log_std(s)))."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: int = HIDDEN):
+        super().__init__()
+        self.trunk = nn.Sequential(
+            nn.Linear(obs_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU()
+        )
+        self.mean_head = nn.Linear(hidden, act_dim)
+        self.log_std_head = nn.Linear(hidden, act_dim)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.trunk(obs)
+        log_std = self.log_std_head(h).clamp(LOG_STD_MIN, LOG_STD_MAX)
+        return self.mean_head(h), log_std  # [B, a], [B, a]
+
+    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
+        """tanh(mean): the evaluation action."""
+        return torch.tanh(self.forward(obs)[0])
+
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterized sample and its log-probability: ([..., a], [...])."""
+        mean, log_std = self.forward(obs)
+        u = mean + log_std.exp() * torch.randn_like(mean)
+        return torch.tanh(u), _tanh_gaussian_log_prob(u, mean, log_std)
+
+    def log_prob(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """log pi(a|s) of given actions in (-1, 1) (IQL's weighted behaviour cloning). [B]"""
+        mean, log_std = self.forward(obs)
+        u = torch.atanh(act.clamp(-1.0 + 1e-6, 1.0 - 1e-6))
+        return _tanh_gaussian_log_prob(u, mean, log_std)
+
+
+def _tanh_gaussian_log_prob(u, mean, log_std) -> torch.Tensor:
+    """log N(u; mean, std) minus the tanh Jacobian, summed over action dims."""
+    normal = -0.5 * ((u - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
+    # log(1 - tanh(u)^2) written stably as 2*(log 2 - u - softplus(-2u)).
+    log_det = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
+    return (normal - log_det).sum(-1)
+
+
+class ValueNetwork(nn.Module):
+    """Phase I IQL state-value network [obs -> 256 -> 256 -> 1]."""
+
+    def __init__(self, obs_dim: int, hidden: int = HIDDEN):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(obs_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1)
+        )
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs).squeeze(-1)  # [B]
+
+
+def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """Polyak averaging target <- (1 - tau) * target + tau * source, in place."""
+    with torch.no_grad():
+        t_params = list(target.parameters())
+        s_params = list(source.parameters())
+        torch._foreach_lerp_(t_params, s_params, tau)
