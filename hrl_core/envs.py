@@ -74,12 +74,21 @@ def normalized_score(dataset: str, raw_return: float | np.ndarray) -> float | np
 
 def make_env(dataset: str) -> gym.Env:
     """The Gymnasium environment matching a dataset (1,000-step time limit as in D4RL)."""
+    import mujoco
+
     spec = dataset_spec(dataset)
-    with warnings.catch_warnings():
-        # v4 is deliberately chosen (it matches the D4RL v2 dynamics); silence the
-        # "upgrade to v5" deprecation notice so it does not drown real warnings.
-        warnings.simplefilter("ignore")
-        return gym.make(spec.env_id)
+    # v4 is deliberately chosen (it matches the D4RL v2 dynamics). Its model file
+    # makes MuJoCo's compiler print a deprecation notice ('settotalmass') and
+    # Gymnasium warn "upgrade to v5" on every creation; both are silenced only
+    # while the model is built, so simulation warnings still reach the user.
+    previous = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(lambda _msg: None)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return gym.make(spec.env_id)
+    finally:
+        mujoco.set_mju_user_warning(previous)
 
 
 def _time_limit(env: gym.Env):

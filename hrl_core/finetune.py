@@ -57,6 +57,8 @@ class RunResult:
     run_dir: Path  # folder of the run
     status: str  # complete | already_complete
     metrics: dict  # contents of metrics.json
+    replay: ReplayBuffer | None = None  # the online buffer (in memory; for inspection)
+    offline: OfflineData | None = None  # the offline data as trained on (in memory)
 
 
 # --------------------------------------------------------------------------------------
@@ -323,7 +325,9 @@ def finetune(cfg: FinetuneConfig, restart: bool = False, progress: bool = True) 
     if ckpt.provenance["substituted"]:
         print(f"hrl: note: {ckpt.provenance['substitution_note']}", file=sys.stderr)
 
-    return _train(cfg, run_dir, agent, buffer, sampler, env, evaluator, snapshot, progress)
+    result = _train(cfg, run_dir, agent, buffer, sampler, env, evaluator, snapshot, progress)
+    result.replay, result.offline = buffer, offline
+    return result
 
 
 def _train(cfg, run_dir, agent, buffer, sampler, env, evaluator, snapshot, progress) -> RunResult:

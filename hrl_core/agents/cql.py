@@ -31,7 +31,9 @@ class CQLConfig:
     actor_lr: float = 3e-4  # Adam learning rate of the actor
     critic_lr: float = 3e-4  # Adam learning rate of the critic ensemble
     alpha_lr: float = 3e-4  # Adam learning rate of the SAC temperature
-    backup_entropy: bool = False  # add -alpha*log pi to targets (CQL reference code: off)
+    # Soft (SAC) backup: targets include -alpha*log pi(a'|s'). On, as in Phase I: the
+    # loaded critics' Q-values on the data match soft returns, not plain returns.
+    backup_entropy: bool = True
 
 
 class CQLAgent(EnsembleAgent):

@@ -1,0 +1,123 @@
+"""The fine-tuning loop end to end on real checkpoints, data and MuJoCo."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from hrl_core.config import FinetuneConfig
+from hrl_core.finetune import finetune, load_offline
+
+TIMING_KEYS = {"wall_time", "eval_time"}
+
+
+def tiny(tmp_path, phase1_dir, **kw) -> FinetuneConfig:
+    base = dict(
+        algo="iql",
+        env="hopper-medium-v2",
+        remove_top_k=60,
+        bonus_type="ensemble",
+        seed=1,
+        online_steps=150,
+        eval_interval=50,
+        eval_episodes=2,
+        batch_size=64,
+        phase1_dir=str(phase1_dir),
+        save_dir=str(tmp_path / "runs"),
+        device="cpu",
+    )
+    base.update(kw)
+    return FinetuneConfig(**base)
+
+
+def without_timing(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k not in TIMING_KEYS}
+
+
+@pytest.mark.parametrize("bonus_type", ["ensemble", "none"])
+def test_bonus_reaches_only_online_transitions(tmp_path, phase1_dir, d4rl_env, bonus_type):
+    cfg = tiny(tmp_path, phase1_dir, bonus_type=bonus_type, bonus_coeff=0.5, online_steps=60, eval_interval=60)
+    result = finetune(cfg, progress=False)
+    replay = result.replay
+    n = replay.size
+    assert n == 60
+    stored, env_r, bonus = replay.tensors["rew"][:n], replay.env_rew[:n], replay.bonus[:n]
+    torch.testing.assert_close(stored, env_r + bonus)
+    if bonus_type == "ensemble":
+        assert (bonus > 0).all()
+        # The logged disagreement is what the bonus was made from: bonus = 0.5 * std.
+        assert result.metrics["bonus_mean"][-1] == pytest.approx(0.5 * result.metrics["ensemble_disagreement"][-1])
+    else:
+        assert (bonus == 0).all() and result.metrics["ensemble_disagreement"][-1] > 0
+    # Offline rewards are exactly the corrupted dataset's.
+    expected = torch.as_tensor(load_offline(cfg).rewards)
+    assert torch.equal(result.offline.tensors["rew"], expected)
+
+
+@pytest.mark.parametrize("algo", ["iql", "cql"])
+def test_same_seed_same_metrics(tmp_path, phase1_dir, d4rl_env, algo):
+    a = finetune(tiny(tmp_path / "a", phase1_dir, algo=algo, online_steps=80, eval_interval=40), progress=False)
+    b = finetune(tiny(tmp_path / "b", phase1_dir, algo=algo, online_steps=80, eval_interval=40), progress=False)
+    assert without_timing(a.metrics) == without_timing(b.metrics)
+    c = finetune(tiny(tmp_path / "c", phase1_dir, algo=algo, online_steps=80, eval_interval=40, seed=0), progress=False)
+    assert c.metrics["critic_loss_avg"] != a.metrics["critic_loss_avg"]
+
+
+def test_run_writes_three_files_with_provenance(tmp_path, phase1_dir, d4rl_env):
+    cfg = tiny(tmp_path, phase1_dir, algo="cql", n_ensemble=4)
+    result = finetune(cfg, progress=False)
+    run = result.run_dir
+    assert run.name == "ft_cql_hopper-medium-v2_k60_noise0.0_ensemble_s1"
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "config.json", "metrics.json"]
+
+    config = json.loads((run / "config.json").read_text())
+    assert config["settings"]["n_ensemble"] == 4 and config["agent_config"]["cql_alpha"] == 1.0
+    ds = config["provenance"]["dataset"]
+    assert ds["path"].endswith("hopper_medium-v2.hdf5") and len(ds["sha256"]) == 64
+    assert ds["kind"].startswith("not D4RL") and ds["corruption"]["remove_top_k"] == 60.0
+    assert config["provenance"]["phase1_checkpoint"]["path"].endswith(
+        "cql_hopper-medium-v2_k60_noise0.0_s1/checkpoint.pt"
+    )
+    assert {"torch", "gymnasium", "mujoco", "h5py"} <= set(config["versions"])
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "complete"
+    assert metrics["step"] == [0, 50, 100, 150]
+    required = "normalized_return raw_return_mean raw_return_std train_step ensemble_disagreement"
+    required += " critic_loss_avg bonus_mean reward_mean wall_time"
+    for key in required.split():
+        assert len(metrics[key]) == 4, key
+    assert metrics["critic_loss_avg"][0] is None and metrics["critic_loss_avg"][-1] > 0
+    assert len(metrics["q_member_avg"][-1]) == 4
+
+    saved = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert saved["step"] == 150 and saved["agent"]["n_ensemble"] == 4
+    from hrl_core.agents import make_agent
+
+    agent = make_agent("cql", 11, 3, 4)
+    agent.load_state_dict(saved["agent"])  # loadable to continue
+
+
+def test_step0_matches_phase1_checkpoint(tmp_path, phase1_dir, d4rl_env):
+    """Step 0 evaluates the loaded policy: the same number as evaluating Phase I directly."""
+    from hrl_core.agents import make_agent
+    from hrl_core.checkpoint import load_state
+    from hrl_core.evaluation import Evaluator
+
+    cfg = tiny(tmp_path, phase1_dir, online_steps=1, eval_interval=1)
+    result = finetune(cfg, progress=False)
+    agent = make_agent("iql", 11, 3, 2)
+    agent.load_phase1(load_state(phase1_dir / "iql_hopper-medium-v2_k60_noise0.0_s1" / "checkpoint.pt"))
+    direct = Evaluator(cfg.env, cfg.eval_episodes, cfg.seed).run(lambda o: agent.act(o, deterministic=True))
+    assert result.metrics["normalized_return"][0] == direct["normalized_return"]
+
+
+def test_complete_run_is_left_alone(tmp_path, phase1_dir, d4rl_env, capsys):
+    cfg = tiny(tmp_path, phase1_dir, online_steps=20, eval_interval=20)
+    first = finetune(cfg, progress=False)
+    before = {p.name: p.read_bytes() for p in first.run_dir.iterdir()}
+    again = finetune(cfg, progress=False)
+    assert again.status == "already_complete" and "already complete" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in first.run_dir.iterdir()} == before
