@@ -26,17 +26,45 @@ def _add_finetune(sub) -> None:
     p.add_argument("--algo", required=True, choices=("cql", "iql"), help="Phase I algorithm")
     p.add_argument("--env", required=True, choices=sorted(DATASETS), help="D4RL dataset")
     p.add_argument("--remove_top_k", type=float, required=True, help="%% of top-return trajectories removed: 0, 30, 60")
-    p.add_argument("--bonus_type", required=True, choices=BONUS_TYPES, help="ensemble: lambda*std(Q) bonus; none: vanilla")
+    p.add_argument(
+        "--bonus_type", required=True, choices=BONUS_TYPES, help="ensemble: lambda*std(Q) bonus; none: vanilla"
+    )
     p.add_argument("--seed", type=int, required=True, help="online seed (also picks the Phase I seed)")
-    p.add_argument("--online_steps", type=int, help=f"online env steps (default {_D.online_steps}; --quick {QUICK['online_steps']})")
+    p.add_argument(
+        "--online_steps",
+        type=int,
+        help=f"online env steps (default {_D.online_steps}; --quick {QUICK['online_steps']})",
+    )
     p.add_argument("--n_ensemble", type=int, default=_D.n_ensemble, help="Q-ensemble size, 2..10 (default %(default)s)")
-    p.add_argument("--bonus_coeff", type=float, default=_D.bonus_coeff, help="lambda of the bonus (default %(default)s)")
-    p.add_argument("--online_ratio", type=float, default=_D.online_ratio, help="online fraction of each batch (default %(default)s)")
+    p.add_argument(
+        "--bonus_coeff", type=float, default=_D.bonus_coeff, help="lambda of the bonus (default %(default)s)"
+    )
+    p.add_argument(
+        "--online_ratio",
+        type=float,
+        default=_D.online_ratio,
+        help="online fraction of each batch (default %(default)s)",
+    )
     p.add_argument("--batch_size", type=int, default=_D.batch_size, help="batch size (default %(default)s)")
-    p.add_argument("--cql_alpha", type=float, default=_D.cql_alpha, help="CQL penalty weight online (default %(default)s)")
-    p.add_argument("--eval_interval", type=int, help=f"steps between evaluations (default {_D.eval_interval}; --quick {QUICK['eval_interval']})")
-    p.add_argument("--eval_episodes", type=int, help=f"episodes per evaluation (default {_D.eval_episodes}; --quick {QUICK['eval_episodes']})")
-    p.add_argument("--reward_noise_std", type=float, default=_D.reward_noise_std, help="offline reward noise sigma (default %(default)s)")
+    p.add_argument(
+        "--cql_alpha", type=float, default=_D.cql_alpha, help="CQL penalty weight online (default %(default)s)"
+    )
+    p.add_argument(
+        "--eval_interval",
+        type=int,
+        help=f"steps between evaluations (default {_D.eval_interval}; --quick {QUICK['eval_interval']})",
+    )
+    p.add_argument(
+        "--eval_episodes",
+        type=int,
+        help=f"episodes per evaluation (default {_D.eval_episodes}; --quick {QUICK['eval_episodes']})",
+    )
+    p.add_argument(
+        "--reward_noise_std",
+        type=float,
+        default=_D.reward_noise_std,
+        help="offline reward noise sigma (default %(default)s)",
+    )
     p.add_argument("--phase1_dir", default=_D.phase1_dir, help="folder of Phase I runs (default %(default)s)")
     p.add_argument("--phase1_seed", type=int, default=None, help="Phase I checkpoint seed (default: --seed)")
     p.add_argument("--save_dir", default=_D.save_dir, help="folder for run folders (default %(default)s)")

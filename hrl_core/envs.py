@@ -61,9 +61,7 @@ def dataset_spec(name: str) -> DatasetSpec:
     try:
         return DATASETS[name]
     except KeyError:
-        raise HrlError(
-            f"unknown dataset {name!r}: use one of {', '.join(sorted(DATASETS))}"
-        ) from None
+        raise HrlError(f"unknown dataset {name!r}: use one of {', '.join(sorted(DATASETS))}") from None
 
 
 def normalized_score(dataset: str, raw_return: float | np.ndarray) -> float | np.ndarray:

@@ -31,7 +31,7 @@ class Evaluator:
     def run(self, policy) -> dict:
         """``policy(obs [B, o]) -> actions [B, a]``; returns per-episode returns/lengths."""
         n = len(self.envs)
-        obs = np.stack([env.reset(seed=s)[0] for env, s in zip(self.envs, self.seeds)])
+        obs = np.stack([env.reset(seed=s)[0] for env, s in zip(self.envs, self.seeds, strict=True)])
         returns = np.zeros(n)
         lengths = np.zeros(n, dtype=np.int64)
         running = np.ones(n, dtype=bool)

@@ -107,13 +107,16 @@ def versions() -> dict:
         "h5py": h5py.__version__,
     }
     try:
-        out["git_commit"] = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip() or None
+        out["git_commit"] = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                cwd=Path(__file__).parent,
+                capture_output=True,
+                text=True,
+                timeout=5,
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         out["git_commit"] = None
     return out
@@ -140,7 +143,7 @@ def append_point(metrics: dict, point: dict) -> None:
     n = len(metrics["step"])
     for key, value in point.items():
         metrics.setdefault(key, [None] * n).append(value)
-    for key, value in metrics.items():
+    for value in metrics.values():
         if isinstance(value, list) and len(value) == n:  # key absent from this point
             value.append(None)
 

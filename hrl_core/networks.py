@@ -84,7 +84,7 @@ class EnsembleQ(nn.Module):
         layers = (self.l0, self.l1, self.l2)
         with torch.no_grad():
             for member, head in enumerate(("q1", "q2")):
-                for layer, idx in zip(layers, (0, 2, 4)):
+                for layer, idx in zip(layers, (0, 2, 4), strict=True):
                     w = double_q_state[f"{head}.{idx}.weight"]  # [out, in]
                     b = double_q_state[f"{head}.{idx}.bias"]  # [out]
                     if w.t().shape != layer.weight.shape[1:]:
@@ -101,9 +101,7 @@ class TanhGaussianPolicy(nn.Module):
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: int = HIDDEN):
         super().__init__()
-        self.trunk = nn.Sequential(
-            nn.Linear(obs_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU()
-        )
+        self.trunk = nn.Sequential(nn.Linear(obs_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
         self.mean_head = nn.Linear(hidden, act_dim)
         self.log_std_head = nn.Linear(hidden, act_dim)
 

@@ -114,7 +114,4 @@ class HybridSampler:
         if n_on == 0:
             return {k: v[off_idx] for k, v in self.offline.tensors.items()}
         on_idx = self.online.sample_idx(n_on)
-        return {
-            k: torch.cat([self.online.tensors[k][on_idx], self.offline.tensors[k][off_idx]])
-            for k in FIELDS
-        }
+        return {k: torch.cat([self.online.tensors[k][on_idx], self.offline.tensors[k][off_idx]]) for k in FIELDS}

@@ -73,8 +73,7 @@ def _check_hdf5(path: Path) -> None:
             missing = [k for k in REQUIRED_KEYS if k not in f]
     except OSError as exc:
         raise HrlError(
-            f"{path} is not a readable HDF5 file ({exc.__class__.__name__}); "
-            "delete it and download it again"
+            f"{path} is not a readable HDF5 file ({exc.__class__.__name__}); delete it and download it again"
         ) from None
     if missing:
         raise HrlError(
@@ -157,17 +156,11 @@ def read_hdf5(path: str | Path) -> Transitions:
             rew = np.asarray(f["rewards"][:], dtype=np.float32).reshape(-1)
             term = np.asarray(f["terminals"][:]).reshape(-1).astype(bool)
             tout = np.asarray(f["timeouts"][:]).reshape(-1).astype(bool)
-            nxt = (
-                np.asarray(f["next_observations"][:], dtype=np.float32)
-                if "next_observations" in f
-                else None
-            )
+            nxt = np.asarray(f["next_observations"][:], dtype=np.float32) if "next_observations" in f else None
             attrs = {k: _plain(v) for k, v in f.attrs.items()}
             groups = sorted(k for k in f if isinstance(f[k], h5py.Group))
     except OSError as exc:
-        raise HrlError(
-            f"{path} is truncated or corrupt ({exc}); delete it and download it again"
-        ) from None
+        raise HrlError(f"{path} is truncated or corrupt ({exc}); delete it and download it again") from None
     n = len(rew)
     if not (len(obs) == len(act) == len(term) == len(tout) == n) or obs.ndim != 2:
         raise HrlError(f"{path} has arrays of different lengths; the file is damaged")

@@ -13,7 +13,7 @@ from hrl_core.errors import HrlError
 def build(returns_per_traj, lengths, end="terminal"):
     """Trajectories of the given lengths whose rewards sum to the given returns."""
     rewards, terms, touts, tags = [], [], [], []
-    for i, (ret, n) in enumerate(zip(returns_per_traj, lengths)):
+    for i, (ret, n) in enumerate(zip(returns_per_traj, lengths, strict=True)):
         rewards += [ret / n] * n
         flags = [False] * n
         flags[-1] = True

@@ -50,9 +50,7 @@ def test_missing_next_observations_are_derived_within_trajectories(d4rl_dir, tmp
     keep[-1] = bool(full.terminals[-1])
     assert len(derived) == keep.sum()
     nonterm = ~derived.terminals
-    np.testing.assert_array_equal(
-        derived.next_observations[nonterm], full.next_observations[keep][nonterm]
-    )
+    np.testing.assert_array_equal(derived.next_observations[nonterm], full.next_observations[keep][nonterm])
     # The cut-off trajectory at the end of the slice lost its last row, which has no successor.
     assert ends.sum() > 0 and len(derived) < n
 

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The test command: sets up the environment, lints, then runs the whole suite.
+#   bash scripts/test.sh [pytest args]
+# Tests that need the real data find it through D4RL_DATASET_DIR and HRL_PHASE1_DIR
+# (default: ../shared/d4rl and ../shared/phase1/results beside the clone) and are
+# skipped, with the reason, when it is absent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup_env.sh
+VENV="${HRL_VENV:-.venv}"
+"$VENV/bin/ruff" check hrl_core tests
+"$VENV/bin/ruff" format --check hrl_core tests
+exec "$VENV/bin/python" -m pytest -rs "$@"

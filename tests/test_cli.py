@@ -1,0 +1,216 @@
+"""`hrl finetune` as a user runs it: real processes, real faults, real bad inputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from hrl_core.checkpoint import phase1_run_name
+
+RUN = "ft_iql_hopper-medium-v2_k60_noise0.0_ensemble_s1"
+
+
+def hrl_cmd(phase1_dir, save_dir, *extra):
+    return [
+        sys.executable, "-m", "hrl_core.cli", "finetune",
+        "--algo", "iql", "--env", "hopper-medium-v2", "--remove_top_k", "60",
+        "--bonus_type", "ensemble", "--seed", "1",
+        "--phase1_dir", str(phase1_dir), "--save_dir", str(save_dir),
+        "--batch_size", "64", "--eval_episodes", "2", "--device", "cpu", "--threads", "1",
+        "--no_progress", *extra,
+    ]  # fmt: skip
+
+
+def run(cmd, env_dir, **kw):
+    env = {**os.environ, "D4RL_DATASET_DIR": str(env_dir)}
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, **kw)
+
+
+def metrics_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def comparable(m: dict) -> dict:
+    return {k: v for k, v in m.items() if k not in ("wall_time", "eval_time")}
+
+
+def snapshot_files(tree: Path) -> dict:
+    return {p: p.read_bytes() for p in sorted(tree.rglob("*")) if p.is_file()}
+
+
+def test_cli_run_writes_outputs(tmp_path, phase1_dir, d4rl_dir):
+    out = run(hrl_cmd(phase1_dir, tmp_path, "--online_steps", "40", "--eval_interval", "20"), d4rl_dir)
+    assert out.returncode == 0, out.stderr
+    assert "done:" in out.stdout and "not D4RL" in out.stderr
+    m = metrics_of(tmp_path / RUN)
+    assert m["status"] == "complete" and m["step"] == [0, 20, 40]
+    assert (tmp_path / RUN / "checkpoint.pt").exists() and not (tmp_path / RUN / "snapshot.pt").exists()
+
+
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path, phase1_dir, d4rl_dir):
+    steps = ["--online_steps", "300", "--eval_interval", "60"]
+    ref = run(hrl_cmd(phase1_dir, tmp_path / "ref", *steps), d4rl_dir)
+    assert ref.returncode == 0, ref.stderr
+
+    save = tmp_path / "killed"
+    env = {**os.environ, "D4RL_DATASET_DIR": str(d4rl_dir)}
+    proc = subprocess.Popen(
+        hrl_cmd(phase1_dir, save, *steps), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    metrics_path = save / RUN / "metrics.json"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        # metrics.json is written right after each snapshot: 3 points = snapshots at 0, 60, 120.
+        if metrics_path.exists() and len(json.loads(metrics_path.read_text())["step"]) >= 3:
+            break
+        assert proc.poll() is None, proc.stderr.read().decode()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = json.loads(metrics_path.read_text())
+    assert killed_at["status"] == "running" and 3 <= len(killed_at["step"]) < 6
+
+    resumed = run(hrl_cmd(phase1_dir, save, *steps), d4rl_dir)
+    assert resumed.returncode == 0, resumed.stderr
+    final, reference = metrics_of(save / RUN), metrics_of(tmp_path / "ref" / RUN)
+    assert final["step"] == reference["step"] == [0, 60, 120, 180, 240, 300]
+    assert comparable(final) == comparable(reference)  # identical values on CPU
+    config = json.loads((save / RUN / "config.json").read_text())
+    assert config["resumed"][0]["at_step"] >= 120
+
+
+def test_sigterm_leaves_loadable_snapshot_and_resumes(tmp_path, phase1_dir, d4rl_dir):
+    env = {**os.environ, "D4RL_DATASET_DIR": str(d4rl_dir)}
+    cmd = hrl_cmd(phase1_dir, tmp_path, "--online_steps", "2000", "--eval_interval", "1000")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    metrics_path = tmp_path / RUN / "metrics.json"
+    while not metrics_path.exists():
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+    time.sleep(1.0)  # some online steps past the step-0 snapshot
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert "SIGTERM received: snapshot written at step" in err and "Traceback" not in err
+    snap = torch.load(tmp_path / RUN / "snapshot.pt", weights_only=True)
+    assert 0 < snap["step"] < 2000
+    assert snap["buffer"]["size"] == snap["step"]
+    assert metrics_of(tmp_path / RUN)["interrupted_at_step"] == snap["step"]
+
+
+def test_divergence_stops_with_status_and_keeps_snapshot(tmp_path, phase1_dir, d4rl_dir):
+    cmd = hrl_cmd(phase1_dir, tmp_path, "--online_steps", "100", "--eval_interval", "50", "--bonus_coeff", "inf")
+    out = run(cmd, d4rl_dir)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1].startswith("hrl: error: training diverged at online step")
+    m = metrics_of(tmp_path / RUN)
+    assert m["status"] == "diverged" and m["diverged_at_step"] >= 1 and m["diverged_quantity"]
+    assert (tmp_path / RUN / "snapshot.pt").exists()  # the last good state (step 0)
+    again = run(cmd, d4rl_dir)
+    assert again.returncode == 1 and "--restart" in again.stderr
+
+
+@pytest.fixture
+def other_run(tmp_path, phase1_dir, d4rl_dir):
+    """A finished run beside the bad-input attempts; its files must stay byte-identical."""
+    save = tmp_path / "runs"
+    out = run(hrl_cmd(phase1_dir, save, "--online_steps", "10", "--eval_interval", "10"), d4rl_dir)
+    assert out.returncode == 0, out.stderr
+    return save
+
+
+def _bad_inputs(tmp_path: Path, phase1_dir: Path, d4rl_dir: Path):
+    """(label, extra args or replaced args, env dir, expected message fragment)."""
+    bad_ckpts = tmp_path / "bad_ckpts"
+    good = phase1_dir / phase1_run_name("iql", "hopper-medium-v2", 60, 0.0, 1) / "checkpoint.pt"
+    for name, data in {
+        "trunc": good.read_bytes()[:5000],
+    }.items():
+        d = bad_ckpts / name / phase1_run_name("iql", "hopper-medium-v2", 60, 0.0, 1)
+        d.mkdir(parents=True)
+        (d / "checkpoint.pt").write_bytes(data)
+    # A halfcheetah checkpoint where the hopper one should be.
+    d = bad_ckpts / "dims" / phase1_run_name("iql", "hopper-medium-v2", 60, 0.0, 1)
+    d.mkdir(parents=True)
+    (d / "checkpoint.pt").write_bytes(
+        (phase1_dir / phase1_run_name("iql", "halfcheetah-medium-v2", 60, 0.0, 1) / "checkpoint.pt").read_bytes()
+    )
+    # A CQL checkpoint given as IQL.
+    d = bad_ckpts / "algo" / phase1_run_name("iql", "hopper-medium-v2", 60, 0.0, 1)
+    d.mkdir(parents=True)
+    (d / "checkpoint.pt").write_bytes(
+        (phase1_dir / phase1_run_name("cql", "hopper-medium-v2", 60, 0.0, 1) / "checkpoint.pt").read_bytes()
+    )
+    data_dirs = {}
+    for name in ("truncated", "keyless"):
+        folder = tmp_path / f"d4rl_{name}"
+        folder.mkdir()
+        data_dirs[name] = folder
+    (data_dirs["truncated"] / "hopper_medium-v2.hdf5").write_bytes(
+        (d4rl_dir / "hopper_medium-v2.hdf5").read_bytes()[:100_000]
+    )
+    import h5py
+
+    with h5py.File(data_dirs["keyless"] / "hopper_medium-v2.hdf5", "w") as f:
+        f.create_dataset("observations", data=[[0.0] * 11])
+    empty = tmp_path / "d4rl_empty"
+    empty.mkdir()
+    readonly = tmp_path / "readonly"
+    readonly.mkdir()
+    readonly.chmod(0o500)
+    missing_dir = tmp_path / "nothing_here"
+    return [
+        ("missing checkpoint", ["--phase1_dir", str(missing_dir)], d4rl_dir, "not found"),
+        ("truncated checkpoint", ["--phase1_dir", str(bad_ckpts / "trunc")], d4rl_dir, "truncated or corrupt"),
+        ("wrong dims", ["--phase1_dir", str(bad_ckpts / "dims")], d4rl_dir, "obs_dim=17"),
+        (
+            "cql given as iql",
+            ["--phase1_dir", str(bad_ckpts / "algo")],
+            d4rl_dir,
+            "is an CQL checkpoint but --algo iql",
+        ),
+        ("missing hdf5", [], empty, "hopper_medium-v2.hdf5 not found in"),
+        ("truncated hdf5", [], data_dirs["truncated"], "hopper_medium-v2.hdf5"),
+        ("key-less hdf5", [], data_dirs["keyless"], "lacks the D4RL keys"),
+        ("unknown dataset", ["--env", "walker2d-medium-v2"], d4rl_dir, "invalid choice"),
+        ("unknown algo", ["--algo", "td3"], d4rl_dir, "invalid choice"),
+        ("k out of range", ["--remove_top_k", "100"], d4rl_dir, "outside [0, 100)"),
+        ("k negative", ["--remove_top_k", "-5"], d4rl_dir, "outside [0, 100)"),
+        ("n_ensemble too small", ["--n_ensemble", "1"], d4rl_dir, "outside 2..10"),
+        ("n_ensemble too large", ["--n_ensemble", "11"], d4rl_dir, "outside 2..10"),
+        ("online_ratio", ["--online_ratio", "1.5"], d4rl_dir, "outside [0, 1]"),
+        ("negative bonus", ["--bonus_coeff", "-0.1"], d4rl_dir, "is negative"),
+        ("unwritable save_dir", ["--save_dir", str(readonly / "sub")], d4rl_dir, "cannot write to save_dir"),
+    ]
+
+
+def test_bad_inputs_give_one_line_and_touch_nothing(tmp_path, phase1_dir, d4rl_dir, other_run):
+    before = snapshot_files(other_run)
+    cases = _bad_inputs(tmp_path, phase1_dir, d4rl_dir)
+    if os.geteuid() == 0:  # root can write anywhere: make save_dir's parent a regular file instead
+        blocker = tmp_path / "a_file"
+        blocker.write_text("x")
+        cases[-1] = ("unwritable save_dir", ["--save_dir", str(blocker / "sub")], d4rl_dir, "cannot write to save_dir")
+    failures = []
+    for label, extra, data_dir, expected in cases:
+        # --restart on purpose: even a restart must not delete a run before its inputs check out.
+        cmd = hrl_cmd(phase1_dir, other_run, "--online_steps", "10", "--eval_interval", "10", "--restart")
+        # Later flags override earlier ones in argparse, so extra args replace the defaults.
+        out = run(cmd + extra, data_dir)
+        lines = [ln for ln in out.stderr.strip().splitlines() if ln.strip()]
+        if out.returncode == 0 or expected not in out.stderr or "Traceback" in out.stderr:
+            failures.append(f"{label}: rc={out.returncode} stderr={out.stderr[-400:]!r}")
+        elif "invalid choice" not in expected and "outside" not in expected and "negative" not in expected:
+            errors = [ln for ln in lines if ln.startswith("hrl: error: ")]
+            if len(errors) != 1 or lines[-1] != errors[0]:
+                failures.append(f"{label}: not one line: {lines}")
+    assert not failures, "\n".join(failures)
+    assert snapshot_files(other_run) == before
