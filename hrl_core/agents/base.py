@@ -71,9 +71,12 @@ class EnsembleAgent:
         raise NotImplementedError
 
     def state_dict(self) -> dict:
+        """A detached copy. Optimizer state is deep-copied: ``Optimizer.state_dict``
+        returns the live moment tensors, and ``load_state_dict`` keeps them as they
+        are, so two agents would otherwise share (and both update) one Adam state."""
         out = {}
         for name, obj in self.modules().items():
-            out[name] = obj.detach().clone() if torch.is_tensor(obj) else obj.state_dict()
+            out[name] = obj.detach().clone() if torch.is_tensor(obj) else copy.deepcopy(obj.state_dict())
         out["algo"] = self.algo
         out["n_ensemble"] = self.critic.n_members
         return out
