@@ -103,11 +103,35 @@ def _run_finetune(args) -> int:
     return 0
 
 
+def _add_bench(sub) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="time one online step part by part against this machine's GEMM rate",
+        description="Median milliseconds per online step (update, acting + bonus, sampling, env step), "
+        "the update's FLOP count and efficiency, and evaluation time.",
+    )
+    p.add_argument("--algo", nargs="+", default=["cql", "iql"], choices=("cql", "iql"))
+    p.add_argument("--env", nargs="+", default=sorted(DATASETS), choices=sorted(DATASETS))
+    p.add_argument("--n_ensemble", nargs="+", type=int, default=[3, 5])
+    p.add_argument("--batch_size", type=int, default=256)
+    p.add_argument("--repeats", type=int, default=15, help="timed repeats per update (medians reported)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    def handler(args):
+        from hrl_core.bench import main_bench
+
+        return main_bench(args)
+
+    p.set_defaults(handler=handler)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hrl", description="Hybrid-RL recovery workbench (Phase II).")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_finetune(sub)
+    _add_bench(sub)
     return parser
 
 

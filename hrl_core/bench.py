@@ -1,0 +1,222 @@
+"""``hrl bench``: what one online step costs, part by part, against the hardware floor.
+
+For each (algo, N, dataset) it times, with the real components and real shapes:
+the gradient update, acting + bonus (one no-grad pass), hybrid batch sampling and the
+MuJoCo env step; then one full evaluation. It counts the update's floating-point
+operations analytically and measures this machine's large fp32 GEMM rate, so
+``efficiency = FLOP / GEMM rate / measured update time`` says how close the update is
+to what the matmuls alone would cost at peak. All figures are medians of repeats.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from hrl_core.agents import make_agent
+from hrl_core.data import HybridSampler, OfflineData, ReplayBuffer
+from hrl_core.data.d4rl import Transitions
+from hrl_core.envs import dataset_spec, make_env
+from hrl_core.evaluation import Evaluator
+from hrl_core.networks import HIDDEN
+
+
+def _median_ms(fn, repeats: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return 1000.0 * statistics.median(times)
+
+
+def gemm_gflops(n: int = 2048, repeats: int = 7) -> float:
+    """Measured fp32 GEMM rate (GFLOP/s) of an n x n x n matmul on this machine."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    ms = _median_ms(lambda: a @ b, repeats)
+    return 2 * n**3 / (ms / 1000) / 1e9
+
+
+def _mlp_flops(
+    rows: int, dims: list[int], backward: bool, weight_grads: bool = True, input_grad: bool = False
+) -> float:
+    """Multiply-add FLOPs of an MLP on ``rows`` inputs (x2 per multiply-add).
+
+    Backward costs one GEMM per layer for input gradients (all layers but the first,
+    unless the input itself needs a gradient) and one for weight gradients (when the
+    weights are trained).
+    """
+    total = 0.0
+    for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
+        gemm = 2.0 * rows * d_in * d_out
+        total += gemm
+        if backward:
+            total += gemm if (i > 0 or input_grad) else 0.0
+            total += gemm if weight_grads else 0.0
+    return total
+
+
+def update_flops(algo: str, obs_dim: int, act_dim: int, n: int, batch: int, n_samples: int = 10) -> float:
+    """FLOPs of one gradient update (matmuls only; element-wise work is ignored)."""
+    h = HIDDEN
+    q = [obs_dim + act_dim, h, h, 1]
+    pi = [obs_dim, h, h, 2 * act_dim]  # mean and log-std heads counted as one layer
+    v = [obs_dim, h, h, 1]
+    if algo == "cql":
+        rows = (1 + 2 * n_samples) * batch
+        flops = n * _mlp_flops(batch, q, backward=False)  # target Q(s', a')
+        flops += _mlp_flops(batch, pi, backward=False)  # a' ~ pi(s')
+        flops += _mlp_flops(n_samples * batch, pi, backward=False)  # policy actions for the penalty
+        flops += n * _mlp_flops(rows, q, backward=True)  # critic on data + random + policy actions
+        flops += _mlp_flops(batch, pi, backward=True)  # actor loss: pi
+        # actor loss: frozen Q, differentiated down to its action input
+        flops += n * _mlp_flops(batch, q, backward=True, weight_grads=False, input_grad=True)
+        return flops
+    flops = n * _mlp_flops(batch, q, backward=False)  # target Q(s, a)
+    flops += _mlp_flops(batch, v, backward=True) + _mlp_flops(batch, v, backward=False)  # V(s), V(s')
+    flops += n * _mlp_flops(batch, q, backward=True)  # Q ensemble
+    flops += _mlp_flops(batch, pi, backward=True)  # actor log-prob
+    return flops
+
+
+def _offline_stub(spec, size: int = 50_000) -> OfflineData:
+    """Random transitions of the dataset's shapes: timing depends on shapes only."""
+    rng = np.random.default_rng(0)
+    data = Transitions(
+        observations=rng.standard_normal((size, spec.obs_dim)).astype(np.float32),
+        actions=rng.uniform(-1, 1, (size, spec.act_dim)).astype(np.float32),
+        rewards=rng.standard_normal(size).astype(np.float32),
+        next_observations=rng.standard_normal((size, spec.obs_dim)).astype(np.float32),
+        terminals=np.zeros(size, bool),
+        timeouts=np.zeros(size, bool),
+    )
+    return OfflineData(data)
+
+
+def bench_cell(algo: str, dataset: str, n: int, batch: int, repeats: int, gflops: float) -> dict:
+    spec = dataset_spec(dataset)
+    torch.manual_seed(0)
+    agent = make_agent(algo, spec.obs_dim, spec.act_dim, n)
+    online = ReplayBuffer(10_000, spec.obs_dim, spec.act_dim)
+    env = make_env(dataset)
+    obs, _ = env.reset(seed=0)
+    for _ in range(2 * batch):  # enough online data for true hybrid batches
+        a = env.action_space.sample()
+        nxt, r, term, trunc, _ = env.step(a)
+        online.add(obs, a, r, 0.0, nxt, term)
+        obs = env.reset()[0] if term or trunc else nxt
+    sampler = HybridSampler(_offline_stub(spec), online, batch, 0.5)
+    batch_data = sampler.sample()
+
+    def env_step():
+        nonlocal obs
+        nxt, _, term, trunc, _ = env.step(env.action_space.sample())
+        obs = env.reset()[0] if term or trunc else nxt
+
+    parts = {
+        "update": _median_ms(lambda: agent.update(batch_data), repeats),
+        "act_and_bonus": _median_ms(lambda: agent.explore(obs), 5 * repeats),
+        "sample_batch": _median_ms(sampler.sample, 5 * repeats),
+        "env_step": _median_ms(env_step, 5 * repeats),
+        "buffer_add": _median_ms(lambda: online.add(obs, np.zeros(spec.act_dim), 0.0, 0.0, obs, False), 5 * repeats),
+    }
+    online.size = 2 * batch  # undo the timing adds
+    flops = update_flops(algo, spec.obs_dim, spec.act_dim, n, batch)
+    floor_ms = flops / (gflops * 1e9) * 1000
+    env.close()
+    return {
+        "algo": algo,
+        "dataset": dataset,
+        "n_ensemble": n,
+        "batch_size": batch,
+        "ms_per_step": sum(parts.values()),
+        "parts_ms": parts,
+        "update_gflop": flops / 1e9,
+        "update_floor_ms": floor_ms,
+        "update_efficiency": floor_ms / parts["update"],
+    }
+
+
+def bench_eval(dataset: str, episodes: int = 10) -> dict:
+    spec = dataset_spec(dataset)
+    agent = make_agent("iql", spec.obs_dim, spec.act_dim, 2)
+    evaluator = Evaluator(dataset, episodes, seed=0)
+    t = time.perf_counter()
+    result = evaluator.run(lambda o: agent.act(o, deterministic=True))
+    seconds = time.perf_counter() - t
+    evaluator.close()
+    env_steps = int(result["ep_len_mean"] * episodes)
+    return {
+        "dataset": dataset,
+        "episodes": episodes,
+        "seconds": seconds,
+        "env_steps": env_steps,
+        # An untrained policy may fall early (hopper); scale to full 1,000-step episodes.
+        "seconds_full_length": seconds * episodes * 1000 / max(env_steps, 1),
+    }
+
+
+def run_bench(algos, datasets, ensembles, batch: int = 256, repeats: int = 15, threads: int | None = None) -> dict:
+    if threads:
+        torch.set_num_threads(threads)
+    gflops = gemm_gflops()
+    cells = [bench_cell(a, d, n, batch, repeats, gflops) for a in algos for n in ensembles for d in datasets]
+    evals = [bench_eval(d) for d in datasets]
+    return {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "gemm_gflops": gflops,
+        "cells": cells,
+        "evaluation": evals,
+    }
+
+
+def eval_share(ms_per_step: float, eval_seconds: float, eval_interval: int = 5000) -> float:
+    """Fraction of a run's wall time spent evaluating at the default schedule."""
+    train = ms_per_step / 1000 * eval_interval
+    return eval_seconds / (train + eval_seconds)
+
+
+def format_report(report: dict) -> str:
+    lines = [
+        f"torch {report['torch']}, {report['threads']} threads, measured GEMM rate "
+        f"{report['gemm_gflops']:.0f} GFLOP/s (fp32, 2048^3)",
+        "",
+        "algo  dataset                N  ms/step  update  act+bonus  sample  env   GFLOP  floor  efficiency",
+    ]
+    for c in report["cells"]:
+        p = c["parts_ms"]
+        lines.append(
+            f"{c['algo']:<5} {c['dataset']:<22} {c['n_ensemble']}  {c['ms_per_step']:7.1f}  {p['update']:6.1f}"
+            f"  {p['act_and_bonus']:9.2f}  {p['sample_batch']:6.2f}  {p['env_step']:4.2f}"
+            f"  {c['update_gflop']:5.2f}  {c['update_floor_ms']:5.1f}  {c['update_efficiency']:9.0%}"
+        )
+    lines.append("")
+    evals = {e["dataset"]: e for e in report["evaluation"]}
+    for e in report["evaluation"]:
+        lines.append(
+            f"evaluation {e['dataset']}: {e['episodes']} episodes, {e['env_steps']} env steps, {e['seconds']:.2f} s"
+            f" ({e['seconds_full_length']:.2f} s at 1,000 steps per episode)"
+        )
+    for c in report["cells"]:
+        share = eval_share(c["ms_per_step"], evals[c["dataset"]]["seconds_full_length"])
+        c["eval_share_default_schedule"] = share
+    worst = max(report["cells"], key=lambda c: c["eval_share_default_schedule"])
+    lines.append(
+        f"evaluation share of wall time at eval_interval=5000: at most {worst['eval_share_default_schedule']:.1%} "
+        f"({worst['algo']} {worst['dataset']} N={worst['n_ensemble']})"
+    )
+    return "\n".join(lines)
+
+
+def main_bench(args) -> int:
+    report = run_bench(args.algo, args.env, args.n_ensemble, args.batch_size, args.repeats, args.threads)
+    text = format_report(report)
+    print(json.dumps(report, indent=2) if args.json else text)
+    return 0
