@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hrl_core.config import BONUS_TYPES, DEVICES, QUICK, FinetuneConfig
+from hrl_core.config import BONUS_TYPES, COMPILE_MODES, DEVICES, QUICK, FinetuneConfig
 from hrl_core.envs import DATASETS
 from hrl_core.errors import HrlError
 
@@ -70,6 +70,12 @@ def _add_finetune(sub) -> None:
     p.add_argument("--save_dir", default=_D.save_dir, help="folder for run folders (default %(default)s)")
     p.add_argument("--device", default=_D.device, choices=DEVICES, help="torch device (default %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument(
+        "--compile",
+        default=_D.compile,
+        choices=COMPILE_MODES,
+        help="torch.compile the CQL critic pass (auto: CQL runs of 2,000+ steps; default %(default)s)",
+    )
     p.add_argument("--quick", action="store_true", help="5,000 steps, evaluation every 1,000 with 5 episodes")
     p.add_argument("--restart", action="store_true", help="discard an existing run of this cell and start over")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
@@ -116,6 +122,7 @@ def _add_bench(sub) -> None:
     p.add_argument("--batch_size", type=int, default=256)
     p.add_argument("--repeats", type=int, default=15, help="timed repeats per update (medians reported)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--no_compile", action="store_true", help="time CQL eagerly (runs compile it by default)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     def handler(args):

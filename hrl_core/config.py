@@ -10,6 +10,8 @@ from hrl_core.errors import HrlError
 
 BONUS_TYPES = ("ensemble", "none")
 DEVICES = ("auto", "cpu", "cuda")
+COMPILE_MODES = ("auto", "on", "off")
+COMPILE_MIN_STEPS = 2_000  # ~20 s compile / ~10 ms saved per CQL step on a 2-core CPU
 
 # --quick: a short run for smoke tests and demos.
 QUICK = {"online_steps": 5_000, "eval_interval": 1_000, "eval_episodes": 5}
@@ -39,6 +41,14 @@ class FinetuneConfig:
     save_dir: str = "results_phase2"  # where run folders are written
     device: str = "auto"  # auto | cpu | cuda
     threads: int | None = None  # torch CPU threads; None = torch's default
+    compile: str = "auto"  # torch.compile the CQL critic pass: auto (CQL, >= 2,000 steps) | on | off
+
+    @property
+    def compile_critic(self) -> bool:
+        """Whether this run compiles the CQL critic (pays for itself after ~2,000 steps)."""
+        if self.algo != "cql" or self.compile == "off":
+            return False
+        return self.compile == "on" or self.online_steps >= COMPILE_MIN_STEPS
 
     @property
     def run_name(self) -> str:
@@ -78,6 +88,7 @@ class FinetuneConfig:
             (self.cql_alpha >= 0, f"cql_alpha={self.cql_alpha} is negative"),
             (self.device in DEVICES, f"device={self.device!r}: use auto, cpu or cuda"),
             (self.threads is None or self.threads >= 1, f"threads={self.threads} must be at least 1"),
+            (self.compile in COMPILE_MODES, f"compile={self.compile!r}: use auto, on or off"),
         ]
         for ok, message in checks:
             if not ok:

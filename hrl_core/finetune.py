@@ -42,6 +42,7 @@ from hrl_core.data import HybridSampler, OfflineData, ReplayBuffer, add_reward_n
 from hrl_core.envs import dataset_spec, get_env_state, make_env, set_env_state
 from hrl_core.errors import DivergenceError, HrlError
 from hrl_core.evaluation import Evaluator, eval_seeds
+from hrl_core.perf import tune_allocator
 
 SNAPSHOT = "snapshot.pt"
 SNAPSHOT_PREV = "snapshot.prev.pt"
@@ -267,6 +268,7 @@ def finetune(cfg: FinetuneConfig, restart: bool = False, progress: bool = True) 
 
     # Everything that can fail on bad input happens before the run folder is touched.
     device = resolve_device(cfg.device)
+    allocator_tuned = tune_allocator()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     data = load_offline(cfg)
@@ -293,7 +295,7 @@ def finetune(cfg: FinetuneConfig, restart: bool = False, progress: bool = True) 
     run_dir.mkdir(parents=True, exist_ok=True)
 
     seed_everything(cfg.seed)
-    agent_overrides = {"cql_alpha": cfg.cql_alpha} if cfg.algo == "cql" else {}
+    agent_overrides = {"cql_alpha": cfg.cql_alpha, "compile_critic": cfg.compile_critic} if cfg.algo == "cql" else {}
     agent = make_agent(cfg.algo, spec.obs_dim, spec.act_dim, cfg.n_ensemble, device, **agent_overrides)
     agent.load_phase1(ckpt.state)
     offline = OfflineData(data, device)
@@ -312,6 +314,7 @@ def finetune(cfg: FinetuneConfig, restart: bool = False, progress: bool = True) 
         "versions": versions(),
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
+        "speed": {"allocator_tuned": allocator_tuned, "compiled_cql_critic": cfg.compile_critic},
         "command": sys.argv,
         "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
     }

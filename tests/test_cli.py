@@ -55,7 +55,8 @@ def test_cli_run_writes_outputs(tmp_path, phase1_dir, d4rl_dir):
     assert (tmp_path / RUN / "checkpoint.pt").exists() and not (tmp_path / RUN / "snapshot.pt").exists()
 
 
-def test_sigkill_then_resume_equals_uninterrupted(tmp_path, phase1_dir, d4rl_dir):
+@pytest.mark.parametrize("damage", ["none", "truncate_newest_snapshot"])
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path, phase1_dir, d4rl_dir, damage):
     steps = ["--online_steps", "300", "--eval_interval", "60"]
     ref = run(hrl_cmd(phase1_dir, tmp_path / "ref", *steps), d4rl_dir)
     assert ref.returncode == 0, ref.stderr
@@ -77,14 +78,19 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, phase1_dir, d4rl_dir
     proc.wait()
     killed_at = json.loads(metrics_path.read_text())
     assert killed_at["status"] == "running" and 3 <= len(killed_at["step"]) < 6
+    if damage != "none":
+        newest = save / RUN / "snapshot.pt"
+        newest.write_bytes(newest.read_bytes()[:10_000])
 
     resumed = run(hrl_cmd(phase1_dir, save, *steps), d4rl_dir)
     assert resumed.returncode == 0, resumed.stderr
+    if damage != "none":
+        assert "truncated or corrupt" in resumed.stderr and "trying the previous snapshot" in resumed.stderr
     final, reference = metrics_of(save / RUN), metrics_of(tmp_path / "ref" / RUN)
     assert final["step"] == reference["step"] == [0, 60, 120, 180, 240, 300]
     assert comparable(final) == comparable(reference)  # identical values on CPU
     config = json.loads((save / RUN / "config.json").read_text())
-    assert config["resumed"][0]["at_step"] >= 120
+    assert config["resumed"][0]["at_step"] >= (60 if damage != "none" else 120)
 
 
 def test_sigterm_leaves_loadable_snapshot_and_resumes(tmp_path, phase1_dir, d4rl_dir):

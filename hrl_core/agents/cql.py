@@ -17,6 +17,7 @@ import torch
 
 from hrl_core.agents.base import EnsembleAgent
 from hrl_core.data.buffers import Batch
+from hrl_core.perf import compile_or_eager, make_adam
 
 
 @dataclass
@@ -34,6 +35,9 @@ class CQLConfig:
     # Soft (SAC) backup: targets include -alpha*log pi(a'|s'). On, as in Phase I: the
     # loaded critics' Q-values on the data match soft returns, not plain returns.
     backup_entropy: bool = True
+    # torch.compile the critic's forward in the CQL loss (the [N, 21*B] pass that
+    # dominates the update): ~12% faster on a CPU after a ~20 s compile.
+    compile_critic: bool = False
 
 
 class CQLAgent(EnsembleAgent):
@@ -44,11 +48,16 @@ class CQLAgent(EnsembleAgent):
         self.cfg = cfg
         self.log_alpha = torch.zeros((), device=self.device, requires_grad=True)  # SAC temperature
         self.target_entropy = -float(act_dim)  # SAC heuristic: -|A|
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
+        self.actor_opt = make_adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.critic_opt = make_adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.alpha_opt = make_adam([self.log_alpha], lr=cfg.alpha_lr)
         # log of the uniform density on [-1, 1]^a, subtracted from random-action Qs
         self._log_uniform_density = -act_dim * math.log(2.0)
+        # Only the loss's fixed-shape pass is compiled: acting and the actor loss use
+        # other batch sizes, and each new shape would cost another compilation.
+        self._penalty_q = self.critic.forward_input
+        if cfg.compile_critic:
+            self._penalty_q = compile_or_eager(self.critic.forward_input, "the CQL critic")
 
     def load_phase1(self, ckpt: dict) -> None:
         self.load_phase1_common(ckpt)
@@ -92,7 +101,7 @@ class CQLAgent(EnsembleAgent):
                 torch.cat([obs_rep, pi_act], -1),  # [R, B, o+a]
             ]
         ).reshape((1 + 2 * R) * B, -1)
-        q = self.critic.forward_input(x).reshape(-1, 1 + 2 * R, B)  # [N, 1+2R, B]
+        q = self._penalty_q(x).reshape(-1, 1 + 2 * R, B)  # [N, 1+2R, B]
         q_data = q[:, 0]  # [N, B]
         q_rand = q[:, 1 : 1 + R] - self._log_uniform_density  # [N, R, B]
         q_pi = q[:, 1 + R :] - pi_logp  # [N, R, B]

@@ -15,6 +15,7 @@ import torch
 from hrl_core.agents.base import EnsembleAgent
 from hrl_core.data.buffers import Batch
 from hrl_core.networks import ValueNetwork
+from hrl_core.perf import make_adam
 
 
 @dataclass
@@ -45,9 +46,9 @@ class IQLAgent(EnsembleAgent):
         super().__init__(obs_dim, act_dim, cfg.n_ensemble, device)
         self.cfg = cfg
         self.value = ValueNetwork(obs_dim).to(self.device)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
-        self.value_opt = torch.optim.Adam(self.value.parameters(), lr=cfg.value_lr)
+        self.actor_opt = make_adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.critic_opt = make_adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.value_opt = make_adam(self.value.parameters(), lr=cfg.value_lr)
 
     def load_phase1(self, ckpt: dict) -> None:
         self.load_phase1_common(ckpt)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -97,3 +98,27 @@ def test_state_dict_roundtrip_gives_identical_next_update(setup):
     ib = b.update(batch)
     for k in ia:
         assert torch.equal(ia[k], ib[k]), k
+
+
+def test_compiled_critic_matches_eager(setup):
+    """torch.compile is a speed measure only: same loss and gradients within float tolerance."""
+    ckpt, batch = setup
+    agents = []
+    for compile_critic in (False, True):
+        torch.manual_seed(0)  # same fresh members in both
+        agents.append(make_agent("cql", 11, 3, n_ensemble=3, compile_critic=compile_critic))
+        agents[-1].load_phase1(ckpt)
+    eager, compiled = agents
+    results = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for agent in (eager, compiled):
+            torch.manual_seed(3)
+            loss, _ = agent.critic_loss(batch)
+            grads = torch.autograd.grad(loss, list(agent.critic.parameters()))
+            results.append((loss, grads))
+    assert not [w for w in caught if "torch.compile of" in str(w.message)], "fell back to eager"
+    (l_e, g_e), (l_c, g_c) = results
+    torch.testing.assert_close(l_c, l_e, rtol=1e-5, atol=1e-3)
+    for a, b in zip(g_c, g_e, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-3)
