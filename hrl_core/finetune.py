@@ -392,9 +392,13 @@ def _train(cfg, run_dir, agent, buffer, sampler, env, evaluator, snapshot, progr
         point["eval_time"] = time.perf_counter() - t_eval
         point["wall_time"] = wall()
         point["online_buffer_size"] = buffer.size
+        point["snapshot_time"] = None  # filled in below, once the snapshot is written
         append_point(metrics, point)
         window = Window()
+        t_save = time.perf_counter()
         write_snapshot(run_dir, make_snapshot())
+        # Snapshot cost lands between evaluation points; logged so timing is honest.
+        metrics["snapshot_time"][-1] = time.perf_counter() - t_save
         io.write_json(run_dir / "metrics.json", metrics)
         if bar is not None:
             bar.set_postfix(norm_return=f"{result['normalized_return']:.1f}", refresh=False)

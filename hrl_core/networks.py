@@ -40,8 +40,8 @@ class EnsembleLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: [B, in] (same input for every member) or [N, B, in]  ->  [N, B, out]
         if x.dim() == 2:
-            return torch.matmul(x, self.weight) + self.bias  # broadcast over N
-        return torch.baddbmm(self.bias, x, self.weight)
+            x = x.expand(self.weight.shape[0], -1, -1)  # a view: no copy per member
+        return torch.baddbmm(self.bias, x, self.weight)  # bias + x @ W in one call
 
 
 class EnsembleQ(nn.Module):
