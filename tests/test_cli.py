@@ -39,7 +39,7 @@ def metrics_of(run_dir: Path) -> dict:
 
 
 def comparable(m: dict) -> dict:
-    return {k: v for k, v in m.items() if k not in ("wall_time", "eval_time")}
+    return {k: v for k, v in m.items() if k not in ("wall_time", "eval_time", "snapshot_time")}
 
 
 def snapshot_files(tree: Path) -> dict:

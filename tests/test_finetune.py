@@ -10,7 +10,7 @@ import torch
 from hrl_core.config import FinetuneConfig
 from hrl_core.finetune import finetune, load_offline
 
-TIMING_KEYS = {"wall_time", "eval_time"}
+TIMING_KEYS = {"wall_time", "eval_time", "snapshot_time"}
 
 
 def tiny(tmp_path, phase1_dir, **kw) -> FinetuneConfig:
