@@ -65,7 +65,7 @@ def _add_finetune(sub) -> None:
         default=_D.reward_noise_std,
         help="offline reward noise sigma (default %(default)s)",
     )
-    p.add_argument("--phase1_dir", default=_D.phase1_dir, help="folder of Phase I runs (default %(default)s)")
+    p.add_argument("--phase1_dir", default=None, help="folder of Phase I runs (default: $HRL_PHASE1_DIR, else results)")
     p.add_argument("--phase1_seed", type=int, default=None, help="Phase I checkpoint seed (default: --seed)")
     p.add_argument("--save_dir", default=_D.save_dir, help="folder for run folders (default %(default)s)")
     p.add_argument("--device", default=_D.device, choices=DEVICES, help="torch device (default %(default)s)")
@@ -85,6 +85,8 @@ def _add_finetune(sub) -> None:
 def config_from_args(args) -> FinetuneConfig:
     """Explicit flags win over --quick, which wins over the defaults."""
     values = {k: getattr(args, k) for k in FinetuneConfig.__dataclass_fields__ if hasattr(args, k)}
+    if values.get("phase1_dir") is None:
+        values.pop("phase1_dir", None)  # the config's default: $HRL_PHASE1_DIR, else results/
     for key, quick_value in QUICK.items():
         if values.get(key) is None:
             values[key] = quick_value if args.quick else getattr(_D, key)
@@ -133,12 +135,106 @@ def _add_bench(sub) -> None:
     p.set_defaults(handler=handler)
 
 
+def _add_grid(sub) -> None:
+    p = sub.add_parser(
+        "grid",
+        help="run the grid: one papermill-executed notebook per cell, on Dask",
+        description="Expand a grid file, skip complete cells, and execute notebooks/finetune.ipynb once per "
+        "remaining cell with papermill into executed/<run_name>.ipynb, on a Dask cluster.",
+    )
+    p.add_argument("--params", default=None, help="grid YAML (default params/grid.yaml; --quick: params/quick.yaml)")
+    p.add_argument("--quick", action="store_true", help="quick budget: 5,000 steps, eval every 1,000 with 5 episodes")
+    p.add_argument("--algo", nargs="+", help="only these algos")
+    p.add_argument("--env", nargs="+", help="only these datasets")
+    p.add_argument("--remove_top_k", nargs="+", type=float, help="only these corruption levels")
+    p.add_argument("--bonus_type", nargs="+", help="only these bonus types")
+    p.add_argument("--seed", nargs="+", type=int, help="only these seeds")
+    p.add_argument(
+        "--save_dir", default=None, help="where run folders go (default: the grid file's, else results_phase2)"
+    )
+    p.add_argument("--executed_dir", default="executed", help="where executed notebooks go (default %(default)s)")
+    p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler (tcp://host:8786)")
+    p.add_argument("--workers", type=int, default=None, help="LocalCluster workers (default: one per core)")
+    p.add_argument("--threads_per_cell", type=int, default=1, help="torch threads per cell (default %(default)s)")
+    p.add_argument("--dry-run", dest="dry_run", action="store_true", help="list the cells and an estimated wall time")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_run_grid)
+
+
+def _run_grid(args) -> int:
+    from pathlib import Path
+
+    from hrl_core import grid
+
+    path = Path(args.params) if args.params else (grid.REPO / "params" / ("quick.yaml" if args.quick else "grid.yaml"))
+    spec = grid.load_grid(path)
+    filters = {"algos": args.algo, "datasets": args.env, "remove_top_k": args.remove_top_k,
+               "bonus_types": args.bonus_type, "seeds": args.seed}  # fmt: skip
+    overrides = {"save_dir": args.save_dir} if args.save_dir else {}
+    cells = grid.expand(spec, filters, overrides, quick=args.quick)
+    if not cells:
+        print("grid: no cell matches these filters")
+        return 1
+    workers = 1 if args.scheduler else (args.workers or grid.default_workers())
+    if args.dry_run:
+        statuses = [grid.cell_status(c) for c in cells]
+        todo = [c for c, s in zip(cells, statuses, strict=True) if s != "complete"]
+        for c, s in zip(cells, statuses, strict=True):
+            print(f"{c.run_name:<60} {c.config.online_steps:>7} steps  {s}")
+        est = grid.estimate_seconds(todo, grid.MS_PER_STEP_1_THREAD, workers)
+        print(
+            f"{len(cells)} cells, {len(todo)} to run; estimated wall time {grid.format_duration(est)} on "
+            f"{workers} worker(s) at {grid.MS_PER_STEP_1_THREAD['cql']:.0f} ms (CQL) / "
+            f"{grid.MS_PER_STEP_1_THREAD['iql']:.0f} ms (IQL) per step (hrl bench --threads 1, 2-core CPU)"
+        )
+        return 0
+    results = grid.run_grid(
+        cells,
+        executed_dir=Path(args.executed_dir).resolve(),
+        scheduler=args.scheduler,
+        workers=args.workers,
+        threads_per_cell=args.threads_per_cell,
+        progress=not args.no_progress,
+    )
+    return 1 if grid.print_results(results) else 0
+
+
+def _add_plot(sub) -> None:
+    p = sub.add_parser("plot", help="(re)generate figures and the summary from existing results")
+    p.add_argument("--save_dir", default="results_phase2", help="folder of run folders (default %(default)s)")
+    p.add_argument("--out", default="figures", help="output folder (default %(default)s)")
+    p.add_argument("--params", default=None, help="grid YAML whose cells are expected (default params/grid.yaml)")
+    p.add_argument("--no_static", action="store_true", help="HTML only (no PNG/SVG)")
+    p.set_defaults(handler=_run_plot)
+
+
+def _run_plot(args) -> int:
+    from pathlib import Path
+
+    from hrl_core import grid, plots
+
+    spec = grid.load_grid(args.params or grid.DEFAULT_GRID)
+    expected = [
+        (c.config.algo, c.config.env, c.config.remove_top_k, c.config.bonus_type, c.config.seed)
+        for c in grid.expand(spec)
+    ]
+    out = plots.write_all(Path(args.save_dir), Path(args.out), expected, static=not args.no_static)
+    if out["static_export"] != "ok":
+        print(f"hrl plot: no PNG/SVG ({out['static_export']}); install Chrome/Chromium for kaleido")
+    print(
+        f"hrl plot: {out['runs']} runs -> {len(out['files'])} files in {args.out}/; {len(out['missing'])} cells missing"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hrl", description="Hybrid-RL recovery workbench (Phase II).")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_finetune(sub)
     _add_bench(sub)
+    _add_grid(sub)
+    _add_plot(sub)
     return parser
 
 

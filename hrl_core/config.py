@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+import os
+from dataclasses import asdict, dataclass, field, fields
 
 from hrl_core.checkpoint import format_k
 from hrl_core.envs import DATASETS
@@ -36,7 +37,7 @@ class FinetuneConfig:
     eval_episodes: int = 10  # deterministic episodes per evaluation
     reward_noise_std: float = 0.0  # Gaussian reward noise of the offline data (Phase I corruption)
     corruption_seed: int = 0  # seed of the reward noise (Phase I default)
-    phase1_dir: str = "results"  # folder of Phase I runs
+    phase1_dir: str = field(default_factory=lambda: os.environ.get("HRL_PHASE1_DIR", "results"))  # Phase I runs
     phase1_seed: int | None = None  # Phase I checkpoint seed; None = the online seed
     save_dir: str = "results_phase2"  # where run folders are written
     device: str = "auto"  # auto | cpu | cuda
