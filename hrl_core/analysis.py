@@ -1,0 +1,103 @@
+"""The interactive explorer behind ``notebooks/analysis.ipynb``.
+
+ipywidgets (algo, dataset, corruption levels, metric) drive plotly ``FigureWidget``s:
+fine-tuning curves, the exploration signal, and the sample-efficiency table. "Reload"
+re-reads the results folder, so it works while a grid is still running.
+
+Each FigureWidget is built from a finished ``go.Figure`` and, on a change, gets the
+new figure's traces and layout in one batch update: layout changes made to a widget
+after it is created can be lost on its first render.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from hrl_core import plots
+
+METRICS = {
+    "return": "normalized_return",
+    "disagreement": "ensemble_disagreement",
+    "critic loss": "critic_loss_avg",
+    "bonus": "bonus_mean",
+}
+
+
+def efficiency_table_html(runs: list[plots.Run], algo: str, dataset: str, ks) -> str:
+    """Steps to 80% of the clean return, per k and method, as an HTML table."""
+    rows, _ = plots.summary_rows([r for r in runs if r.algo == algo and r.dataset == dataset])
+    body = []
+    for row in rows:
+        if row["k"] not in ks:
+            continue
+        steps = row["steps_to_threshold_median"]
+        shown = "never" if math.isinf(steps) else ("–" if math.isnan(steps) else f"{steps:.0f}")
+        method = "ensemble" if row["bonus_type"] == "ensemble" else "vanilla"
+        body.append(
+            f"<tr><td>{row['k']:g}</td><td>{method}</td><td>{row['n_seeds']}</td>"
+            f"<td>{row['final_return_mean']:.1f} ± {row['final_return_std']:.1f}</td>"
+            f"<td>{shown}</td><td>{row['reached']}</td></tr>"
+        )
+    if not body:
+        return "<p>No complete runs for this selection yet.</p>"
+    head = "<tr><th>k</th><th>method</th><th>seeds</th><th>final return</th><th>steps to 80%</th><th>reached</th></tr>"
+    return f"<table class='hrl-efficiency'>{head}{''.join(body)}</table>"
+
+
+class Explorer:
+    """Widgets + FigureWidgets over a results folder. Display ``Explorer(...).widget``."""
+
+    def __init__(self, save_dir: str | Path = "results_phase2"):
+        import ipywidgets as w
+        import plotly.graph_objects as go
+
+        self.save_dir = Path(save_dir)
+        self.runs = plots.load_runs(self.save_dir)
+        algos = sorted({r.algo for r in self.runs}) or ["cql", "iql"]
+        datasets = sorted({r.dataset for r in self.runs}) or ["hopper-medium-v2"]
+        ks = sorted({r.k for r in self.runs}) or [0.0, 30.0, 60.0]
+        self.algo = w.Dropdown(options=algos, value=algos[0], description="algo")
+        self.dataset = w.Dropdown(options=datasets, value=datasets[0], description="dataset")
+        self.ks = w.SelectMultiple(options=[(f"k={k:g}", k) for k in ks], value=tuple(ks), description="corruption")
+        self.metric = w.Dropdown(options=list(METRICS), value="return", description="metric")
+        self.reload = w.Button(description="Reload results", icon="refresh")
+        self.status = w.HTML()
+        self.table = w.HTML()
+        self.curves = go.FigureWidget(self._curves())
+        self.signal = go.FigureWidget(self._signal())
+        for control in (self.algo, self.dataset, self.ks, self.metric):
+            control.observe(lambda _change: self.refresh(), names="value")
+        self.reload.on_click(lambda _b: self.refresh(reload=True))
+        controls = w.HBox([self.algo, self.dataset, self.metric])
+        self.widget = w.VBox(
+            [controls, w.HBox([self.ks, self.reload]), self.status, self.curves, self.signal, self.table]
+        )
+        self._update_text()
+
+    def _curves(self):
+        return plots.curves_figure(
+            self.runs, self.algo.value, self.dataset.value, METRICS[self.metric.value], ks=set(self.ks.value)
+        )
+
+    def _signal(self):
+        return plots.disagreement_figure(self.runs, self.algo.value, self.dataset.value)
+
+    def _update_text(self) -> None:
+        done = sum(r.status == "complete" for r in self.runs)
+        self.status.value = f"{len(self.runs)} runs in <code>{self.save_dir}</code> ({done} complete)"
+        self.table.value = efficiency_table_html(self.runs, self.algo.value, self.dataset.value, set(self.ks.value))
+
+    @staticmethod
+    def _replace(widget, fig) -> None:
+        with widget.batch_update():
+            widget.data = ()
+            widget.add_traces(list(fig.data))
+            widget.layout = fig.layout
+
+    def refresh(self, reload: bool = False) -> None:
+        if reload:
+            self.runs = plots.load_runs(self.save_dir)
+        self._replace(self.curves, self._curves())
+        self._replace(self.signal, self._signal())
+        self._update_text()

@@ -1,0 +1,105 @@
+"""The grid: expansion, filters, dry run, and real cells through papermill on Dask."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from hrl_core import grid
+from hrl_core.errors import HrlError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_seed_grid_has_72_cells_with_spec_run_names():
+    cells = grid.expand(grid.load_grid(REPO / "params" / "grid.yaml"))
+    names = [c.run_name for c in cells]
+    assert len(cells) == 72 and len(set(names)) == 72
+    assert "ft_cql_halfcheetah-medium-v2_k0_noise0.0_ensemble_s0" in names
+    assert "ft_iql_hopper-medium-v2_k60_noise0.0_vanilla_s2" in names
+    assert {c.config.online_steps for c in cells} == {250_000}
+    assert {c.config.eval_interval for c in cells} == {5_000} and {c.config.eval_episodes for c in cells} == {10}
+
+
+def test_quick_file_and_flag_give_the_same_cells_at_5000_steps():
+    quick_file = grid.expand(grid.load_grid(REPO / "params" / "quick.yaml"))
+    quick_flag = grid.expand(grid.load_grid(REPO / "params" / "grid.yaml"), quick=True)
+    assert [c.run_name for c in quick_file] == [c.run_name for c in quick_flag]
+    assert {(c.config.online_steps, c.config.eval_interval, c.config.eval_episodes) for c in quick_flag} == {
+        (5_000, 1_000, 5)
+    }
+
+
+def test_filters():
+    spec = grid.load_grid(REPO / "params" / "grid.yaml")
+    cells = grid.expand(spec, {"algos": ["iql"], "datasets": ["hopper-medium-v2"], "seeds": [1]})
+    assert len(cells) == 6
+    assert {(c.config.remove_top_k, c.config.bonus_type) for c in cells} == {
+        (k, b) for k in (0, 30, 60) for b in ("ensemble", "none")
+    }
+    assert len(grid.expand(spec, {"remove_top_k": [60.0], "bonus_types": ["none"]})) == 12
+
+
+def test_bad_grid_files(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("algos: [iql]\n")
+    with pytest.raises(HrlError, match="missing keys"):
+        grid.load_grid(bad)
+    bad.write_text("algos: [iql]\ndatasets: [hopper-medium-v2]\nremove_top_k: [0]\nbonus_types: [none]\n"
+                   "seeds: [0]\nsettings: {online_stepz: 5}\n")  # fmt: skip
+    with pytest.raises(HrlError, match="unknown settings"):
+        grid.load_grid(bad)
+    with pytest.raises(HrlError, match="not found"):
+        grid.load_grid(tmp_path / "nope.yaml")
+
+
+def test_dry_run_lists_cells_and_estimate():
+    out = subprocess.run(
+        [sys.executable, "-m", "hrl_core.cli", "grid", "--quick", "--algo", "iql", "--env", "hopper-medium-v2",
+         "--seed", "1", "--dry-run", "--save_dir", "/nonexistent-results"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len([ln for ln in lines if ln.startswith("ft_iql_hopper")]) == 6
+    assert "6 cells, 6 to run; estimated wall time" in lines[-1]
+
+
+@pytest.mark.slow
+def test_real_cells_through_papermill_on_dask(tmp_path, d4rl_dir, phase1_dir):
+    """One good cell runs; a cell with no Phase I checkpoint fails alone; rerun skips."""
+    params = tmp_path / "tiny.yaml"
+    params.write_text(
+        "algos: [iql]\ndatasets: [hopper-medium-v2]\nremove_top_k: [60, 45]\nbonus_types: [ensemble]\n"
+        "seeds: [1]\nsettings: {online_steps: 30, eval_interval: 15, eval_episodes: 1, batch_size: 32}\n"
+    )
+    executed, results = tmp_path / "executed", tmp_path / "results"
+    cmd = [sys.executable, "-m", "hrl_core.cli", "grid", "--params", str(params), "--save_dir", str(results),
+           "--executed_dir", str(executed), "--no_progress"]  # fmt: skip
+    env = {**os.environ, "D4RL_DATASET_DIR": str(d4rl_dir), "HRL_PHASE1_DIR": str(phase1_dir)}
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "grid: 1 ran, 0 skipped (already complete), 1 failed" in first.stdout
+    good, bad = "ft_iql_hopper-medium-v2_k60_noise0.0_ensemble_s1", "ft_iql_hopper-medium-v2_k45_noise0.0_ensemble_s1"
+    assert f"FAILED {bad}" in first.stdout and str(executed / f"{bad}.ipynb") in first.stdout
+
+    nb = nbformat.read(executed / f"{good}.ipynb", as_version=4)
+    injected = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
+    assert "remove_top_k = 60" in injected.source and "online_steps = 30" in injected.source
+    outputs = [o for c in nb.cells for o in c.get("outputs", [])]
+    assert any("application/vnd.plotly.v1+json" in o.get("data", {}) for o in outputs)
+    metrics = json.loads((results / good / "metrics.json").read_text())
+    assert metrics["status"] == "complete" and metrics["step"] == [0, 15, 30]
+
+    failed_nb = nbformat.read(executed / f"{bad}.ipynb", as_version=4)
+    errors = [o for c in failed_nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert errors and "k45_noise0.0_s1/checkpoint.pt not found" in str(errors[0])
+
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert "grid: 0 ran, 1 skipped (already complete), 1 failed" in second.stdout
