@@ -93,6 +93,10 @@ class Explorer:
         with widget.batch_update():
             widget.data = ()
             widget.add_traces(list(fig.data))
+            # Assigning a layout is merged into the page's old one, so shapes (the
+            # Phase I level lines) would survive a switch to a metric that has none:
+            # clear them explicitly first (a change the page does receive).
+            widget.layout.shapes = ()
             widget.layout = fig.layout
 
     def refresh(self, reload: bool = False) -> None:
