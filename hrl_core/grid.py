@@ -102,6 +102,11 @@ def expand(spec: dict, filters: dict | None = None, overrides: dict | None = Non
     for combo in itertools.product(*axes):
         values = {AXES[k]: v for k, v in zip(AXES, combo, strict=True)}
         cfg = FinetuneConfig(**{**base, **values}).validate()
+        # Absolute paths: notebooks run with notebooks/ as working directory (and a
+        # remote worker elsewhere), so relative paths are fixed here, from where
+        # `hrl grid` was started, as `hrl finetune` would read them.
+        cfg.save_dir = str(Path(cfg.save_dir).resolve())
+        cfg.phase1_dir = str(Path(cfg.phase1_dir).resolve())
         cells.append(Cell(cfg))
     return cells
 

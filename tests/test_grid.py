@@ -44,6 +44,8 @@ def test_filters():
         (k, b) for k in (0, 30, 60) for b in ("ensemble", "none")
     }
     assert len(grid.expand(spec, {"remove_top_k": [60.0], "bonus_types": ["none"]})) == 12
+    # Relative paths are fixed where `hrl grid` runs: notebooks run from notebooks/.
+    assert all(Path(c.config.save_dir).is_absolute() and Path(c.config.phase1_dir).is_absolute() for c in cells)
 
 
 def test_bad_grid_files(tmp_path):
