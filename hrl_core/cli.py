@@ -76,6 +76,8 @@ def _add_finetune(sub) -> None:
         choices=COMPILE_MODES,
         help="torch.compile the CQL critic pass (auto: CQL runs of 2,000+ steps; default %(default)s)",
     )
+    p.add_argument("--dataset_source", default=_D.dataset_source, choices=("auto", "d4rl", "generated"),
+                   help="offline data: auto (D4RL file, else download, else generated) | d4rl | generated")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="5,000 steps, evaluation every 1,000 with 5 episodes")
     p.add_argument("--restart", action="store_true", help="discard an existing run of this cell and start over")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
@@ -227,6 +229,74 @@ def _run_plot(args) -> int:
     return 0
 
 
+def _add_data(sub) -> None:
+    p = sub.add_parser("data", help="datasets: generate a D4RL-layout stand-in without network")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    g = dsub.add_parser("generate", help="train SAC to ~1/3 expert and roll it out (D4RL's 'medium' recipe)")
+    g.add_argument("dataset", choices=sorted(DATASETS))
+    g.add_argument("--quick", action="store_true", help="small budget: 15,000 SAC steps, 50,000 transitions")
+    g.add_argument("--transitions", type=int, default=None, help="transitions to roll out (default 1,000,000)")
+    g.add_argument("--max_train_steps", type=int, default=None, help="SAC step budget (default 500,000)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--out", default=None, help="output file (default $D4RL_DATASET_DIR/generated/<d4rl name>)")
+
+    def handler(args):
+        from pathlib import Path
+
+        from hrl_core.data.generate import generate
+        from hrl_core.data.sources import generated_path
+
+        out = Path(args.out) if args.out else generated_path(args.dataset)
+        path = generate(args.dataset, out, quick=args.quick, seed=args.seed,
+                        n_transitions=args.transitions, max_train_steps=args.max_train_steps)  # fmt: skip
+        import h5py
+
+        with h5py.File(path) as f:
+            a = dict(f.attrs)
+        print(f"wrote {path}: {a['n_transitions']} transitions; SAC trained {a['sac_train_steps']} steps, "
+              f"eval {a['sac_eval_normalized_return']:.1f} normalized (target {a['target_normalized_return']:.1f}), "
+              f"data mean {a['dataset_mean_normalized_return']:.1f}")  # fmt: skip
+        return 0
+
+    g.set_defaults(handler=handler)
+
+
+def _add_pretrain(sub) -> None:
+    from hrl_core.pretrain import PretrainConfig
+
+    d = PretrainConfig()
+    p = sub.add_parser("pretrain", help="Phase I: offline CQL/IQL, written in Phase I's layout")
+    p.add_argument("--algo", required=True, choices=("cql", "iql"))
+    p.add_argument("--env", required=True, choices=sorted(DATASETS))
+    p.add_argument("--remove_top_k", type=float, default=0.0)
+    p.add_argument("--reward_noise_std", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--total_steps", type=int, default=None, help=f"gradient steps (default {d.total_steps}; --quick 20000)"
+    )
+    p.add_argument("--eval_interval", type=int, default=None, help="steps between evaluations (default 10000)")
+    p.add_argument("--eval_episodes", type=int, default=d.eval_episodes)
+    p.add_argument("--save_dir", default=d.save_dir)
+    p.add_argument("--device", default=d.device, choices=DEVICES)
+    p.add_argument("--dataset_source", default=d.dataset_source, choices=("auto", "d4rl", "generated"))
+    p.add_argument("--quick", action="store_true", help="20,000 gradient steps")
+    p.add_argument("--no_progress", action="store_true")
+
+    def handler(args):
+        from hrl_core.pretrain import pretrain
+
+        total = args.total_steps or (20_000 if args.quick else d.total_steps)
+        cfg = PretrainConfig(algo=args.algo, env_name=args.env, remove_top_k=args.remove_top_k,
+                             reward_noise_std=args.reward_noise_std, seed=args.seed, total_steps=total,
+                             eval_interval=args.eval_interval or min(d.eval_interval, total),
+                             eval_episodes=args.eval_episodes, save_dir=args.save_dir, device=args.device,
+                             dataset_source=args.dataset_source)  # fmt: skip
+        print(f"wrote {pretrain(cfg, progress=not args.no_progress)}")
+        return 0
+
+    p.set_defaults(handler=handler)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hrl", description="Hybrid-RL recovery workbench (Phase II).")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
@@ -235,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench(sub)
     _add_grid(sub)
     _add_plot(sub)
+    _add_pretrain(sub)
+    _add_data(sub)
     return parser
 
 

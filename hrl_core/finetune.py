@@ -38,7 +38,7 @@ from hrl_core import io
 from hrl_core.agents import make_agent
 from hrl_core.checkpoint import load_phase1, load_state
 from hrl_core.config import FinetuneConfig
-from hrl_core.data import HybridSampler, OfflineData, ReplayBuffer, add_reward_noise, load_dataset, remove_top_k
+from hrl_core.data import HybridSampler, OfflineData, ReplayBuffer
 from hrl_core.envs import dataset_spec, get_env_state, make_env, set_env_state
 from hrl_core.errors import DivergenceError, HrlError
 from hrl_core.evaluation import Evaluator, eval_seeds
@@ -125,11 +125,9 @@ def versions() -> dict:
 
 def load_offline(cfg: FinetuneConfig):
     """The offline data exactly as Phase I trained on it (same corruption)."""
-    data = load_dataset(cfg.env)
-    data = remove_top_k(data, cfg.remove_top_k)
-    if cfg.reward_noise_std > 0:
-        data = add_reward_noise(data, cfg.reward_noise_std, cfg.corruption_seed)
-    return data
+    from hrl_core.data.sources import load_offline_data
+
+    return load_offline_data(cfg.env, cfg.remove_top_k, cfg.reward_noise_std, cfg.corruption_seed, cfg.dataset_source)
 
 
 # --------------------------------------------------------------------------------------

@@ -95,6 +95,15 @@ class EnsembleQ(nn.Module):
                     layer.weight[member].copy_(w.t())
                     layer.bias[member, 0].copy_(b)
 
+    def to_double_q(self) -> dict:
+        """Members 0 and 1 as a Phase I DoubleQNetwork state dict (inverse of load_double_q)."""
+        out = {}
+        for member, head in enumerate(("q1", "q2")):
+            for layer, idx in zip((self.l0, self.l1, self.l2), (0, 2, 4), strict=True):
+                out[f"{head}.{idx}.weight"] = layer.weight[member].detach().t().contiguous().clone()
+                out[f"{head}.{idx}.bias"] = layer.bias[member, 0].detach().clone()
+        return out
+
 
 class TanhGaussianPolicy(nn.Module):
     """Phase I actor: a = tanh(u), u ~ N(mean(s), exp(log_std(s)))."""

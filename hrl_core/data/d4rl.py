@@ -197,7 +197,9 @@ def classify_source(attrs: dict, groups: list[str]) -> str:
     made elsewhere (such as the stand-ins under ``../shared/d4rl``) describe
     themselves in root attributes. We never call a file real D4RL on its name alone.
     """
-    if "behavior_policy" in attrs or "note" in attrs or "generator" in attrs:
+    if "generator" in attrs:
+        return f"generated: made by {attrs['generator']} (not D4RL; see hdf5_attrs)"
+    if "behavior_policy" in attrs or "note" in attrs:
         return "not D4RL: D4RL-layout file describing its own origin (see hdf5_attrs)"
     if "metadata" in groups:
         return "D4RL v2 layout with D4RL metadata (looks like the official file)"
