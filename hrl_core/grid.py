@@ -129,7 +129,7 @@ def estimate_seconds(cells: list[Cell], ms_per_step: dict[str, float], workers: 
 
 # Measured on the reference 2-core CPU machine with `hrl bench` (one torch thread per
 # cell, two cells side by side), halfcheetah shapes, N=3; see README "Performance".
-MS_PER_STEP_1_THREAD = {"cql": 125.0, "iql": 14.0}
+MS_PER_STEP_1_THREAD = {"cql": 106.0, "iql": 14.0}
 EVAL_SECONDS_PER_EPISODE = 0.15  # one 1,000-step episode, stepped with the others
 
 
