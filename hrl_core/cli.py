@@ -297,6 +297,31 @@ def _add_pretrain(sub) -> None:
     p.set_defaults(handler=handler)
 
 
+def _add_demo(sub) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="the whole chain at a quick budget: data, Phase I, Phase II (ensemble vs vanilla), figures",
+        description="Uses real inputs where they exist (D4RL file in $D4RL_DATASET_DIR, Phase I checkpoints in "
+        "$HRL_PHASE1_DIR or results/); makes what is missing (generated data, quick Phase I).",
+    )
+    p.add_argument("--tiny", action="store_true", help="a smoke-test budget (seconds, not minutes)")
+    p.add_argument("--out_root", default=None, help="where results_phase2/, executed/, figures/ go (default: repo)")
+    p.add_argument("--workers", type=int, default=None, help="Dask workers for Phase II (default: one per core)")
+
+    def handler(args):
+        import os
+        from pathlib import Path
+
+        from hrl_core.demo import QUICK, TINY, run_demo
+        from hrl_core.grid import REPO
+
+        phase1 = Path(os.environ.get("HRL_PHASE1_DIR", REPO / "results")).resolve()
+        out_root = Path(args.out_root).resolve() if args.out_root else REPO
+        return run_demo(out_root, phase1, TINY if args.tiny else QUICK, args.workers)
+
+    p.set_defaults(handler=handler)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hrl", description="Hybrid-RL recovery workbench (Phase II).")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
@@ -307,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plot(sub)
     _add_pretrain(sub)
     _add_data(sub)
+    _add_demo(sub)
     return parser
 
 

@@ -259,6 +259,12 @@ def _band(fig, x, mean, std, colour, name, dash, legendgroup, row=None, col=None
     )
 
 
+def data_note(runs: list[Run]) -> str:
+    """' (data: generated)' etc. for titles when any run's offline data is not D4RL."""
+    kinds = sorted({r.data_kind.split(":")[0] for r in runs if not r.data_kind.startswith("D4RL v2 layout")})
+    return f" — data: {', '.join(kinds)}" if kinds else ""
+
+
 def curves_figure(runs: list[Run], algo: str, dataset: str, metric: str = "normalized_return", ks=None):
     """Mean ± std over seeds of ``metric`` vs online steps, per corruption level and method."""
     import plotly.graph_objects as go
@@ -282,7 +288,7 @@ def curves_figure(runs: list[Run], algo: str, dataset: str, metric: str = "norma
             phase1 = [r.returns[0] for r in sel if r.k == k]
             if phase1:
                 fig.add_hline(y=float(np.mean(phase1)), line={"color": colour, "dash": "dot", "width": 1})
-    title = f"{algo.upper()} {dataset}: {metric.replace('_', ' ')}"
+    title = f"{algo.upper()} {dataset}: {metric.replace('_', ' ')}{data_note(sel)}"
     if metric == "normalized_return":
         title += " (dotted: Phase I level)"
     fig.update_layout(title=title, xaxis_title="online steps", yaxis_title=metric, template="plotly_white")
@@ -314,7 +320,7 @@ def sample_efficiency_figure(runs: list[Run], dataset: str):
         )
     fig.add_hline(y=max_step * 1.05, line={"dash": "dot", "color": "grey"}, annotation_text="not reached")
     fig.update_layout(
-        title=f"{dataset}: online steps to 80% of the clean Phase I return",
+        title=f"{dataset}: online steps to 80% of the clean Phase I return{data_note(sel)}",
         xaxis_title="corruption",
         yaxis_title="online steps",
         scattermode="group",
@@ -362,7 +368,7 @@ def disagreement_figure(runs: list[Run], algo: str, dataset: str):
                     x=x, y=np.nanmean(rw, 0), name=f"k={k:g} env reward", line={"color": colour, "dash": "dot"},
                     row=1, col=2,
                 )  # fmt: skip
-    fig.update_layout(title=f"{algo.upper()} {dataset}: exploration signal", template="plotly_white")
+    fig.update_layout(title=f"{algo.upper()} {dataset}: exploration signal{data_note(sel)}", template="plotly_white")
     fig.update_xaxes(title_text="online steps")
     return fig
 
