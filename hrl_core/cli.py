@@ -173,6 +173,9 @@ def _run_grid(args) -> int:
     filters = {"algos": args.algo, "datasets": args.env, "remove_top_k": args.remove_top_k,
                "bonus_types": args.bonus_type, "seeds": args.seed}  # fmt: skip
     overrides = {"save_dir": args.save_dir} if args.save_dir else {}
+    if spec.get("kind") == "pretrain" and args.bonus_type:
+        print("grid: --bonus_type does not apply to a pretrain grid")
+        return 1
     cells = grid.expand(spec, filters, overrides, quick=args.quick)
     if not cells:
         print("grid: no cell matches these filters")
@@ -182,7 +185,8 @@ def _run_grid(args) -> int:
         statuses = [grid.cell_status(c) for c in cells]
         todo = [c for c, s in zip(cells, statuses, strict=True) if s != "complete"]
         for c, s in zip(cells, statuses, strict=True):
-            print(f"{c.run_name:<60} {c.config.online_steps:>7} steps  {s}")
+            steps = getattr(c.config, "online_steps", None) or c.config.total_steps
+            print(f"{c.run_name:<60} {steps:>7} steps  {s}")
         est = grid.estimate_seconds(todo, grid.MS_PER_STEP_1_THREAD, workers)
         print(
             f"{len(cells)} cells, {len(todo)} to run; estimated wall time {grid.format_duration(est)} on "

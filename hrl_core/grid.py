@@ -40,14 +40,28 @@ AXES = {
     "bonus_types": "bonus_type",
     "seeds": "seed",
 }
+# ``kind: pretrain`` grids (Phase I) have no bonus axis and name the dataset env_name.
+PRETRAIN_AXES = {"algos": "algo", "datasets": "env_name", "remove_top_k": "remove_top_k", "seeds": "seed"}
+PRETRAIN_QUICK = {"total_steps": 20_000}
+PRETRAIN_NOTEBOOK = REPO / "notebooks" / "pretrain.ipynb"
+
+
+def _kind(spec: dict) -> tuple[dict, type, dict, Path]:
+    """(axes, config class, quick budget, notebook) of a grid file's kind."""
+    from hrl_core.pretrain import PretrainConfig
+
+    if spec.get("kind", "finetune") == "pretrain":
+        return PRETRAIN_AXES, PretrainConfig, PRETRAIN_QUICK, PRETRAIN_NOTEBOOK
+    return AXES, FinetuneConfig, QUICK, DEFAULT_NOTEBOOK
 
 
 @dataclass
 class Cell:
     """One grid cell: its settings and where its records go."""
 
-    config: FinetuneConfig
+    config: FinetuneConfig  # or a PretrainConfig for kind: pretrain grids
     notebook_out: Path = field(default=Path())
+    notebook: Path = DEFAULT_NOTEBOOK  # the notebook papermill executes for this cell
 
     @property
     def run_name(self) -> str:
@@ -68,11 +82,14 @@ def load_grid(path: str | Path) -> dict:
         raise HrlError(f"grid file {path} is not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(spec, dict):
         raise HrlError(f"grid file {path} must be a mapping with keys {', '.join(AXES)} and settings")
-    missing = [k for k in AXES if k not in spec]
-    unknown = set(spec) - set(AXES) - {"settings", "description"}
+    if spec.get("kind", "finetune") not in ("finetune", "pretrain"):
+        raise HrlError(f"grid file {path}: kind must be finetune or pretrain")
+    axes, config_cls, _, _ = _kind(spec)
+    missing = [k for k in axes if k not in spec]
+    unknown = set(spec) - set(axes) - {"settings", "description", "kind"}
     if missing or unknown:
         raise HrlError(f"grid file {path}: missing keys {missing}, unknown keys {sorted(unknown)}")
-    known = {f.name for f in fields(FinetuneConfig)}
+    known = {f.name for f in fields(config_cls)}
     bad = set(spec.get("settings") or {}) - known
     if bad:
         raise HrlError(f"grid file {path}: unknown settings {sorted(bad)}; valid: {', '.join(sorted(known))}")
@@ -87,12 +104,13 @@ def expand(spec: dict, filters: dict | None = None, overrides: dict | None = Non
     the --quick budget (5,000 steps, evaluation every 1,000 with 5 episodes).
     """
     filters = filters or {}
+    axis_names, config_cls, quick_budget, notebook = _kind(spec)
     base = dict(spec.get("settings") or {})
     if quick:
-        base.update(QUICK)
+        base.update(quick_budget)
     base.update(overrides or {})
     axes = []
-    for key in AXES:
+    for key in axis_names:
         values = list(spec[key])
         if filters.get(key):
             wanted = [type(values[0])(v) if values else v for v in filters[key]]
@@ -100,14 +118,17 @@ def expand(spec: dict, filters: dict | None = None, overrides: dict | None = Non
         axes.append(values)
     cells = []
     for combo in itertools.product(*axes):
-        values = {AXES[k]: v for k, v in zip(AXES, combo, strict=True)}
-        cfg = FinetuneConfig(**{**base, **values}).validate()
+        values = {axis_names[k]: v for k, v in zip(axis_names, combo, strict=True)}
+        cfg = config_cls(**{**base, **values})
+        if hasattr(cfg, "validate"):
+            cfg.validate()
         # Absolute paths: notebooks run with notebooks/ as working directory (and a
         # remote worker elsewhere), so relative paths are fixed here, from where
         # `hrl grid` was started, as `hrl finetune` would read them.
         cfg.save_dir = str(Path(cfg.save_dir).resolve())
-        cfg.phase1_dir = str(Path(cfg.phase1_dir).resolve())
-        cells.append(Cell(cfg))
+        if hasattr(cfg, "phase1_dir"):
+            cfg.phase1_dir = str(Path(cfg.phase1_dir).resolve())
+        cells.append(Cell(cfg, notebook=notebook))
     return cells
 
 
@@ -122,8 +143,9 @@ def estimate_seconds(cells: list[Cell], ms_per_step: dict[str, float], workers: 
     total = 0.0
     for c in cells:
         per_step = ms_per_step[c.config.algo] / 1000
-        evals = c.config.online_steps // c.config.eval_interval + 1
-        total += c.config.online_steps * per_step + evals * c.config.eval_episodes * EVAL_SECONDS_PER_EPISODE
+        steps = getattr(c.config, "online_steps", None) or c.config.total_steps
+        evals = steps // c.config.eval_interval + 1
+        total += steps * per_step + evals * c.config.eval_episodes * EVAL_SECONDS_PER_EPISODE
     return total / max(workers, 1)
 
 
@@ -152,11 +174,15 @@ def default_workers() -> int:
 # --------------------------------------------------------------------------------------
 # Execution
 # --------------------------------------------------------------------------------------
-def notebook_parameters(cfg: FinetuneConfig) -> dict:
-    """FinetuneConfig -> the notebook's plain-scalar parameters (None -> sentinel)."""
-    params = cfg.to_dict()
-    params["phase1_seed"] = -1 if cfg.phase1_seed is None else cfg.phase1_seed
-    params["threads"] = 0 if cfg.threads is None else cfg.threads
+def notebook_parameters(cfg) -> dict:
+    """Config -> the notebook's plain-scalar parameters (None -> sentinel)."""
+    from dataclasses import asdict
+
+    params = asdict(cfg)
+    if "phase1_seed" in params:
+        params["phase1_seed"] = -1 if cfg.phase1_seed is None else cfg.phase1_seed
+    if "threads" in params:
+        params["threads"] = 0 if cfg.threads is None else cfg.threads
     params["progress"] = False  # papermill output stays readable; the grid shows progress
     return params
 
@@ -232,14 +258,14 @@ def run_grid(
         futures = {}
         for cell in todo:
             cfg = cell.config
-            if cfg.threads is None:
+            if getattr(cfg, "threads", 0) is None:
                 cfg.threads = threads_per_cell
             params = notebook_parameters(cfg)
             out = Path(executed_dir) / f"{cell.run_name}.ipynb"
             cell.notebook_out = out
             fut = client.submit(
                 execute_cell,
-                str(notebook),
+                str(notebook if notebook != DEFAULT_NOTEBOOK else cell.notebook),
                 str(out),
                 params,
                 env,

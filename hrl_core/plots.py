@@ -443,3 +443,20 @@ def write_all(save_dir: Path, out_dir: Path, expected: list[tuple] | None = None
     rows, missing = summary_rows(runs, expected)
     written += list(write_summary(rows, missing, out_dir, len(runs)))
     return {"runs": len(runs), "files": written, "missing": missing, "static_export": reason or "ok", "rows": rows}
+
+
+def pretrain_figure(run_dir: str | Path):
+    """A Phase I run's curves: normalized return, Q means, critic loss."""
+    from plotly.subplots import make_subplots
+
+    m = json.loads((Path(run_dir) / "metrics.json").read_text())
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("normalized return", "mean Q (q1, q2)", "critic loss"))
+    fig.add_scatter(x=m["step"], y=m["normalized_return"], name="normalized return", row=1, col=1)
+    n = len(m["q1_mean_avg"])
+    log_steps = np.linspace(m["step"][-1] / n, m["step"][-1], n) if n else []
+    fig.add_scatter(x=log_steps, y=m["q1_mean_avg"], name="q1", row=1, col=2)
+    fig.add_scatter(x=log_steps, y=m["q2_mean_avg"], name="q2", row=1, col=2)
+    fig.add_scatter(x=log_steps, y=m["critic_loss_avg"], name="critic loss", row=1, col=3)
+    fig.update_layout(title=Path(run_dir).name, template="plotly_white")
+    fig.update_xaxes(title_text="gradient steps")
+    return fig

@@ -60,3 +60,13 @@ def record_summary(result) -> dict:
     }
     display(Markdown("\n".join(f"- **{k}**: {v}" for k, v in summary.items())))
     return summary
+
+
+def pretrain_config_from_parameters(namespace: dict):
+    """Phase I config from the pretrain notebook's parameter variables."""
+    from hrl_core.pretrain import PretrainConfig
+
+    values = {f.name: namespace[f.name] for f in fields(PretrainConfig) if f.name in namespace}
+    if "save_dir" in values:
+        values["save_dir"] = _resolve(values["save_dir"])
+    return PretrainConfig(**values)

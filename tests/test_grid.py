@@ -105,3 +105,31 @@ def test_real_cells_through_papermill_on_dask(tmp_path, d4rl_dir, phase1_dir):
 
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert "grid: 0 ran, 1 skipped (already complete), 1 failed" in second.stdout
+
+
+def test_pretrain_grid_file_expands_to_36_phase1_cells():
+    cells = grid.expand(grid.load_grid(REPO / "params" / "pretrain_grid.yaml"))
+    assert len(cells) == 36
+    assert "cql_halfcheetah-medium-v2_k0_noise0.0_s0" in {c.run_name for c in cells}
+    assert {c.config.total_steps for c in cells} == {500_000}
+    quick = grid.expand(grid.load_grid(REPO / "params" / "pretrain_grid.yaml"), quick=True)
+    assert {c.config.total_steps for c in quick} == {20_000}
+    assert all(c.notebook.name == "pretrain.ipynb" for c in cells)
+
+
+@pytest.mark.slow
+def test_pretrain_cell_through_papermill(tmp_path, d4rl_dir):
+    params = tmp_path / "pre.yaml"
+    params.write_text(
+        "kind: pretrain\nalgos: [iql]\ndatasets: [hopper-medium-v2]\nremove_top_k: [30]\nseeds: [4]\n"
+        "settings: {total_steps: 40, eval_interval: 20, eval_episodes: 1, log_interval: 20, batch_size: 32}\n"
+    )
+    executed, results = tmp_path / "executed", tmp_path / "results"
+    cmd = [sys.executable, "-m", "hrl_core.cli", "grid", "--params", str(params), "--save_dir", str(results),
+           "--executed_dir", str(executed), "--no_progress", "--workers", "1"]  # fmt: skip
+    env = {**os.environ, "D4RL_DATASET_DIR": str(d4rl_dir)}
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    run = results / "iql_hopper-medium-v2_k30_noise0.0_s4"
+    assert json.loads((run / "metrics.json").read_text())["status"] == "complete"
+    assert (run / "checkpoint.pt").exists() and (executed / f"{run.name}.ipynb").exists()
