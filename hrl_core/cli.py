@@ -76,8 +76,8 @@ def _add_finetune(sub) -> None:
         choices=COMPILE_MODES,
         help="torch.compile the CQL critic pass (auto: CQL runs of 2,000+ steps; default %(default)s)",
     )
-    p.add_argument("--dataset_source", default=_D.dataset_source, choices=("auto", "d4rl", "generated"),
-                   help="offline data: auto (D4RL file, else download, else generated) | d4rl | generated")  # fmt: skip
+    p.add_argument("--dataset_source", default=_D.dataset_source, choices=("auto", "d4rl", "generated", "minari"),
+                   help="offline data: auto (D4RL file/download/generated) | d4rl | generated | minari")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="5,000 steps, evaluation every 1,000 with 5 episodes")
     p.add_argument("--restart", action="store_true", help="discard an existing run of this cell and start over")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
@@ -282,7 +282,7 @@ def _add_pretrain(sub) -> None:
     p.add_argument("--eval_episodes", type=int, default=d.eval_episodes)
     p.add_argument("--save_dir", default=d.save_dir)
     p.add_argument("--device", default=d.device, choices=DEVICES)
-    p.add_argument("--dataset_source", default=d.dataset_source, choices=("auto", "d4rl", "generated"))
+    p.add_argument("--dataset_source", default=d.dataset_source, choices=("auto", "d4rl", "generated", "minari"))
     p.add_argument("--quick", action="store_true", help="20,000 gradient steps")
     p.add_argument("--no_progress", action="store_true")
 

@@ -42,7 +42,7 @@ class FinetuneConfig:
     save_dir: str = "results_phase2"  # where run folders are written
     device: str = "auto"  # auto | cpu | cuda
     threads: int | None = None  # torch CPU threads; None = torch's default
-    dataset_source: str = "auto"  # offline data: auto | d4rl | generated (see hrl_core.data.sources)
+    dataset_source: str = "auto"  # offline data: auto | d4rl | generated | minari (hrl_core.data.sources)
     compile: str = "auto"  # torch.compile the CQL critic pass: auto (CQL, >= 2,000 steps) | on | off
 
     @property
@@ -91,8 +91,8 @@ class FinetuneConfig:
             (self.device in DEVICES, f"device={self.device!r}: use auto, cpu or cuda"),
             (self.threads is None or self.threads >= 1, f"threads={self.threads} must be at least 1"),
             (
-                self.dataset_source in ("auto", "d4rl", "generated"),
-                f"dataset_source={self.dataset_source!r}: use auto, d4rl or generated",
+                self.dataset_source in ("auto", "d4rl", "generated", "minari"),
+                f"dataset_source={self.dataset_source!r}: use auto, d4rl, generated or minari",
             ),
             (self.compile in COMPILE_MODES, f"compile={self.compile!r}: use auto, on or off"),
         ]

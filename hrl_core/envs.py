@@ -64,14 +64,19 @@ def dataset_spec(name: str) -> DatasetSpec:
         raise HrlError(f"unknown dataset {name!r}: use one of {', '.join(sorted(DATASETS))}") from None
 
 
-def normalized_score(dataset: str, raw_return: float | np.ndarray) -> float | np.ndarray:
-    """D4RL normalized return: 100 * (R - random) / (expert - random)."""
+def normalized_score(dataset: str, raw_return: float | np.ndarray, ref_scores=None) -> float | np.ndarray:
+    """D4RL normalized return: 100 * (R - random) / (expert - random).
+
+    ``ref_scores`` (random, expert) replaces D4RL's for data that brings its own
+    (Minari datasets)."""
     spec = dataset_spec(dataset)
-    return 100.0 * (raw_return - spec.ref_min_score) / (spec.ref_max_score - spec.ref_min_score)
+    lo, hi = ref_scores if ref_scores else (spec.ref_min_score, spec.ref_max_score)
+    return 100.0 * (raw_return - lo) / (hi - lo)
 
 
-def make_env(dataset: str) -> gym.Env:
-    """The Gymnasium environment matching a dataset (1,000-step time limit as in D4RL)."""
+def make_env(dataset: str, env_id: str | None = None) -> gym.Env:
+    """The Gymnasium environment matching a dataset (1,000-step time limit as in D4RL);
+    ``env_id`` overrides it (Minari's datasets were collected in the -v5 versions)."""
     import mujoco
 
     spec = dataset_spec(dataset)
@@ -84,7 +89,7 @@ def make_env(dataset: str) -> gym.Env:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return gym.make(spec.env_id)
+            return gym.make(env_id or spec.env_id)
     finally:
         mujoco.set_mju_user_warning(previous)
 

@@ -23,10 +23,11 @@ def eval_seeds(seed: int, n_episodes: int) -> list[int]:
 class Evaluator:
     """Holds the evaluation environments of one run (built once, reset per call)."""
 
-    def __init__(self, dataset: str, n_episodes: int, seed: int):
+    def __init__(self, dataset: str, n_episodes: int, seed: int, env_id: str | None = None, ref_scores=None):
         self.dataset = dataset
+        self.ref_scores = ref_scores  # (random, expert) when the data brings its own
         self.seeds = eval_seeds(seed, n_episodes)
-        self.envs = [make_env(dataset) for _ in range(n_episodes)]
+        self.envs = [make_env(dataset, env_id) for _ in range(n_episodes)]
 
     def run(self, policy) -> dict:
         """``policy(obs [B, o]) -> actions [B, a]``; returns per-episode returns/lengths."""
@@ -45,7 +46,7 @@ class Evaluator:
                 lengths[i] += 1
                 if terminated or truncated:
                     running[i] = False
-        norm = normalized_score(self.dataset, returns)
+        norm = normalized_score(self.dataset, returns, self.ref_scores)
         return {
             "normalized_return": float(norm.mean()),
             "normalized_return_std": float(norm.std()),

@@ -299,15 +299,23 @@ def finetune(cfg: FinetuneConfig, restart: bool = False, progress: bool = True) 
     offline = OfflineData(data, device)
     buffer = ReplayBuffer(cfg.online_steps, spec.obs_dim, spec.act_dim, device)
     sampler = HybridSampler(offline, buffer, cfg.batch_size, cfg.online_ratio)
-    env = make_env(cfg.env)
-    evaluator = Evaluator(cfg.env, cfg.eval_episodes, cfg.seed)
+    # Data that brings its own environment and reference scores (Minari: -v5) is
+    # evaluated there; otherwise the D4RL v2 counterparts (-v4) and D4RL's scores.
+    env_id = data.provenance.get("eval_env_id") or spec.env_id
+    ref_scores = data.provenance.get("ref_scores")
+    env = make_env(cfg.env, env_id)
+    evaluator = Evaluator(cfg.env, cfg.eval_episodes, cfg.seed, env_id, ref_scores)
 
     config = {
         "run_name": cfg.run_name,
         "phase": "II (online fine-tuning)",
         "settings": cfg.to_dict(),
         "agent_config": dict(vars(agent.cfg)),
-        "environment": {"env_id": spec.env_id, "eval_seeds": eval_seeds(cfg.seed, cfg.eval_episodes)},
+        "environment": {
+            "env_id": env_id,
+            "reference_scores": ref_scores or [spec.ref_min_score, spec.ref_max_score],
+            "eval_seeds": eval_seeds(cfg.seed, cfg.eval_episodes),
+        },
         "provenance": {"dataset": data.provenance, "phase1_checkpoint": ckpt.provenance},
         "versions": versions(),
         "device": str(device),

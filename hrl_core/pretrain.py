@@ -93,7 +93,8 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> Path:
     agent = make_agent(cfg.algo, spec.obs_dim, spec.act_dim, 2, device, **overrides)
     offline = OfflineData(data, device)
     sampler = HybridSampler(offline, ReplayBuffer(1, spec.obs_dim, spec.act_dim, device), cfg.batch_size, 0.0)
-    evaluator = Evaluator(cfg.env_name, cfg.eval_episodes, cfg.seed)
+    evaluator = Evaluator(cfg.env_name, cfg.eval_episodes, cfg.seed, data.provenance.get("eval_env_id"),
+                          data.provenance.get("ref_scores"))  # fmt: skip
     run_dir.mkdir(parents=True, exist_ok=True)
     config = asdict(cfg) | {
         "phase": "I (offline pretraining)",

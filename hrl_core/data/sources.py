@@ -1,8 +1,10 @@
-"""Where offline data comes from: ``--dataset_source auto | d4rl | generated``.
+"""Where offline data comes from: ``--dataset_source auto | d4rl | generated | minari``.
 
 - ``d4rl``: the D4RL HDF5 file under ``$D4RL_DATASET_DIR`` (downloaded if absent).
 - ``generated``: a D4RL-layout file made here by ``hrl data generate`` (no network),
   under ``$D4RL_DATASET_DIR/generated/``; its provenance says ``generated``.
+- ``minari``: Minari's ``mujoco/<env>/medium-v0`` (collected in the -v5 environments;
+  runs then evaluate there, with the dataset's reference scores).
 - ``auto``: the local D4RL file, else a download, else a generated file, else an
   error that spells out the next steps.
 """
@@ -16,7 +18,7 @@ from hrl_core.data.d4rl import Transitions, dataset_dir, load_dataset, read_hdf5
 from hrl_core.envs import dataset_spec
 from hrl_core.errors import HrlError
 
-SOURCES = ("auto", "d4rl", "generated")
+SOURCES = ("auto", "d4rl", "generated", "minari")
 
 
 def generated_path(dataset: str) -> Path:
@@ -29,6 +31,13 @@ def load_source(dataset: str, source: str = "auto") -> Transitions:
         raise HrlError(f"dataset_source={source!r}: use one of {', '.join(SOURCES)}")
     spec = dataset_spec(dataset)
     gen = generated_path(dataset)
+    if source == "minari":
+        from hrl_core.data.minari_source import read_minari
+
+        data = read_minari(dataset)
+        data.provenance["dataset"] = dataset
+        data.provenance["source"] = "minari"
+        return data
     if source == "generated":
         if not gen.exists():
             raise HrlError(f"no generated dataset at {gen}; run `hrl data generate {dataset}` first")
