@@ -70,6 +70,14 @@ def _add_finetune(sub) -> None:
     p.add_argument("--save_dir", default=_D.save_dir, help="folder for run folders (default %(default)s)")
     p.add_argument("--device", default=_D.device, choices=DEVICES, help="torch device (default %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--member_init", default=_D.member_init, choices=("fresh", "perturb"),
+                   help="fresh members: fresh (spec) | perturb (loaded + noise) (default %(default)s)")  # fmt: skip
+    p.add_argument("--perturb_scale", type=float, default=_D.perturb_scale, help="perturb noise / weight std")
+    p.add_argument("--target_reduce", default=_D.target_reduce, choices=("min_all", "min_random2"),
+                   help="Bellman target: min over all members (spec) | over a random pair (REDQ)")  # fmt: skip
+    p.add_argument("--exploration", default=_D.exploration, choices=("reward_bonus", "ucb_action"),
+                   help="with --bonus_type ensemble: reward bonus (spec) | UCB action choice (SUNRISE)")  # fmt: skip
+    p.add_argument("--ucb_candidates", type=int, default=_D.ucb_candidates, help="policy samples for ucb_action")
     p.add_argument(
         "--compile",
         default=_D.compile,

@@ -43,6 +43,11 @@ class FinetuneConfig:
     device: str = "auto"  # auto | cpu | cuda
     threads: int | None = None  # torch CPU threads; None = torch's default
     dataset_source: str = "auto"  # offline data: auto | d4rl | generated | minari (hrl_core.data.sources)
+    member_init: str = "fresh"  # fresh members: fresh (spec) | perturb (loaded + noise)
+    perturb_scale: float = 0.1  # member_init=perturb: noise std / layer weight std
+    target_reduce: str = "min_all"  # targets: min_all (spec) | min_random2 (REDQ/RLPD)
+    exploration: str = "reward_bonus"  # reward_bonus (spec) | ucb_action (SUNRISE; no reward change)
+    ucb_candidates: int = 10  # exploration=ucb_action: policy samples to choose from
     compile: str = "auto"  # torch.compile the CQL critic pass: auto (CQL, >= 2,000 steps) | on | off
 
     @property
@@ -94,6 +99,17 @@ class FinetuneConfig:
                 self.dataset_source in ("auto", "d4rl", "generated", "minari"),
                 f"dataset_source={self.dataset_source!r}: use auto, d4rl, generated or minari",
             ),
+            (self.member_init in ("fresh", "perturb"), f"member_init={self.member_init!r}: use fresh or perturb"),
+            (self.perturb_scale >= 0, f"perturb_scale={self.perturb_scale} is negative"),
+            (
+                self.target_reduce in ("min_all", "min_random2"),
+                f"target_reduce={self.target_reduce!r}: use min_all or min_random2",
+            ),
+            (
+                self.exploration in ("reward_bonus", "ucb_action"),
+                f"exploration={self.exploration!r}: use reward_bonus or ucb_action",
+            ),
+            (self.ucb_candidates >= 1, f"ucb_candidates={self.ucb_candidates} must be at least 1"),
             (self.compile in COMPILE_MODES, f"compile={self.compile!r}: use auto, on or off"),
         ]
         for ok, message in checks:

@@ -43,6 +43,7 @@ from hrl_core.envs import dataset_spec, get_env_state, make_env, set_env_state
 from hrl_core.errors import DivergenceError, HrlError
 from hrl_core.evaluation import Evaluator, eval_seeds
 from hrl_core.perf import tune_allocator
+from hrl_core.variants import perturb_fresh_members
 
 SNAPSHOT = "snapshot.pt"
 SNAPSHOT_PREV = "snapshot.prev.pt"
@@ -293,9 +294,15 @@ def finetune(cfg: FinetuneConfig, restart: bool = False, progress: bool = True) 
     run_dir.mkdir(parents=True, exist_ok=True)
 
     seed_everything(cfg.seed)
-    agent_overrides = {"cql_alpha": cfg.cql_alpha, "compile_critic": cfg.compile_critic} if cfg.algo == "cql" else {}
+    agent_overrides = {"target_reduce": cfg.target_reduce}
+    if cfg.algo == "cql":
+        agent_overrides.update(cql_alpha=cfg.cql_alpha, compile_critic=cfg.compile_critic)
     agent = make_agent(cfg.algo, spec.obs_dim, spec.act_dim, cfg.n_ensemble, device, **agent_overrides)
     agent.load_phase1(ckpt.state)
+    if cfg.member_init == "perturb":
+        perturb_fresh_members(agent.critic, cfg.perturb_scale)
+        agent.critic_target.load_state_dict(agent.critic.state_dict())  # fresh members: same in target
+        agent.critic_target.load_double_q(ckpt.state["critic_target"])
     offline = OfflineData(data, device)
     buffer = ReplayBuffer(cfg.online_steps, spec.obs_dim, spec.act_dim, device)
     sampler = HybridSampler(offline, buffer, cfg.batch_size, cfg.online_ratio)
@@ -420,7 +427,9 @@ def _train(cfg, run_dir, agent, buffer, sampler, env, evaluator, snapshot, progr
         (bar.write if bar is not None else print)(log)
 
     bar = None
-    use_bonus = cfg.bonus_type == "ensemble"
+    # ucb_action explores by choosing actions, not by changing rewards.
+    use_bonus = cfg.bonus_type == "ensemble" and cfg.exploration == "reward_bonus"
+    use_ucb = cfg.bonus_type == "ensemble" and cfg.exploration == "ucb_action"
     try:
         with _Signals() as signals:
             if step == 0 and not metrics["step"]:
@@ -436,7 +445,10 @@ def _train(cfg, run_dir, agent, buffer, sampler, env, evaluator, snapshot, progr
             if metrics["normalized_return"]:
                 bar.set_postfix(norm_return=f"{metrics['normalized_return'][-1]:.1f}", refresh=False)
             while step < cfg.online_steps:
-                action, disagreement = agent.explore(obs)
+                if use_ucb:
+                    action, disagreement = agent.explore_ucb(obs, cfg.ucb_candidates, cfg.bonus_coeff)
+                else:
+                    action, disagreement = agent.explore(obs)
                 if not np.isfinite(action).all():
                     raise DivergenceError(step + 1, "the policy's action")
                 if not np.isfinite(disagreement):

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from hrl_core.networks import EnsembleQ, TanhGaussianPolicy, soft_update
+from hrl_core.variants import ucb_choice
 
 
 class EnsembleAgent:
@@ -61,6 +62,16 @@ class EnsembleAgent:
         a = self.actor.sample(o)[0]  # [1, a]
         std = self.critic(o, a).std(dim=0)  # [1]
         return a[0].cpu().numpy(), float(std[0])
+
+    @torch.no_grad()
+    def explore_ucb(self, obs: np.ndarray, n_candidates: int, coeff: float) -> tuple[np.ndarray, float]:
+        """UCB action among policy samples (hrl_core.variants.ucb_choice) and its std(Q)."""
+        o = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)  # [1, o]
+        o = o.expand(n_candidates, -1)  # [K, o]
+        a = self.actor.sample(o)[0]  # [K, a]
+        q = self.critic(o, a)  # [N, K]
+        k = ucb_choice(q, coeff)
+        return a[k].cpu().numpy(), float(q[:, k].std())
 
     def update_target(self, tau: float) -> None:
         soft_update(self.critic_target, self.critic, tau)

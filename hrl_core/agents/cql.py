@@ -18,6 +18,7 @@ import torch
 from hrl_core.agents.base import EnsembleAgent
 from hrl_core.data.buffers import Batch
 from hrl_core.perf import compile_or_eager, make_adam
+from hrl_core.variants import target_min
 
 
 @dataclass
@@ -38,6 +39,7 @@ class CQLConfig:
     # torch.compile the critic's forward in the CQL loss (the [N, 21*B] pass that
     # dominates the update): ~12% faster on a CPU after a ~20 s compile.
     compile_critic: bool = False
+    target_reduce: str = "min_all"  # min_all (spec) | min_random2 (REDQ/RLPD), see hrl_core.variants
 
 
 class CQLAgent(EnsembleAgent):
@@ -83,7 +85,7 @@ class CQLAgent(EnsembleAgent):
         alpha = self.log_alpha.detach().exp()
         with torch.no_grad():
             next_act, next_logp = self.actor.sample(batch["next_obs"])  # [B, a], [B]
-            target_q = self.critic_target.q_min(batch["next_obs"], next_act)  # [B]
+            target_q = target_min(self.critic_target(batch["next_obs"], next_act), cfg.target_reduce)  # [B]
             if cfg.backup_entropy:
                 target_q = target_q - alpha * next_logp
             y = batch["rew"] + cfg.gamma * (1.0 - batch["done"]) * target_q  # [B]

@@ -16,6 +16,7 @@ from hrl_core.agents.base import EnsembleAgent
 from hrl_core.data.buffers import Batch
 from hrl_core.networks import ValueNetwork
 from hrl_core.perf import make_adam
+from hrl_core.variants import target_min
 
 
 @dataclass
@@ -31,6 +32,7 @@ class IQLConfig:
     actor_lr: float = 3e-4  # Adam learning rate of the actor
     critic_lr: float = 3e-4  # Adam learning rate of the critic ensemble
     value_lr: float = 3e-4  # Adam learning rate of V
+    target_reduce: str = "min_all"  # min_all (spec) | min_random2 (REDQ/RLPD), see hrl_core.variants
 
 
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
@@ -69,7 +71,7 @@ class IQLAgent(EnsembleAgent):
         cfg = self.cfg
         obs, act = batch["obs"], batch["act"]  # [B, o], [B, a]
         with torch.no_grad():
-            target_q = self.critic_target.q_min(obs, act)  # [B]
+            target_q = target_min(self.critic_target(obs, act), cfg.target_reduce)  # [B]
 
         # V: expectile regression towards the pessimistic target Q.
         v = self.value(obs)  # [B]
