@@ -70,8 +70,12 @@ def _add_finetune(sub) -> None:
     p.add_argument("--save_dir", default=_D.save_dir, help="folder for run folders (default %(default)s)")
     p.add_argument("--device", default=_D.device, choices=DEVICES, help="torch device (default %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--member_init", default=_D.member_init, choices=("fresh", "perturb"),
-                   help="fresh members: fresh (spec) | perturb (loaded + noise) (default %(default)s)")  # fmt: skip
+    p.add_argument("--member_init", default=_D.member_init, choices=("fresh", "warmstart", "perturb"),
+                   help="fresh members: fresh (spec) | warmstart | perturb (loaded + noise)")  # fmt: skip
+    p.add_argument("--warmstart_steps", type=int, default=_D.warmstart_steps, help="offline steps for warmstart")
+    p.add_argument("--bonus_scale", default=_D.bonus_scale, choices=("raw", "normalized"),
+                   help="raw (spec: lambda*std Q) | normalized (relative std x running |reward|)")  # fmt: skip
+    p.add_argument("--bonus_clip", type=float, default=_D.bonus_clip, help="cap on the bonus; 0 = none")
     p.add_argument("--perturb_scale", type=float, default=_D.perturb_scale, help="perturb noise / weight std")
     p.add_argument("--target_reduce", default=_D.target_reduce, choices=("min_all", "min_random2"),
                    help="Bellman target: min over all members (spec) | over a random pair (REDQ)")  # fmt: skip

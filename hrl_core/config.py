@@ -43,11 +43,14 @@ class FinetuneConfig:
     device: str = "auto"  # auto | cpu | cuda
     threads: int | None = None  # torch CPU threads; None = torch's default
     dataset_source: str = "auto"  # offline data: auto | d4rl | generated | minari (hrl_core.data.sources)
-    member_init: str = "fresh"  # fresh members: fresh (spec) | perturb (loaded + noise)
+    member_init: str = "fresh"  # fresh members: fresh (spec) | warmstart | perturb (loaded + noise)
+    warmstart_steps: int = 5_000  # member_init=warmstart: offline steps training only fresh members
     perturb_scale: float = 0.1  # member_init=perturb: noise std / layer weight std
     target_reduce: str = "min_all"  # targets: min_all (spec) | min_random2 (REDQ/RLPD)
     exploration: str = "reward_bonus"  # reward_bonus (spec) | ucb_action (SUNRISE; no reward change)
     ucb_candidates: int = 10  # exploration=ucb_action: policy samples to choose from
+    bonus_scale: str = "raw"  # raw (spec: lambda * std Q) | normalized (see hrl_core.variants.BonusScale)
+    bonus_clip: float = 0.0  # cap on the bonus; 0 = no cap
     compile: str = "auto"  # torch.compile the CQL critic pass: auto (CQL, >= 2,000 steps) | on | off
 
     @property
@@ -99,7 +102,13 @@ class FinetuneConfig:
                 self.dataset_source in ("auto", "d4rl", "generated", "minari"),
                 f"dataset_source={self.dataset_source!r}: use auto, d4rl, generated or minari",
             ),
-            (self.member_init in ("fresh", "perturb"), f"member_init={self.member_init!r}: use fresh or perturb"),
+            (
+                self.member_init in ("fresh", "warmstart", "perturb"),
+                f"member_init={self.member_init!r}: use fresh, warmstart or perturb",
+            ),
+            (self.warmstart_steps >= 0, f"warmstart_steps={self.warmstart_steps} is negative"),
+            (self.bonus_scale in ("raw", "normalized"), f"bonus_scale={self.bonus_scale!r}: use raw or normalized"),
+            (self.bonus_clip >= 0, f"bonus_clip={self.bonus_clip} is negative; use 0 for no cap"),
             (self.perturb_scale >= 0, f"perturb_scale={self.perturb_scale} is negative"),
             (
                 self.target_reduce in ("min_all", "min_random2"),

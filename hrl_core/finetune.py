@@ -43,7 +43,7 @@ from hrl_core.envs import dataset_spec, get_env_state, make_env, set_env_state
 from hrl_core.errors import DivergenceError, HrlError
 from hrl_core.evaluation import Evaluator, eval_seeds
 from hrl_core.perf import tune_allocator
-from hrl_core.variants import perturb_fresh_members
+from hrl_core.variants import BonusScale, perturb_fresh_members, warmstart_fresh_members
 
 SNAPSHOT = "snapshot.pt"
 SNAPSHOT_PREV = "snapshot.prev.pt"
@@ -310,6 +310,12 @@ def finetune(cfg: FinetuneConfig, restart: bool = False, progress: bool = True) 
     # evaluated there; otherwise the D4RL v2 counterparts (-v4) and D4RL's scores.
     env_id = data.provenance.get("eval_env_id") or spec.env_id
     ref_scores = data.provenance.get("ref_scores")
+    warmstart = None
+    if cfg.member_init == "warmstart" and snapshot is None:
+        losses = warmstart_fresh_members(agent, sampler.sample, cfg.warmstart_steps)
+        warmstart = {"steps": cfg.warmstart_steps, "loss_first": losses[0] if losses else None,
+                     "loss_last": losses[-1] if losses else None}  # fmt: skip
+        print(f"warm start: {cfg.warmstart_steps} offline steps on the fresh members, loss {warmstart}")
     env = make_env(cfg.env, env_id)
     evaluator = Evaluator(cfg.env, cfg.eval_episodes, cfg.seed, env_id, ref_scores)
 
@@ -328,6 +334,7 @@ def finetune(cfg: FinetuneConfig, restart: bool = False, progress: bool = True) 
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
         "speed": {"allocator_tuned": allocator_tuned, "compiled_cql_critic": cfg.compile_critic},
+        "warmstart": warmstart,
         "command": sys.argv,
         "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
@@ -353,6 +360,7 @@ def _train(cfg, run_dir, agent, buffer, sampler, env, evaluator, snapshot, progr
     from tqdm.auto import tqdm
 
     window = Window()
+    scaler = BonusScale() if cfg.bonus_scale == "normalized" else None
     if snapshot is None:
         metrics = empty_metrics(cfg)
         step, elapsed_before = 0, 0.0
@@ -371,6 +379,8 @@ def _train(cfg, run_dir, agent, buffer, sampler, env, evaluator, snapshot, progr
         random.setstate(snapshot["rng"]["python"])
         np.random.set_state(tuple(snapshot["rng"]["numpy"]))
         torch.set_rng_state(snapshot["rng"]["torch"])
+        if scaler is not None:
+            scaler.load_state_dict(snapshot["bonus_scale"])
         if torch.cuda.is_available() and snapshot["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state_all(snapshot["rng"]["cuda"])
     t0 = time.perf_counter()
@@ -389,6 +399,7 @@ def _train(cfg, run_dir, agent, buffer, sampler, env, evaluator, snapshot, progr
             "env": get_env_state(env),
             "obs": torch.as_tensor(obs),
             "episode": (ep_return, ep_len),
+            "bonus_scale": scaler.state_dict() if scaler is not None else None,
             "rng": {
                 "python": random.getstate(),
                 "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
@@ -454,7 +465,12 @@ def _train(cfg, run_dir, agent, buffer, sampler, env, evaluator, snapshot, progr
                 if not np.isfinite(disagreement):
                     raise DivergenceError(step + 1, "Q-values (ensemble disagreement)")
                 next_obs, reward, terminated, truncated, _ = env.step(action)
-                bonus = cfg.bonus_coeff * disagreement if use_bonus else 0.0
+                bonus = 0.0
+                if use_bonus:
+                    signal_ = disagreement if scaler is None else scaler(disagreement, agent.last_mean_abs_q, reward)
+                    bonus = cfg.bonus_coeff * signal_
+                    if cfg.bonus_clip > 0:
+                        bonus = min(bonus, cfg.bonus_clip)
                 buffer.add(obs, action, reward, bonus, next_obs, terminated)
                 window.env["reward"] += float(reward)
                 window.env["bonus"] += bonus

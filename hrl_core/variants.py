@@ -57,3 +57,66 @@ def perturb_fresh_members(critic: EnsembleQ, scale: float, n_loaded: int = 2) ->
             for param in (layer.weight, layer.bias):
                 base = param[source]
                 param[member] = base + sigma * torch.randn_like(base)
+
+
+def warmstart_fresh_members(agent, sample_batch, steps: int, lr: float = 3e-4, n_loaded: int = 2) -> list[float]:
+    """Train only members n_loaded.. on offline batches, towards the loaded members'
+    Bellman targets, before any online step; returns the loss per step.
+
+    The loss never involves members 0-1, so their gradients and Adam moments stay zero
+    and they do not move. The ensemble then starts calibrated (fresh members agree
+    with the Phase I critics on the data) yet diverse (different initializations),
+    instead of Q ~ 0 members dominating min-targets and std(Q).
+    """
+    from hrl_core.perf import make_adam
+
+    opt = make_adam(agent.critic.parameters(), lr=lr)  # a separate optimizer, discarded after
+    losses = []
+    for _ in range(steps):
+        batch = sample_batch()
+        y = agent.loaded_bellman_target(batch, n_loaded)  # [B]
+        q = agent.critic(batch["obs"], batch["act"])[n_loaded:]  # [N - n_loaded, B]
+        loss = ((q - y) ** 2).mean(dim=1).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    with torch.no_grad():  # the target's fresh members start from the warm-started ones
+        for t_layer, layer in zip(
+            (agent.critic_target.l0, agent.critic_target.l1, agent.critic_target.l2),
+            (agent.critic.l0, agent.critic.l1, agent.critic.l2),
+            strict=True,
+        ):
+            t_layer.weight[n_loaded:] = layer.weight[n_loaded:]
+            t_layer.bias[n_loaded:] = layer.bias[n_loaded:]
+    return losses
+
+
+class BonusScale:
+    """``bonus_scale=normalized``: lambda * std(Q) / running |Q| * running |r|.
+
+    std(Q) relative to the Q scale is a unitless disagreement; multiplying by the
+    running mean |env reward| puts the bonus in reward units. So lambda means "bonus
+    = lambda x (relative disagreement) x typical reward" in any environment, and a
+    reward rescale by c rescales the bonus by c (the bonus/reward ratio is unchanged).
+    Running means are exponential with rate ``rate`` (state saved in snapshots).
+    """
+
+    def __init__(self, rate: float = 0.01):
+        self.rate = rate
+        self.q_scale = None  # running mean |Q(s, a)| over members
+        self.r_scale = None  # running mean |r|
+
+    def __call__(self, std_q: float, mean_abs_q: float, reward: float) -> float:
+        def ema(old, new):
+            return new if old is None else (1 - self.rate) * old + self.rate * new
+
+        self.q_scale = ema(self.q_scale, mean_abs_q)
+        self.r_scale = ema(self.r_scale, abs(reward))
+        return std_q / max(self.q_scale, 1e-6) * self.r_scale
+
+    def state_dict(self) -> dict:
+        return {"rate": self.rate, "q_scale": self.q_scale, "r_scale": self.r_scale}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rate, self.q_scale, self.r_scale = state["rate"], state["q_scale"], state["r_scale"]

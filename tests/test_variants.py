@@ -73,3 +73,58 @@ def test_variant_runs_end_to_end(tmp_path, d4rl_env, phase1_dir, variant):
     if variant.get("exploration") == "ucb_action":
         assert m["bonus_mean"][-1] == 0.0  # UCB changes actions, not rewards
         assert torch.equal(result.replay.bonus[: result.replay.size], torch.zeros(result.replay.size))
+
+
+def test_warmstart_fits_fresh_members_to_loaded_targets_only(phase1_dir, d4rl_dir):
+    from hrl_core.data import OfflineData, read_hdf5
+    from hrl_core.variants import warmstart_fresh_members
+
+    state = load_state(phase1_dir / "iql_hopper-medium-v2_k60_noise0.0_s1" / "checkpoint.pt")
+    torch.manual_seed(0)
+    agent = make_agent("iql", 11, 3, n_ensemble=4)
+    agent.load_phase1(state)
+    data = OfflineData(read_hdf5(d4rl_dir / "hopper_medium-v2.hdf5"))
+    probe = {k: v[:512] for k, v in data.tensors.items()}
+
+    def fresh_error():
+        with torch.no_grad():
+            y = agent.loaded_bellman_target(probe)
+            return ((agent.critic(probe["obs"], probe["act"])[2:] - y) ** 2).mean().item()
+
+    loaded_before = agent.critic.l1.weight[:2].clone()
+    before = fresh_error()
+
+    def sample():
+        idx = torch.randint(0, data.size, (256,))
+        return {k: v[idx] for k, v in data.tensors.items()}
+
+    losses = warmstart_fresh_members(agent, sample, steps=300)
+    after = fresh_error()
+    assert after < 0.25 * before and losses[-1] < losses[0]
+    assert torch.equal(agent.critic.l1.weight[:2], loaded_before)  # loaded members did not move
+    assert torch.equal(agent.critic_target.l1.weight[2:], agent.critic.l1.weight[2:])
+
+
+def test_normalized_bonus_scales_with_the_rewards():
+    from hrl_core.variants import BonusScale
+
+    gen = torch.Generator().manual_seed(0)
+    stds, qs, rs = (torch.rand(200, generator=gen) * s + s for s in (2.0, 100.0, 3.0))
+    for c in (0.1, 10.0):
+        base, scaled = BonusScale(), BonusScale()
+        for std, q, r in zip(stds.tolist(), qs.tolist(), rs.tolist(), strict=True):
+            b1 = base(std, q, r)
+            b2 = scaled(c * std, c * q, c * r)  # rewards x c -> Q and its std x c
+            assert b2 == pytest.approx(c * b1, rel=1e-9)  # bonus / reward unchanged
+
+
+@pytest.mark.parametrize("variant", [{"member_init": "warmstart", "warmstart_steps": 20},
+                                     {"bonus_scale": "normalized", "bonus_clip": 5.0}])  # fmt: skip
+def test_more_variants_run_end_to_end(tmp_path, d4rl_env, phase1_dir, variant):
+    cfg = FinetuneConfig(algo="iql", env="hopper-medium-v2", remove_top_k=60, bonus_type="ensemble", seed=1,
+                         online_steps=30, eval_interval=30, eval_episodes=1, batch_size=32,
+                         phase1_dir=str(phase1_dir), save_dir=str(tmp_path), **variant)  # fmt: skip
+    result = finetune(cfg, progress=False)
+    assert result.metrics["status"] == "complete"
+    if "bonus_clip" in variant:
+        assert float(result.replay.bonus[: result.replay.size].max()) <= 5.0

@@ -27,6 +27,7 @@ class EnsembleAgent:
         self.actor = TanhGaussianPolicy(obs_dim, act_dim).to(self.device)
         self.critic = EnsembleQ(obs_dim, act_dim, n_ensemble).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.last_mean_abs_q = 0.0  # mean |Q| over members at the last explored action
 
     # -- loading ---------------------------------------------------------------------
     def load_phase1_common(self, ckpt: dict) -> None:
@@ -60,8 +61,10 @@ class EnsembleAgent:
         """
         o = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)  # [1, o]
         a = self.actor.sample(o)[0]  # [1, a]
-        std = self.critic(o, a).std(dim=0)  # [1]
-        return a[0].cpu().numpy(), float(std[0])
+        q = self.critic(o, a)[:, 0]  # [N]
+        # One host transfer for both: std for the bonus, mean |Q| for bonus_scale=normalized.
+        std, self.last_mean_abs_q = torch.stack([q.std(), q.abs().mean()]).tolist()
+        return a[0].cpu().numpy(), std
 
     @torch.no_grad()
     def explore_ucb(self, obs: np.ndarray, n_candidates: int, coeff: float) -> tuple[np.ndarray, float]:
@@ -71,7 +74,8 @@ class EnsembleAgent:
         a = self.actor.sample(o)[0]  # [K, a]
         q = self.critic(o, a)  # [N, K]
         k = ucb_choice(q, coeff)
-        return a[k].cpu().numpy(), float(q[:, k].std())
+        std, self.last_mean_abs_q = torch.stack([q[:, k].std(), q[:, k].abs().mean()]).tolist()
+        return a[k].cpu().numpy(), std
 
     def update_target(self, tau: float) -> None:
         soft_update(self.critic_target, self.critic, tau)

@@ -77,6 +77,15 @@ class CQLAgent(EnsembleAgent):
             "alpha_opt": self.alpha_opt,
         }
 
+    @torch.no_grad()
+    def loaded_bellman_target(self, batch: Batch, n_loaded: int = 2) -> torch.Tensor:
+        """The critic target computed from the loaded (Phase I) target members only. [B]"""
+        next_act, next_logp = self.actor.sample(batch["next_obs"])
+        q = self.critic_target(batch["next_obs"], next_act)[:n_loaded].min(dim=0).values  # [B]
+        if self.cfg.backup_entropy:
+            q = q - self.log_alpha.exp() * next_logp
+        return batch["rew"] + self.cfg.gamma * (1.0 - batch["done"]) * q
+
     # -- losses ----------------------------------------------------------------------
     def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, dict]:
         cfg = self.cfg

@@ -67,6 +67,11 @@ class IQLAgent(EnsembleAgent):
             "value_opt": self.value_opt,
         }
 
+    @torch.no_grad()
+    def loaded_bellman_target(self, batch: Batch, n_loaded: int = 2) -> torch.Tensor:
+        """IQL's Q target r + gamma * V(s') with the restored V (n_loaded unused). [B]"""
+        return batch["rew"] + self.cfg.gamma * (1.0 - batch["done"]) * self.value(batch["next_obs"])
+
     def update(self, batch: Batch) -> dict:
         cfg = self.cfg
         obs, act = batch["obs"], batch["act"]  # [B, o], [B, a]
