@@ -80,7 +80,7 @@ def warmstart_fresh_members(agent, sample_batch, steps: int, lr: float = 3e-4, n
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     with torch.no_grad():  # the target's fresh members start from the warm-started ones
         for t_layer, layer in zip(
             (agent.critic_target.l0, agent.critic_target.l1, agent.critic_target.l2),
