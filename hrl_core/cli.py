@@ -197,8 +197,7 @@ def _run_grid(args) -> int:
         statuses = [grid.cell_status(c) for c in cells]
         todo = [c for c, s in zip(cells, statuses, strict=True) if s != "complete"]
         for c, s in zip(cells, statuses, strict=True):
-            steps = getattr(c.config, "online_steps", None) or c.config.total_steps
-            print(f"{c.run_name:<60} {steps:>7} steps  {s}")
+            print(f"{c.run_name:<60} {c.steps:>7} steps  {s}")
         est = grid.estimate_seconds(todo, grid.MS_PER_STEP_1_THREAD, workers)
         print(
             f"{len(cells)} cells, {len(todo)} to run; estimated wall time {grid.format_duration(est)} on "
@@ -299,9 +298,9 @@ def _add_pretrain(sub) -> None:
     p.add_argument("--no_progress", action="store_true")
 
     def handler(args):
-        from hrl_core.pretrain import pretrain
+        from hrl_core.pretrain import QUICK_STEPS, pretrain
 
-        total = args.total_steps or (20_000 if args.quick else d.total_steps)
+        total = args.total_steps or (QUICK_STEPS if args.quick else d.total_steps)
         cfg = PretrainConfig(algo=args.algo, env_name=args.env, remove_top_k=args.remove_top_k,
                              reward_noise_std=args.reward_noise_std, seed=args.seed, total_steps=total,
                              eval_interval=args.eval_interval or min(d.eval_interval, total),

@@ -42,16 +42,15 @@ AXES = {
 }
 # ``kind: pretrain`` grids (Phase I) have no bonus axis and name the dataset env_name.
 PRETRAIN_AXES = {"algos": "algo", "datasets": "env_name", "remove_top_k": "remove_top_k", "seeds": "seed"}
-PRETRAIN_QUICK = {"total_steps": 20_000}
 PRETRAIN_NOTEBOOK = REPO / "notebooks" / "pretrain.ipynb"
 
 
 def _kind(spec: dict) -> tuple[dict, type, dict, Path]:
     """(axes, config class, quick budget, notebook) of a grid file's kind."""
-    from hrl_core.pretrain import PretrainConfig
+    from hrl_core.pretrain import QUICK_STEPS, PretrainConfig
 
     if spec.get("kind", "finetune") == "pretrain":
-        return PRETRAIN_AXES, PretrainConfig, PRETRAIN_QUICK, PRETRAIN_NOTEBOOK
+        return PRETRAIN_AXES, PretrainConfig, {"total_steps": QUICK_STEPS}, PRETRAIN_NOTEBOOK
     return AXES, FinetuneConfig, QUICK, DEFAULT_NOTEBOOK
 
 
@@ -66,6 +65,11 @@ class Cell:
     @property
     def run_name(self) -> str:
         return self.config.run_name
+
+    @property
+    def steps(self) -> int:
+        """Training steps of the cell: online steps (Phase II) or gradient steps (Phase I)."""
+        return getattr(self.config, "online_steps", None) or self.config.total_steps
 
     @property
     def run_dir(self) -> Path:
@@ -143,9 +147,8 @@ def estimate_seconds(cells: list[Cell], ms_per_step: dict[str, float], workers: 
     total = 0.0
     for c in cells:
         per_step = ms_per_step[c.config.algo] / 1000
-        steps = getattr(c.config, "online_steps", None) or c.config.total_steps
-        evals = steps // c.config.eval_interval + 1
-        total += steps * per_step + evals * c.config.eval_episodes * EVAL_SECONDS_PER_EPISODE
+        evals = c.steps // c.config.eval_interval + 1
+        total += c.steps * per_step + evals * c.config.eval_episodes * EVAL_SECONDS_PER_EPISODE
     return total / max(workers, 1)
 
 

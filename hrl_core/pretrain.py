@@ -30,6 +30,7 @@ from hrl_core.finetune import check_finite, resolve_device, seed_everything, ver
 from hrl_core.perf import tune_allocator
 
 PHASE1_CQL_ALPHA = 5.0  # conservative penalty weight offline
+QUICK_STEPS = 20_000  # --quick budget of a Phase I cell (Phase I's quick runs)
 
 
 @dataclass
