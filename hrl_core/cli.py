@@ -163,10 +163,13 @@ def _add_grid(sub) -> None:
     p.add_argument("--remove_top_k", nargs="+", type=float, help="only these corruption levels")
     p.add_argument("--bonus_type", nargs="+", help="only these bonus types")
     p.add_argument("--seed", nargs="+", type=int, help="only these seeds")
+    p.add_argument("--arm", nargs="+", help="only these arms (grid files with arms:)")
     p.add_argument(
         "--save_dir", default=None, help="where run folders go (default: the grid file's, else results_phase2)"
     )
-    p.add_argument("--executed_dir", default="executed", help="where executed notebooks go (default %(default)s)")
+    p.add_argument(
+        "--executed_dir", default=None, help="where executed notebooks go (default: the grid file's, else executed)"
+    )
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler (tcp://host:8786)")
     p.add_argument("--workers", type=int, default=None, help="LocalCluster workers (default: one per core)")
     p.add_argument("--threads_per_cell", type=int, default=1, help="torch threads per cell (default %(default)s)")
@@ -183,10 +186,13 @@ def _run_grid(args) -> int:
     path = Path(args.params) if args.params else (grid.REPO / "params" / ("quick.yaml" if args.quick else "grid.yaml"))
     spec = grid.load_grid(path)
     filters = {"algos": args.algo, "datasets": args.env, "remove_top_k": args.remove_top_k,
-               "bonus_types": args.bonus_type, "seeds": args.seed}  # fmt: skip
+               "bonus_types": args.bonus_type, "seeds": args.seed, "arms": args.arm}  # fmt: skip
     overrides = {"save_dir": args.save_dir} if args.save_dir else {}
     if spec.get("kind") == "pretrain" and args.bonus_type:
         print("grid: --bonus_type does not apply to a pretrain grid")
+        return 1
+    if args.arm and "arms" not in spec:
+        print(f"grid: --arm needs a grid file with arms: ({path} has none)")
         return 1
     cells = grid.expand(spec, filters, overrides, quick=args.quick)
     if not cells:
@@ -207,7 +213,7 @@ def _run_grid(args) -> int:
         return 0
     results = grid.run_grid(
         cells,
-        executed_dir=Path(args.executed_dir).resolve(),
+        executed_dir=Path(args.executed_dir or spec.get("executed_dir") or "executed").resolve(),
         scheduler=args.scheduler,
         workers=args.workers,
         threads_per_cell=args.threads_per_cell,
@@ -242,6 +248,38 @@ def _run_plot(args) -> int:
         f"hrl plot: {out['runs']} runs -> {len(out['files'])} files in {args.out}/; {len(out['missing'])} cells missing"
     )
     return 0
+
+
+def _add_study(sub) -> None:
+    p = sub.add_parser("study", help="execute the variants-study notebook over a study grid's runs")
+    p.add_argument("--params", default="params/study_bonus.yaml", help="study grid YAML (default %(default)s)")
+    p.add_argument("--save_dir", default="", help="run folders (default: the grid file's save_dir)")
+    p.add_argument("--out", default="executed/study_bonus.ipynb", help="executed notebook (default %(default)s)")
+    p.add_argument("--figures_dir", default="figures/study_bonus", help="PNG/SVG figures (default %(default)s)")
+
+    def handler(args):
+        from pathlib import Path
+
+        from hrl_core import grid
+
+        spec = grid.load_grid(args.params)
+        if "arms" not in spec:
+            raise HrlError(
+                f"{args.params} has no arms: hrl study analyses a grid file with arms (params/study_bonus.yaml)"
+            )
+        params = {
+            "params": str(Path(args.params).resolve()),
+            "save_dir": str(Path(args.save_dir).resolve()) if args.save_dir else "",
+            "figures_dir": str(Path(args.figures_dir).resolve()) if args.figures_dir else "",
+        }
+        out = Path(args.out).resolve()
+        res = grid.execute_cell(str(grid.REPO / "notebooks" / "study_bonus.ipynb"), str(out), params, {}, "study")
+        if res["status"] != "complete":
+            raise HrlError(f"study notebook failed ({res['error']}); see {out}")
+        print(f"hrl study: {out} ({res['seconds']:.0f} s)")
+        return 0
+
+    p.set_defaults(handler=handler)
 
 
 def _add_data(sub) -> None:
@@ -345,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench(sub)
     _add_grid(sub)
     _add_plot(sub)
+    _add_study(sub)
     _add_pretrain(sub)
     _add_data(sub)
     _add_demo(sub)

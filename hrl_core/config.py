@@ -52,6 +52,7 @@ class FinetuneConfig:
     bonus_scale: str = "raw"  # raw (spec: lambda * std Q) | normalized (see hrl_core.variants.BonusScale)
     bonus_clip: float = 0.0  # cap on the bonus; 0 = no cap
     compile: str = "auto"  # torch.compile the CQL critic pass: auto (CQL, >= 2,000 steps) | on | off
+    arm: str = ""  # label of a study arm (grid `arms:`); appended to the run name, no effect on results
 
     @property
     def compile_critic(self) -> bool:
@@ -63,10 +64,30 @@ class FinetuneConfig:
     @property
     def run_name(self) -> str:
         tag = "ensemble" if self.bonus_type == "ensemble" else "vanilla"
-        return (
+        name = (
             f"ft_{self.algo}_{self.env}_k{format_k(self.remove_top_k)}"
             f"_noise{float(self.reward_noise_std)}_{tag}_s{self.seed}"
         )
+        # Runs that differ only in a variant must not share a folder (or an executed
+        # notebook): the arm label, else the non-default variant settings, name them.
+        suffix = self.arm or self.variant_tag
+        return f"{name}_{suffix}" if suffix else name
+
+    @property
+    def variant_tag(self) -> str:
+        """Non-default variant settings (issue 7) as a run-name suffix; "" for the spec."""
+        parts = []
+        if self.member_init != "fresh":
+            parts.append(self.member_init)
+        if self.bonus_scale != "raw":
+            parts.append(f"bonus-{self.bonus_scale}")
+        if self.bonus_clip:
+            parts.append(f"clip{self.bonus_clip:g}")
+        if self.target_reduce != "min_all":
+            parts.append(self.target_reduce)
+        if self.exploration != "reward_bonus":
+            parts.append(self.exploration)
+        return "-".join(parts)
 
     @property
     def effective_phase1_seed(self) -> int:
@@ -77,7 +98,7 @@ class FinetuneConfig:
 
     def result_settings(self) -> dict:
         """Settings that change results: a resumed run must match these exactly."""
-        skip = {"save_dir", "device", "threads", "phase1_dir"}
+        skip = {"save_dir", "device", "threads", "phase1_dir", "arm"}
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
     def validate(self) -> FinetuneConfig:
@@ -120,6 +141,10 @@ class FinetuneConfig:
             ),
             (self.ucb_candidates >= 1, f"ucb_candidates={self.ucb_candidates} must be at least 1"),
             (self.compile in COMPILE_MODES, f"compile={self.compile!r}: use auto, on or off"),
+            (
+                all(ch.isalnum() or ch in "-+._" for ch in self.arm),
+                f"arm={self.arm!r}: use letters, digits and - + . _ (it becomes part of a folder name)",
+            ),
         ]
         for ok, message in checks:
             if not ok:

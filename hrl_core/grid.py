@@ -9,6 +9,15 @@ A grid file (``params/*.yaml``) lists the axes and shared settings::
     seeds: [0, 1, 2]
     settings: {online_steps: 250000, eval_interval: 5000, eval_episodes: 10}
 
+An optional ``arms:`` mapping turns a grid into a study of variants: each arm is a
+name and the settings it changes (``warmstart: {member_init: warmstart}``); every
+combination of the axes runs once per arm, the arm's name is part of the run name,
+and ``bonus_types`` may then be left out (arms set ``bonus_type`` themselves).
+``executed_dir`` (optional) says where the cells' executed notebooks go.
+
+Cells run seed-major (all seed-0 cells first), so a grid stopped early leaves every
+setting with the same number of seeds rather than some settings with all of them.
+
 Every cell executes ``notebooks/finetune.ipynb`` with papermill into
 ``executed/<run_name>.ipynb`` (the injected parameters stay in the notebook). Cells
 whose ``metrics.json`` says ``complete`` are skipped, so re-running resumes a grid;
@@ -90,13 +99,25 @@ def load_grid(path: str | Path) -> dict:
         raise HrlError(f"grid file {path}: kind must be finetune or pretrain")
     axes, config_cls, _, _ = _kind(spec)
     missing = [k for k in axes if k not in spec]
-    unknown = set(spec) - set(axes) - {"settings", "description", "kind"}
+    if "arms" in spec and "bonus_types" in missing:
+        missing.remove("bonus_types")  # the arms set bonus_type
+    unknown = set(spec) - set(axes) - {"settings", "description", "kind", "arms", "executed_dir", "cpu_hours"}
     if missing or unknown:
         raise HrlError(f"grid file {path}: missing keys {missing}, unknown keys {sorted(unknown)}")
     known = {f.name for f in fields(config_cls)}
     bad = set(spec.get("settings") or {}) - known
     if bad:
         raise HrlError(f"grid file {path}: unknown settings {sorted(bad)}; valid: {', '.join(sorted(known))}")
+    arms = spec.get("arms")
+    if arms is not None:
+        if not isinstance(arms, dict) or not arms or "arm" not in known:
+            raise HrlError(
+                f"grid file {path}: arms must be a non-empty mapping of arm name -> settings (Phase II only)"
+            )
+        for name, settings in arms.items():
+            bad = set(settings or {}) - known
+            if bad:
+                raise HrlError(f"grid file {path}: arm {name!r} has unknown settings {sorted(bad)}")
     return spec
 
 
@@ -114,16 +135,29 @@ def expand(spec: dict, filters: dict | None = None, overrides: dict | None = Non
         base.update(quick_budget)
     base.update(overrides or {})
     axes = []
+    axis_names = {k: v for k, v in axis_names.items() if k in spec}  # bonus_types is optional with arms
     for key in axis_names:
         values = list(spec[key])
         if filters.get(key):
             wanted = [type(values[0])(v) if values else v for v in filters[key]]
             values = [v for v in values if v in wanted]
         axes.append(values)
+    arms = spec.get("arms") or {None: {}}
+    if filters.get("arms"):
+        arms = {name: s for name, s in arms.items() if name in filters["arms"]}
     cells = []
-    for combo in itertools.product(*axes):
+    for *combo, (arm, arm_settings) in itertools.product(*axes, arms.items()):
         values = {axis_names[k]: v for k, v in zip(axis_names, combo, strict=True)}
+        values.update(arm_settings or {})  # an arm's settings beat the shared ones
+        if arm is not None:
+            values["arm"] = str(arm)
         cfg = config_cls(**{**base, **values})
+        if (
+            "bonus_types" not in axis_names
+            and filters.get("bonus_types")
+            and cfg.bonus_type not in filters["bonus_types"]
+        ):
+            continue  # arms set the bonus type: filter on the result
         if hasattr(cfg, "validate"):
             cfg.validate()
         # Absolute paths: notebooks run with notebooks/ as working directory (and a
@@ -133,6 +167,8 @@ def expand(spec: dict, filters: dict | None = None, overrides: dict | None = Non
         if hasattr(cfg, "phase1_dir"):
             cfg.phase1_dir = str(Path(cfg.phase1_dir).resolve())
         cells.append(Cell(cfg, notebook=notebook))
+    # Seed-major (stable): a grid stopped early has the same seeds for every setting.
+    cells.sort(key=lambda c: c.config.seed)
     return cells
 
 

@@ -45,6 +45,7 @@ class Run:
     status: str
     metrics: dict
     data_kind: str  # provenance label of the offline data
+    arm: str = ""  # study arm (grid files with arms:), "" otherwise
 
     @property
     def steps(self) -> np.ndarray:
@@ -77,6 +78,7 @@ def load_runs(save_dir: str | Path, include_unfinished: bool = True) -> list[Run
             status=metrics.get("status", "running"),
             metrics=metrics,
             data_kind=config.get("provenance", {}).get("dataset", {}).get("kind", "unknown"),
+            arm=s.get("arm", ""),
         )
         if include_unfinished or run.status == "complete":
             runs.append(run)

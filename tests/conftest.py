@@ -59,17 +59,24 @@ def write_d4rl_slice(src: Path, dst: Path, n: int, *, float_flags=False, drop_ne
     return dst
 
 
-def write_result_fixture(save_dir: Path, algo, dataset, k, bonus, seed, returns, status="complete", step=1000):
+def write_result_fixture(save_dir: Path, algo, dataset, k, bonus, seed, returns, status="complete", step=1000, arm=""):
     """A Phase II run folder with the given return curve (the files hrl finetune writes)."""
     import json
 
     tag = "ensemble" if bonus == "ensemble" else "vanilla"
-    run = save_dir / f"ft_{algo}_{dataset}_k{k:g}_noise0.0_{tag}_s{seed}"
+    run = save_dir / (f"ft_{algo}_{dataset}_k{k:g}_noise0.0_{tag}_s{seed}" + (f"_{arm}" if arm else ""))
     run.mkdir(parents=True, exist_ok=True)
     n = len(returns)
     steps = [i * step for i in range(n)]
     config = {
-        "settings": {"algo": algo, "env": dataset, "remove_top_k": float(k), "bonus_type": bonus, "seed": seed},
+        "settings": {
+            "algo": algo,
+            "env": dataset,
+            "remove_top_k": float(k),
+            "bonus_type": bonus,
+            "seed": seed,
+            "arm": arm,
+        },
         "provenance": {"dataset": {"kind": "not D4RL: test fixture"}},
     }
     metrics = {
@@ -80,6 +87,7 @@ def write_result_fixture(save_dir: Path, algo, dataset, k, bonus, seed, returns,
         "bonus_mean": [None] + [(10.0 / (i + 1) if bonus == "ensemble" else 0.0) for i in range(1, n)],
         "reward_mean": [None] + [3.0] * (n - 1),
         "critic_loss_avg": [None] + [100.0 / i for i in range(1, n)],
+        "q_member_avg": [None] + [[50.0, 50.0, 50.0 - 20.0 / i] for i in range(1, n)],
     }
     (run / "config.json").write_text(json.dumps(config))
     (run / "metrics.json").write_text(json.dumps(metrics))

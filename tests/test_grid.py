@@ -61,6 +61,55 @@ def test_bad_grid_files(tmp_path):
         grid.load_grid(tmp_path / "nope.yaml")
 
 
+def test_study_grid_arms_give_distinct_runs_with_the_arm_settings():
+    spec = grid.load_grid(REPO / "params" / "study_bonus.yaml")
+    cells = grid.expand(spec)
+    names = [c.run_name for c in cells]
+    assert len(cells) == 2 * 6 * 3 and len(set(names)) == len(cells)  # no two arms share a folder
+    by_arm = {}
+    for c in cells:
+        by_arm.setdefault(c.config.arm, []).append(c.config)
+    assert sorted(by_arm) == sorted(spec["arms"])
+    for arm, cfgs in by_arm.items():
+        for cfg in cfgs:  # every arm setting reached the cell, the shared ones too
+            assert all(getattr(cfg, k) == v for k, v in spec["arms"][arm].items()), arm
+            assert (cfg.online_steps, cfg.eval_interval, cfg.eval_episodes, cfg.phase1_seed) == (30_000, 3_000, 10, 1)
+    assert {c.member_init for c in by_arm["warmstart+normalized"]} == {"warmstart"}
+    assert {c.bonus_scale for c in by_arm["warmstart+normalized"]} == {"normalized"}
+    assert {c.bonus_type for c in by_arm["vanilla"]} == {"none"}
+    # Seed-major: a grid stopped early leaves every arm with the same seeds.
+    seeds = [c.config.seed for c in cells]
+    assert seeds == sorted(seeds)
+    only = grid.expand(spec, {"arms": ["vanilla", "spec"], "seeds": [2], "bonus_types": ["none"]})
+    assert [(c.config.arm, c.config.seed) for c in only] == [("vanilla", 2), ("vanilla", 2)]
+
+
+def test_arm_and_variant_settings_name_the_run():
+    from hrl_core.config import FinetuneConfig
+
+    spec_name = FinetuneConfig(seed=1).run_name
+    assert spec_name == "ft_iql_hopper-medium-v2_k0_noise0.0_ensemble_s1"  # the spec's name is unchanged
+    variant = FinetuneConfig(seed=1, member_init="warmstart", bonus_scale="normalized").run_name
+    assert variant != spec_name and "warmstart" in variant and "normalized" in variant
+    assert FinetuneConfig(seed=1, arm="mine", member_init="warmstart").run_name == spec_name + "_mine"
+    with pytest.raises(HrlError, match="folder name"):
+        FinetuneConfig(arm="a/b").validate()
+
+
+def test_bad_arms(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    head = "algos: [iql]\ndatasets: [hopper-medium-v2]\nremove_top_k: [0]\nseeds: [0]\n"
+    bad.write_text(head + "arms: {a: {member_innit: warmstart}}\n")
+    with pytest.raises(HrlError, match="arm 'a' has unknown settings"):
+        grid.load_grid(bad)
+    bad.write_text(head + "arms: [a, b]\n")
+    with pytest.raises(HrlError, match="arms must be a non-empty mapping"):
+        grid.load_grid(bad)
+    bad.write_text(head)  # without arms, bonus_types is required
+    with pytest.raises(HrlError, match="missing keys"):
+        grid.load_grid(bad)
+
+
 def test_dry_run_lists_cells_and_estimate():
     out = subprocess.run(
         [sys.executable, "-m", "hrl_core.cli", "grid", "--quick", "--algo", "iql", "--env", "hopper-medium-v2",
