@@ -429,6 +429,11 @@ def static_export_available() -> str | None:
 def write_all(save_dir: Path, out_dir: Path, expected: list[tuple] | None = None, static: bool = True) -> dict:
     """Every figure and the summary for the runs under ``save_dir``."""
     runs = load_runs(save_dir)
+    if any(r.arm for r in runs):
+        from hrl_core.errors import HrlError
+
+        # Arms of a variants study share (algo, dataset, k, bonus): this summary would pool them.
+        raise HrlError(f"{save_dir} holds a variants study (runs with arms): use hrl study --save_dir {save_dir}")
     written: list[Path] = []
     reason = static_export_available() if static else "disabled"
     for algo, dataset in sorted({(r.algo, r.dataset) for r in runs}):

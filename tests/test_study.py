@@ -58,6 +58,15 @@ def test_table_and_conclusion_say_what_the_numbers_say(tmp_path):
     assert study.conclusion_markdown([]).startswith("No arm has complete runs")
 
 
+def test_hrl_plot_refuses_to_pool_arms(tmp_path):
+    from hrl_core import plots
+    from hrl_core.errors import HrlError
+
+    _study(tmp_path)
+    with pytest.raises(HrlError, match="use hrl study"):
+        plots.write_all(tmp_path, tmp_path / "figures", static=False)
+
+
 def test_figures_have_one_trace_group_per_arm_and_k(tmp_path):
     runs = [r for r in _study(tmp_path) if r.status == "complete"]
     curves = study.curves_figure(runs, ["vanilla", "up", "mixed", "lone"])
