@@ -359,3 +359,39 @@ def completeness_markdown(cells, complete: list[plots.Run], missing: list[str]) 
     if missing:
         line += " Missing or unfinished (the numbers below leave them out): " + ", ".join(f"`{m}`" for m in missing)
     return line
+
+
+def diagnostics_rows(runs: list[plots.Run], arms: list[str] | None = None) -> list[dict]:
+    """Per (k, arm), means over seeds of the diagnostics in the first evaluation interval
+    (where the fresh-member trap acts) and over the whole run."""
+    rows = []
+    for k in sorted({r.k for r in runs}):
+        for arm in arms_in_order(runs, arms):
+            group = [r for r in runs if r.k == k and r.arm == arm]
+            if not group:
+                continue
+            row = {"k": k, "arm": arm}
+            for name, fn, _ in DIAGNOSTICS:
+                _, y = _series(group, fn)
+                with np.errstate(all="ignore"):
+                    row[f"{name} | first"] = float(np.nanmean(y[:, 1])) if y.shape[1] > 1 else math.nan
+                    row[f"{name} | run"] = float(np.nanmean(y[:, 1:])) if y.shape[1] > 1 else math.nan
+            rows.append(row)
+    return rows
+
+
+def diagnostics_markdown(rows: list[dict]) -> str:
+    if not rows:
+        return "No runs yet."
+    names = [name for name, _, _ in DIAGNOSTICS]
+    head = "| k | arm | " + " | ".join(f"{n}: first interval / whole run" for n in names) + " |\n"
+    head += "|---|---|" + "---|" * len(names) + "\n"
+
+    def cell(a, b):
+        return f"{a:.3g} / {b:.3g}" if np.isfinite(a) else "—"
+
+    lines = [
+        f"| {r['k']:g} | {r['arm']} | " + " | ".join(cell(r[f"{n} | first"], r[f"{n} | run"]) for n in names) + " |"
+        for r in rows
+    ]
+    return head + "\n".join(lines)

@@ -58,6 +58,19 @@ def test_table_and_conclusion_say_what_the_numbers_say(tmp_path):
     assert study.conclusion_markdown([]).startswith("No arm has complete runs")
 
 
+def test_diagnostics_rows_first_interval_and_whole_run(tmp_path):
+    runs = [r for r in _study(tmp_path) if r.status == "complete"]
+    rows = {(r["k"], r["arm"]): r for r in study.diagnostics_rows(runs)}
+    up = rows[(60.0, "up")]
+    # Fixture: fresh member 20/i below the loaded ones (at 50) in interval i = 1..3.
+    assert up["mean Q: fresh − loaded members | first"] == pytest.approx(-20.0)
+    assert up["mean Q: fresh − loaded members | run"] == pytest.approx(-(20 + 10 + 20 / 3) / 3)
+    assert up["mean Q of the loaded members | run"] == pytest.approx(50.0)
+    assert up["bonus / env reward | first"] == pytest.approx(5.0 / 3.0)  # bonus 10/2 over reward 3
+    assert rows[(60.0, "vanilla")]["bonus / env reward | first"] == 0.0
+    assert "| 60 | up |" in study.diagnostics_markdown(list(rows.values()))
+
+
 def test_hrl_plot_refuses_to_pool_arms(tmp_path):
     from hrl_core import plots
     from hrl_core.errors import HrlError
