@@ -208,7 +208,7 @@ def _run_grid(args) -> int:
         print(
             f"{len(cells)} cells, {len(todo)} to run; estimated wall time {grid.format_duration(est)} on "
             f"{workers} worker(s) at {grid.MS_PER_STEP_1_THREAD['cql']:.0f} ms (CQL) / "
-            f"{grid.MS_PER_STEP_1_THREAD['iql']:.0f} ms (IQL) per step (hrl bench --threads 1, 2-core CPU)"
+            f"{grid.MS_PER_STEP_1_THREAD['iql']:.0f} ms (IQL) per step (measured: 1 thread per cell, 2-core CPU)"
         )
         return 0
     results = grid.run_grid(
