@@ -54,6 +54,10 @@ class Explorer:
 
         self.save_dir = Path(save_dir)
         self.runs = plots.load_runs(self.save_dir)
+        if any(r.arm for r in self.runs):
+            from hrl_core.errors import HrlError
+
+            raise HrlError(f"{save_dir} holds a variants study (runs with arms): open notebooks/study_bonus.ipynb")
         algos = sorted({r.algo for r in self.runs}) or ["cql", "iql"]
         datasets = sorted({r.dataset for r in self.runs}) or ["hopper-medium-v2"]
         ks = sorted({r.k for r in self.runs}) or [0.0, 30.0, 60.0]

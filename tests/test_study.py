@@ -78,6 +78,10 @@ def test_hrl_plot_refuses_to_pool_arms(tmp_path):
     _study(tmp_path)
     with pytest.raises(HrlError, match="use hrl study"):
         plots.write_all(tmp_path, tmp_path / "figures", static=False)
+    from hrl_core.analysis import Explorer
+
+    with pytest.raises(HrlError, match="study_bonus.ipynb"):
+        Explorer(tmp_path)
 
 
 def test_figures_have_one_trace_group_per_arm_and_k(tmp_path):
