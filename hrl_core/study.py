@@ -162,13 +162,17 @@ def conclusion_markdown(rows: list[dict], reference: str = REFERENCE_ARM) -> str
     better = sorted({a for a, by_k in verdicts.items() if "better" in by_k.values()})
     worse = sorted({a for a, by_k in verdicts.items() if "worse" in by_k.values()})
     unclear = sorted(a for a, by_k in verdicts.items() if set(by_k.values()) == {"no clear difference"})
-    if any(v == "too few seeds" for by_k in verdicts.values() for v in by_k.values()):
-        unclear.append(f"(some settings have fewer than {MIN_SEEDS} seeds per arm: no verdict there)")
+
     n_seeds = sorted({r["n_seeds"] for r in rows})
     summary = [
         f"Beat {reference} (AUC interval above 0) in at least one setting: {', '.join(better) or 'none'}.",
         f"Worse than {reference} (interval below 0) in at least one setting: {', '.join(worse) or 'none'}.",
         f"Not distinguishable from {reference} in any setting: {', '.join(unclear) or 'none'}.",
+        *(
+            [f"Some settings have fewer than {MIN_SEEDS} complete seeds in an arm or in {reference}: no verdict there."]
+            if any(v == "too few seeds" for by_k in verdicts.values() for v in by_k.values())
+            else []
+        ),
         f"Seeds per setting: {', '.join(map(str, n_seeds))}. With so few seeds the intervals are wide and "
         "rough; a difference the interval cannot separate from 0 is not evidence either way.",
     ]

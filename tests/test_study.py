@@ -54,7 +54,7 @@ def test_table_and_conclusion_say_what_the_numbers_say(tmp_path):
     assert table.count("\n") == 2 + len(rows) - 1 and "| 60 | up | 3 |" in table
     text = study.conclusion_markdown(rows)
     assert "Beat vanilla (AUC interval above 0) in at least one setting: up." in text
-    assert "fewer than 2 seeds" in text
+    assert "fewer than 2 complete seeds" in text
     assert study.conclusion_markdown([]).startswith("No arm has complete runs")
 
 
