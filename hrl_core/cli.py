@@ -138,7 +138,11 @@ def _add_bench(sub) -> None:
     p.add_argument("--batch_size", type=int, default=256)
     p.add_argument("--repeats", type=int, default=15, help="timed repeats per update (medians reported)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--no_compile", action="store_true", help="time CQL eagerly (runs compile it by default)")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="time CQL with its critic pass torch.compiled (runs do that on CUDA; on a CPU they stay eager)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     def handler(args):

@@ -12,7 +12,7 @@ from hrl_core.errors import HrlError
 BONUS_TYPES = ("ensemble", "none")
 DEVICES = ("auto", "cpu", "cuda")
 COMPILE_MODES = ("auto", "on", "off")
-COMPILE_MIN_STEPS = 2_000  # ~20 s compile / ~10 ms saved per CQL step on a 2-core CPU
+COMPILE_MIN_STEPS = 2_000  # a compile takes ~20 s: worth it for runs of 2,000+ steps
 
 # --quick: a short run for smoke tests and demos.
 QUICK = {"online_steps": 5_000, "eval_interval": 1_000, "eval_episodes": 5}
@@ -51,15 +51,22 @@ class FinetuneConfig:
     ucb_candidates: int = 10  # exploration=ucb_action: policy samples to choose from
     bonus_scale: str = "raw"  # raw (spec: lambda * std Q) | normalized (see hrl_core.variants.BonusScale)
     bonus_clip: float = 0.0  # cap on the bonus; 0 = no cap
-    compile: str = "auto"  # torch.compile the CQL critic pass: auto (CQL, >= 2,000 steps) | on | off
+    compile: str = "auto"  # torch.compile the CQL critic pass: auto (CQL on CUDA, >= 2,000 steps) | on | off
     arm: str = ""  # label of a study arm (grid `arms:`); appended to the run name, no effect on results
 
-    @property
-    def compile_critic(self) -> bool:
-        """Whether this run compiles the CQL critic (pays for itself after ~2,000 steps)."""
+    def compile_critic(self, device_type: str) -> bool:
+        """Whether this run compiles the CQL critic on ``device_type`` ("cpu" | "cuda").
+
+        auto compiles on CUDA only: on a CPU the eager per-member GEMMs of
+        ``hrl_core.networks.EnsembleLinear`` are as fast as the compiled pass with one
+        thread and faster with two (``hrl bench --no_compile`` vs default), without
+        the ~20 s compile or a C++ compiler.
+        """
         if self.algo != "cql" or self.compile == "off":
             return False
-        return self.compile == "on" or self.online_steps >= COMPILE_MIN_STEPS
+        if self.compile == "on":
+            return True
+        return device_type == "cuda" and self.online_steps >= COMPILE_MIN_STEPS
 
     @property
     def run_name(self) -> str:

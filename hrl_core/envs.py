@@ -74,9 +74,10 @@ def normalized_score(dataset: str, raw_return: float | np.ndarray, ref_scores=No
     return 100.0 * (raw_return - lo) / (hi - lo)
 
 
-def make_env(dataset: str, env_id: str | None = None) -> gym.Env:
+def make_env(dataset: str, env_id: str | None = None, **env_kwargs) -> gym.Env:
     """The Gymnasium environment matching a dataset (1,000-step time limit as in D4RL);
-    ``env_id`` overrides it (Minari's datasets were collected in the -v5 versions)."""
+    ``env_id`` overrides it (Minari's datasets were collected in the -v5 versions);
+    ``env_kwargs`` go to the environment's constructor (``hrl bench`` uses them)."""
     import mujoco
 
     spec = dataset_spec(dataset)
@@ -89,7 +90,7 @@ def make_env(dataset: str, env_id: str | None = None) -> gym.Env:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return gym.make(env_id or spec.env_id)
+            return gym.make(env_id or spec.env_id, **env_kwargs)
     finally:
         mujoco.set_mju_user_warning(previous)
 

@@ -23,29 +23,34 @@ def eval_seeds(seed: int, n_episodes: int) -> list[int]:
 class Evaluator:
     """Holds the evaluation environments of one run (built once, reset per call)."""
 
-    def __init__(self, dataset: str, n_episodes: int, seed: int, env_id: str | None = None, ref_scores=None):
+    def __init__(
+        self, dataset: str, n_episodes: int, seed: int, env_id: str | None = None, ref_scores=None, **env_kwargs
+    ):
         self.dataset = dataset
         self.ref_scores = ref_scores  # (random, expert) when the data brings its own
         self.seeds = eval_seeds(seed, n_episodes)
-        self.envs = [make_env(dataset, env_id) for _ in range(n_episodes)]
+        self.envs = [make_env(dataset, env_id, **env_kwargs) for _ in range(n_episodes)]
 
     def run(self, policy) -> dict:
         """``policy(obs [B, o]) -> actions [B, a]``; returns per-episode returns/lengths."""
         n = len(self.envs)
         obs = np.stack([env.reset(seed=s)[0] for env, s in zip(self.envs, self.seeds, strict=True)])
-        returns = np.zeros(n)
-        lengths = np.zeros(n, dtype=np.int64)
-        running = np.ones(n, dtype=bool)
-        while running.any():
-            idx = np.flatnonzero(running)
-            actions = policy(obs[idx])
-            for j, i in enumerate(idx):
+        # Plain Python lists for the per-episode sums: a numpy scalar update costs
+        # ~1 us, a float add ~0.05 us, and there are two per env step.
+        returns, lengths = [0.0] * n, [0] * n
+        running = list(range(n))  # episodes still going, in env order
+        while running:
+            actions = policy(obs[running] if len(running) < n else obs)  # [len(running), a]
+            still = []
+            for j, i in enumerate(running):
                 o, r, terminated, truncated, _ = self.envs[i].step(actions[j])
                 obs[i] = o
-                returns[i] += r
+                returns[i] += float(r)
                 lengths[i] += 1
-                if terminated or truncated:
-                    running[i] = False
+                if not (terminated or truncated):
+                    still.append(i)
+            running = still
+        returns, lengths = np.asarray(returns), np.asarray(lengths)
         norm = normalized_score(self.dataset, returns, self.ref_scores)
         return {
             "normalized_return": float(norm.mean()),

@@ -48,4 +48,7 @@ def test_bench_command_json():
     (cell,) = report["cells"]
     assert cell["algo"] == "iql" and cell["n_ensemble"] == 3
     assert cell["ms_per_step"] == pytest.approx(sum(cell["parts_ms"].values()))
-    assert report["gemm_gflops"] > 0 and report["evaluation"][0]["env_steps"] > 0
+    assert report["gemm_gflops"] > 0
+    # The worst case is full-length episodes even for hopper with an untrained policy.
+    (evaluation,) = report["evaluation"]
+    assert evaluation["env_steps"] == evaluation["episodes"] * 1000

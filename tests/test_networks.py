@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from hrl_core.checkpoint import load_state
-from hrl_core.networks import EnsembleQ
+from hrl_core.networks import PER_MEMBER_MIN_ROWS, EnsembleLinear, EnsembleQ, _PerMemberAffine
 
 
 def phase1_q(state: dict, head: str, in_dim: int) -> nn.Sequential:
@@ -45,6 +45,36 @@ def test_batched_forward_equals_member_loop():
         torch.testing.assert_close(q[i], (h @ ens.l2.weight[i] + ens.l2.bias[i]).squeeze(-1))
     # The same input given per member ([N, B, in]) takes the bmm path: same numbers.
     torch.testing.assert_close(ens.forward_input(x.expand(4, -1, -1)), q)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_per_member_gemms_have_baddbmm_gradients(shared):
+    # The CPU speed path is a hand-written autograd.Function: check its backward
+    # numerically (float64) for a shared [B, in] input and per-member [N, B, in] inputs.
+    torch.manual_seed(2)
+    n, b, d_in, d_out = 3, 5, 4, 6
+    x = torch.randn(b, d_in) if shared else torch.randn(n, b, d_in)
+    w, bias = torch.randn(n, d_in, d_out), torch.randn(n, 1, d_out)
+    inputs = tuple(t.double().requires_grad_(True) for t in (x, w, bias))
+    assert torch.autograd.gradcheck(_PerMemberAffine.apply, inputs)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_ensemble_linear_cpu_path_matches_baddbmm(shared):
+    # Forward and all three gradients of the layer as the agents call it (a batch big
+    # enough to take the per-member path) against the plain baddbmm maths.
+    torch.manual_seed(3)
+    layer = EnsembleLinear(3, 20, 256)
+    b = 4 * PER_MEMBER_MIN_ROWS
+    x = (torch.randn(b, 20) if shared else torch.randn(3, b, 20)).requires_grad_(True)
+    grad_out = torch.randn(3, b, 256)
+    fast = layer(x)
+    fast_grads = torch.autograd.grad(fast, (x, layer.weight, layer.bias), grad_out)
+    plain = torch.baddbmm(layer.bias, x.expand(3, -1, -1) if shared else x, layer.weight)
+    plain_grads = torch.autograd.grad(plain, (x, layer.weight, layer.bias), grad_out)
+    torch.testing.assert_close(fast, plain)
+    for got, want in zip(fast_grads, plain_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
 
 
 def test_min_and_bessel_std_over_members():
