@@ -86,7 +86,7 @@ def _add_finetune(sub) -> None:
         "--compile",
         default=_D.compile,
         choices=COMPILE_MODES,
-        help="torch.compile the CQL critic pass (auto: CQL runs of 2,000+ steps; default %(default)s)",
+        help="torch.compile the CQL critic pass (auto: CQL runs of 2,000+ steps on CUDA; default %(default)s)",
     )
     p.add_argument("--dataset_source", default=_D.dataset_source, choices=("auto", "d4rl", "generated", "minari"),
                    help="offline data: auto (D4RL file/download/generated) | d4rl | generated | minari")  # fmt: skip

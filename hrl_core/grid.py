@@ -189,10 +189,11 @@ def estimate_seconds(cells: list[Cell], ms_per_step: dict[str, float], workers: 
 
 
 # Per online step on the reference 2-core CPU machine, one torch thread per cell, two
-# cells side by side, N=3. CQL: `hrl bench --threads 1` (halfcheetah shapes). IQL: end to
-# end in the variants study (30,000-step hopper cells took ~510 s each, loop, evaluation
-# and start-up included; `hrl bench --threads 1` alone says 14 ms). README "Performance".
-MS_PER_STEP_1_THREAD = {"cql": 106.0, "iql": 17.0}
+# cells side by side, N=3. CQL: `hrl bench --threads 1` (median of 3, halfcheetah shapes,
+# 110.6 ms; hopper 107.5). IQL: end to end in the variants study (30,000-step hopper cells
+# took ~510 s each, loop, evaluation and start-up included; `hrl bench --threads 1` alone
+# says 12 ms). README "Performance".
+MS_PER_STEP_1_THREAD = {"cql": 110.0, "iql": 17.0}
 EVAL_SECONDS_PER_EPISODE = 0.15  # one 1,000-step episode, stepped with the others
 
 

@@ -65,6 +65,22 @@ def test_same_seed_same_metrics(tmp_path, phase1_dir, d4rl_env, algo):
     assert c.metrics["critic_loss_avg"] != a.metrics["critic_loss_avg"]
 
 
+@pytest.mark.parametrize(
+    "algo, compile_mode, device, steps, expected",
+    [
+        ("cql", "auto", "cuda", 250_000, True),  # pays on GPUs
+        ("cql", "auto", "cpu", 250_000, False),  # eager per-member GEMMs are as fast on a CPU
+        ("cql", "auto", "cuda", 500, False),  # too short to repay the compile
+        ("cql", "on", "cpu", 500, True),
+        ("cql", "off", "cuda", 250_000, False),
+        ("iql", "on", "cuda", 250_000, False),  # only CQL has the compiled pass
+    ],
+)
+def test_when_the_cql_critic_is_compiled(algo, compile_mode, device, steps, expected):
+    cfg = FinetuneConfig(algo=algo, compile=compile_mode, online_steps=steps)
+    assert cfg.compile_critic(device) is expected
+
+
 def test_run_writes_three_files_with_provenance(tmp_path, phase1_dir, d4rl_env):
     cfg = tiny(tmp_path, phase1_dir, algo="cql", n_ensemble=4)
     result = finetune(cfg, progress=False)
@@ -81,6 +97,7 @@ def test_run_writes_three_files_with_provenance(tmp_path, phase1_dir, d4rl_env):
         "cql_hopper-medium-v2_k60_noise0.0_s1/checkpoint.pt"
     )
     assert {"torch", "gymnasium", "mujoco", "h5py"} <= set(config["versions"])
+    assert config["speed"]["compiled_cql_critic"] is False  # CPU runs stay eager (README "Performance")
 
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["status"] == "complete"

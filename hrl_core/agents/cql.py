@@ -37,7 +37,8 @@ class CQLConfig:
     # loaded critics' Q-values on the data match soft returns, not plain returns.
     backup_entropy: bool = True
     # torch.compile the critic's forward in the CQL loss (the [N, 21*B] pass that
-    # dominates the update): ~12% faster on a CPU after a ~20 s compile.
+    # dominates the update). Runs do it on CUDA only: on a CPU the eager per-member
+    # GEMMs are as fast (FinetuneConfig.compile_critic, README "Performance").
     compile_critic: bool = False
     target_reduce: str = "min_all"  # min_all (spec) | min_random2 (REDQ/RLPD), see hrl_core.variants
 
