@@ -134,17 +134,15 @@ def expand(spec: dict, filters: dict | None = None, overrides: dict | None = Non
     if quick:
         base.update(quick_budget)
     base.update(overrides or {})
-    axes = []
+    all_axes = axis_names
     axis_names = {k: v for k, v in axis_names.items() if k in spec}  # bonus_types is optional with arms
-    for key in axis_names:
-        values = list(spec[key])
-        if filters.get(key):
-            wanted = [type(values[0])(v) if values else v for v in filters[key]]
-            values = [v for v in values if v in wanted]
-        axes.append(values)
+    axes = [list(spec[key]) for key in axis_names]
     arms = spec.get("arms") or {None: {}}
     if filters.get("arms"):
         arms = {name: s for name, s in arms.items() if name in filters["arms"]}
+    # Axis filters are checked on each built config, not on the axis lists, so they
+    # also select what an arm sets (arms set bonus_type, for instance).
+    axis_filters = {all_axes[k]: v for k, v in filters.items() if k in all_axes and v}
     cells = []
     for *combo, (arm, arm_settings) in itertools.product(*axes, arms.items()):
         values = {axis_names[k]: v for k, v in zip(axis_names, combo, strict=True)}
@@ -152,12 +150,8 @@ def expand(spec: dict, filters: dict | None = None, overrides: dict | None = Non
         if arm is not None:
             values["arm"] = str(arm)
         cfg = config_cls(**{**base, **values})
-        if (
-            "bonus_types" not in axis_names
-            and filters.get("bonus_types")
-            and cfg.bonus_type not in filters["bonus_types"]
-        ):
-            continue  # arms set the bonus type: filter on the result
+        if not all(_matches(getattr(cfg, name), wanted) for name, wanted in axis_filters.items()):
+            continue
         if hasattr(cfg, "validate"):
             cfg.validate()
         # Absolute paths: notebooks run with notebooks/ as working directory (and a
@@ -170,6 +164,17 @@ def expand(spec: dict, filters: dict | None = None, overrides: dict | None = Non
     # Seed-major (stable): a grid stopped early has the same seeds for every setting.
     cells.sort(key=lambda c: c.config.seed)
     return cells
+
+
+def _matches(value, wanted) -> bool:
+    """Whether a config value is among filter values given as numbers or strings (60 = 60.0)."""
+    for w in wanted:
+        try:
+            if value == type(value)(w):
+                return True
+        except (TypeError, ValueError):
+            continue
+    return False
 
 
 def cell_status(cell: Cell) -> str:

@@ -44,6 +44,11 @@ def test_filters():
         (k, b) for k in (0, 30, 60) for b in ("ensemble", "none")
     }
     assert len(grid.expand(spec, {"remove_top_k": [60.0], "bonus_types": ["none"]})) == 12
+    assert len(grid.expand(spec, {"remove_top_k": [60], "seeds": ["2"]})) == 8  # as typed on a command line
+    # Filters select on the cell's settings, so they also see what an arm sets.
+    study = {**spec, "remove_top_k": [0], "arms": {"heavy": {"remove_top_k": 60}, "clean": {}}}
+    picked = grid.expand(study, {"remove_top_k": [60], "algos": ["cql"]})
+    assert {(c.config.arm, c.config.remove_top_k, c.config.algo) for c in picked} == {("heavy", 60.0, "cql")}
     # Relative paths are fixed where `hrl grid` runs: notebooks run from notebooks/.
     assert all(Path(c.config.save_dir).is_absolute() and Path(c.config.phase1_dir).is_absolute() for c in cells)
 
