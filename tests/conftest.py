@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -41,6 +43,18 @@ def d4rl_env(d4rl_dir, monkeypatch):
     """Point the reader at the real D4RL folder for this test."""
     monkeypatch.setenv("D4RL_DATASET_DIR", str(d4rl_dir))
     return d4rl_dir
+
+
+def run_hrl(args, cwd: Path, d4rl_dir=None, phase1_dir=None, timeout: int = 900) -> subprocess.CompletedProcess:
+    """``hrl <args>`` in a fresh interpreter, as a user runs it, with the test data's
+    folders in D4RL_DATASET_DIR / HRL_PHASE1_DIR (when given); output captured."""
+    env = dict(os.environ)
+    if d4rl_dir is not None:
+        env["D4RL_DATASET_DIR"] = str(d4rl_dir)
+    if phase1_dir is not None:
+        env["HRL_PHASE1_DIR"] = str(phase1_dir)
+    cmd = [sys.executable, "-m", "hrl_core.cli", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
 
 
 def write_d4rl_slice(src: Path, dst: Path, n: int, *, float_flags=False, drop_next=False, extra_groups=False):

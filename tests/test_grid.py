@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
@@ -13,6 +10,7 @@ import pytest
 
 from hrl_core import grid
 from hrl_core.errors import HrlError
+from tests.conftest import run_hrl
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -116,11 +114,8 @@ def test_bad_arms(tmp_path):
 
 
 def test_dry_run_lists_cells_and_estimate():
-    out = subprocess.run(
-        [sys.executable, "-m", "hrl_core.cli", "grid", "--quick", "--algo", "iql", "--env", "hopper-medium-v2",
-         "--seed", "1", "--dry-run", "--save_dir", "/nonexistent-results"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    args = ["grid", "--quick", "--algo", "iql", "--env", "hopper-medium-v2", "--seed", "1", "--dry-run"]
+    out = run_hrl([*args, "--save_dir", "/nonexistent-results"], REPO, timeout=120)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
     assert len([ln for ln in lines if ln.startswith("ft_iql_hopper")]) == 6
@@ -136,10 +131,8 @@ def test_real_cells_through_papermill_on_dask(tmp_path, d4rl_dir, phase1_dir):
         "seeds: [1]\nsettings: {online_steps: 30, eval_interval: 15, eval_episodes: 1, batch_size: 32}\n"
     )
     executed, results = tmp_path / "executed", tmp_path / "results"
-    cmd = [sys.executable, "-m", "hrl_core.cli", "grid", "--params", str(params), "--save_dir", str(results),
-           "--executed_dir", str(executed), "--no_progress"]  # fmt: skip
-    env = {**os.environ, "D4RL_DATASET_DIR": str(d4rl_dir), "HRL_PHASE1_DIR": str(phase1_dir)}
-    first = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    args = ["grid", "--params", params, "--save_dir", results, "--executed_dir", executed, "--no_progress"]
+    first = run_hrl(args, tmp_path, d4rl_dir, phase1_dir)
     assert first.returncode == 1, first.stdout + first.stderr
     assert "grid: 1 ran, 0 skipped (already complete), 1 failed" in first.stdout
     good, bad = "ft_iql_hopper-medium-v2_k60_noise0.0_ensemble_s1", "ft_iql_hopper-medium-v2_k45_noise0.0_ensemble_s1"
@@ -157,7 +150,7 @@ def test_real_cells_through_papermill_on_dask(tmp_path, d4rl_dir, phase1_dir):
     errors = [o for c in failed_nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert errors and "k45_noise0.0_s1/checkpoint.pt not found" in str(errors[0])
 
-    second = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    second = run_hrl(args, tmp_path, d4rl_dir, phase1_dir)
     assert "grid: 0 ran, 1 skipped (already complete), 1 failed" in second.stdout
 
 
@@ -179,10 +172,8 @@ def test_pretrain_cell_through_papermill(tmp_path, d4rl_dir):
         "settings: {total_steps: 40, eval_interval: 20, eval_episodes: 1, log_interval: 20, batch_size: 32}\n"
     )
     executed, results = tmp_path / "executed", tmp_path / "results"
-    cmd = [sys.executable, "-m", "hrl_core.cli", "grid", "--params", str(params), "--save_dir", str(results),
-           "--executed_dir", str(executed), "--no_progress", "--workers", "1"]  # fmt: skip
-    env = {**os.environ, "D4RL_DATASET_DIR": str(d4rl_dir)}
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    args = ["grid", "--params", params, "--save_dir", results, "--executed_dir", executed, "--no_progress"]
+    out = run_hrl([*args, "--workers", "1"], tmp_path, d4rl_dir)
     assert out.returncode == 0, out.stdout + out.stderr
     run = results / "iql_hopper-medium-v2_k30_noise0.0_s4"
     assert json.loads((run / "metrics.json").read_text())["status"] == "complete"

@@ -4,15 +4,12 @@
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 
 import nbformat
 import pytest
 
 from hrl_core import study
-from tests.conftest import write_result_fixture
+from tests.conftest import run_hrl, write_result_fixture
 
 DS = "hopper-medium-v2"
 
@@ -107,18 +104,14 @@ def test_tiny_study_through_grid_and_hrl_study(tmp_path, d4rl_dir, phase1_dir):
         "settings: {online_steps: 30, eval_interval: 15, eval_episodes: 1, batch_size: 32, warmstart_steps: 20,"
         f" phase1_seed: 1, save_dir: {tmp_path / 'runs'}}}\n"
     )
-    env = {**os.environ, "D4RL_DATASET_DIR": str(d4rl_dir), "HRL_PHASE1_DIR": str(phase1_dir)}
-    cli = [sys.executable, "-m", "hrl_core.cli"]
-    out = subprocess.run([*cli, "grid", "--params", str(params), "--no_progress"], capture_output=True, text=True,
-                         timeout=900, env=env, cwd=tmp_path)  # fmt: skip
+    out = run_hrl(["grid", "--params", params, "--no_progress"], tmp_path, d4rl_dir, phase1_dir)
     assert out.returncode == 0, out.stdout + out.stderr
     assert len(list((tmp_path / "executed").glob("*.ipynb"))) == 6
     runs = study.load_study(tmp_path / "runs")
     assert sorted((r.arm, r.seed) for r in runs) == sorted((a, s) for a in ("vanilla", "warmstart", "ucb_action")
                                                            for s in (0, 1))  # fmt: skip
     nb_out, figs = tmp_path / "study.ipynb", tmp_path / "figures"
-    out = subprocess.run([*cli, "study", "--params", str(params), "--out", str(nb_out), "--figures_dir", str(figs)],
-                         capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)  # fmt: skip
+    out = run_hrl(["study", "--params", params, "--out", nb_out, "--figures_dir", figs], tmp_path, d4rl_dir, phase1_dir)
     assert out.returncode == 0, out.stdout + out.stderr
     nb = nbformat.read(nb_out, as_version=4)
     text = "\n".join(str(o.get("data", {}).get("text/markdown", "")) for c in nb.cells for o in c.get("outputs", []))
