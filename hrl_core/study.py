@@ -358,6 +358,33 @@ def provenance_markdown(save_dir: str | Path, runs: list[plots.Run]) -> str:
     return "\n".join(lines)
 
 
+def design_markdown(spec: dict) -> str:
+    """What a study grid file asks for: description, axes, budget, cost and each arm's settings."""
+    settings = spec.get("settings") or {}
+    ks = ", ".join(f"{k:g}" for k in spec["remove_top_k"])
+    parts = [
+        f"algorithm {', '.join(spec['algos'])}",
+        f"data {', '.join(spec['datasets'])}",
+        f"k ∈ {{{ks}}}",
+        f"online seeds {', '.join(str(s) for s in spec['seeds'])}",
+    ]
+    if "online_steps" in settings:
+        parts.append(f"{settings['online_steps']:,} online steps")
+    if "eval_interval" in settings:
+        episodes = settings.get("eval_episodes", "the default number of")
+        parts.append(f"evaluation every {settings['eval_interval']:,} steps ({episodes} episodes)")
+    if settings.get("phase1_seed") is not None:
+        parts.append(f"every seed starts from the Phase I checkpoint of seed {settings['phase1_seed']}")
+    lines = [f"**{spec.get('description', 'Study')}**: " + "; ".join(parts) + "."]
+    if spec.get("cpu_hours"):
+        lines[0] += f" Stated cost: {spec['cpu_hours']} CPU-hours."
+    lines += ["", "| arm | settings |", "|---|---|"]
+    for arm, arm_settings in spec["arms"].items():
+        text = ", ".join(f"`{k}={v}`" for k, v in (arm_settings or {}).items()) or "the shared settings"
+        lines.append(f"| `{arm}` | {text} |")
+    return "\n".join(lines)
+
+
 def completeness_markdown(cells, complete: list[plots.Run], missing: list[str]) -> str:
     line = f"**{len(complete)} of {len(cells)} cells complete.**"
     if missing:

@@ -93,6 +93,20 @@ def test_figures_have_one_trace_group_per_arm_and_k(tmp_path):
 
 
 @pytest.mark.slow
+def test_design_says_what_the_grid_file_asks_for():
+    from hrl_core import grid
+
+    spec = grid.load_grid(grid.REPO / "params" / "study_cql.yaml")
+    text = study.design_markdown(spec)
+    settings = spec["settings"]
+    assert spec["description"] in text and "algorithm cql" in text and "k ∈ {60}" in text
+    assert f"{settings['online_steps']:,} online steps" in text and f"seed {settings['phase1_seed']}" in text
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert len(rows) == len(spec["arms"])
+    for row, (arm, arm_settings) in zip(rows, spec["arms"].items(), strict=True):
+        assert row.startswith(f"| `{arm}` |") and all(f"`{k}={v}`" in row for k, v in arm_settings.items())
+
+
 def test_tiny_study_through_grid_and_hrl_study(tmp_path, d4rl_dir, phase1_dir):
     """Arms through `hrl grid` (papermill, Dask) into distinct folders, then the study notebook."""
     params = tmp_path / "tiny_study.yaml"
@@ -116,6 +130,7 @@ def test_tiny_study_through_grid_and_hrl_study(tmp_path, d4rl_dir, phase1_dir):
     nb = nbformat.read(nb_out, as_version=4)
     text = "\n".join(str(o.get("data", {}).get("text/markdown", "")) for c in nb.cells for o in c.get("outputs", []))
     assert "**6 of 6 cells complete.**" in text and "not D4RL" in text
+    assert "| `warmstart` | `bonus_type=ensemble`, `member_init=warmstart` |" in text  # the design, from the YAML
     for arm in ("vanilla", "warmstart", "ucb_action"):
         assert f"| 60 | {arm} | 2 |" in text
     assert "Beat vanilla" in text
