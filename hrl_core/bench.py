@@ -26,21 +26,29 @@ from hrl_core.networks import HIDDEN
 from hrl_core.perf import tune_allocator
 
 
-def _median_ms(fn, repeats: int, warmup: int = 3) -> float:
+def _median_ms(fn, repeats: int, warmup: int = 3, device: torch.device | None = None) -> float:
+    """Median wall milliseconds of ``fn()``; on CUDA each call is waited for (kernels
+    are asynchronous, so without the wait only the launch would be timed)."""
+    sync = torch.cuda.synchronize if device is not None and device.type == "cuda" else (lambda: None)
     for _ in range(warmup):
         fn()
+    sync()
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t)
     return 1000.0 * statistics.median(times)
 
 
-def gemm_gflops(n: int = 2048, repeats: int = 7) -> float:
-    """Measured fp32 GEMM rate (GFLOP/s) of an n x n x n matmul on this machine."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    ms = _median_ms(lambda: a @ b, repeats)
+def gemm_gflops(n: int = 2048, repeats: int = 7, device: torch.device | None = None) -> float:
+    """Measured fp32 GEMM rate (GFLOP/s) of an n x n x n matmul on ``device``."""
+    device = device or torch.device("cpu")
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False  # fp32, as the runs compute
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    ms = _median_ms(lambda: a @ b, repeats, device=device)
     return 2 * n**3 / (ms / 1000) / 1e9
 
 
@@ -86,7 +94,7 @@ def update_flops(algo: str, obs_dim: int, act_dim: int, n: int, batch: int, n_sa
     return flops
 
 
-def _offline_stub(spec, size: int = 50_000) -> OfflineData:
+def _offline_stub(spec, device, size: int = 50_000) -> OfflineData:
     """Random transitions of the dataset's shapes: timing depends on shapes only."""
     rng = np.random.default_rng(0)
     data = Transitions(
@@ -97,15 +105,17 @@ def _offline_stub(spec, size: int = 50_000) -> OfflineData:
         terminals=np.zeros(size, bool),
         timeouts=np.zeros(size, bool),
     )
-    return OfflineData(data)
+    return OfflineData(data, device)
 
 
-def bench_cell(algo: str, dataset: str, n: int, batch: int, repeats: int, gflops: float, compile_cql: bool) -> dict:
+def bench_cell(
+    algo: str, dataset: str, n: int, batch: int, repeats: int, gflops: float, compile_cql: bool, device: torch.device
+) -> dict:
     spec = dataset_spec(dataset)
     torch.manual_seed(0)
     overrides = {"compile_critic": compile_cql} if algo == "cql" else {}
-    agent = make_agent(algo, spec.obs_dim, spec.act_dim, n, **overrides)
-    online = ReplayBuffer(10_000, spec.obs_dim, spec.act_dim)
+    agent = make_agent(algo, spec.obs_dim, spec.act_dim, n, device, **overrides)
+    online = ReplayBuffer(10_000, spec.obs_dim, spec.act_dim, device)
     env = make_env(dataset)
     obs, _ = env.reset(seed=0)
     for _ in range(2 * batch):  # enough online data for true hybrid batches
@@ -113,7 +123,7 @@ def bench_cell(algo: str, dataset: str, n: int, batch: int, repeats: int, gflops
         nxt, r, term, trunc, _ = env.step(a)
         online.add(obs, a, r, 0.0, nxt, term)
         obs = env.reset()[0] if term or trunc else nxt
-    sampler = HybridSampler(_offline_stub(spec), online, batch, 0.5)
+    sampler = HybridSampler(_offline_stub(spec, device), online, batch, 0.5)
     batch_data = sampler.sample()
     t_first = time.perf_counter()
     agent.update(batch_data)  # compiles, when compiling
@@ -125,11 +135,13 @@ def bench_cell(algo: str, dataset: str, n: int, batch: int, repeats: int, gflops
         obs = env.reset()[0] if term or trunc else nxt
 
     parts = {
-        "update": _median_ms(lambda: agent.update(batch_data), repeats),
-        "act_and_bonus": _median_ms(lambda: agent.explore(obs), 5 * repeats),
-        "sample_batch": _median_ms(sampler.sample, 5 * repeats),
+        "update": _median_ms(lambda: agent.update(batch_data), repeats, device=device),
+        "act_and_bonus": _median_ms(lambda: agent.explore(obs), 5 * repeats, device=device),
+        "sample_batch": _median_ms(sampler.sample, 5 * repeats, device=device),
         "env_step": _median_ms(env_step, 5 * repeats),
-        "buffer_add": _median_ms(lambda: online.add(obs, np.zeros(spec.act_dim), 0.0, 0.0, obs, False), 5 * repeats),
+        "buffer_add": _median_ms(
+            lambda: online.add(obs, np.zeros(spec.act_dim), 0.0, 0.0, obs, False), 5 * repeats, device=device
+        ),
     }
     online.size = 2 * batch  # undo the timing adds
     flops = update_flops(algo, spec.obs_dim, spec.act_dim, n, batch)
@@ -150,7 +162,7 @@ def bench_cell(algo: str, dataset: str, n: int, batch: int, repeats: int, gflops
     }
 
 
-def bench_eval(dataset: str, episodes: int = 10, repeats: int = 3) -> dict:
+def bench_eval(dataset: str, episodes: int = 10, repeats: int = 3, device: torch.device | None = None) -> dict:
     """Worst-case evaluation time: ``episodes`` full 1,000-step episodes through the
     real :class:`Evaluator` (median of ``repeats``).
 
@@ -161,7 +173,7 @@ def bench_eval(dataset: str, episodes: int = 10, repeats: int = 3) -> dict:
     """
     spec = dataset_spec(dataset)
     torch.manual_seed(0)
-    agent = make_agent("iql", spec.obs_dim, spec.act_dim, 2)
+    agent = make_agent("iql", spec.obs_dim, spec.act_dim, 2, device or "cpu")
     full_length = {"terminate_when_unhealthy": False} if spec.env_id.startswith("Hopper") else {}
     evaluator = Evaluator(dataset, episodes, seed=0, **full_length)
     times, steps = [], 0
@@ -175,18 +187,35 @@ def bench_eval(dataset: str, episodes: int = 10, repeats: int = 3) -> dict:
 
 
 def run_bench(
-    algos, datasets, ensembles, batch: int = 256, repeats: int = 15, threads: int | None = None, compile_cql=False
+    algos,
+    datasets,
+    ensembles,
+    batch: int = 256,
+    repeats: int = 15,
+    threads: int | None = None,
+    compile_cql: bool | None = None,
+    device: str = "auto",
 ) -> dict:
+    """``compile_cql=None`` does what a run would: compile the CQL critic on CUDA only."""
+    from hrl_core.finetune import resolve_device
+
+    dev = resolve_device(device)
     tune_allocator()  # as every run does
     if threads:
         torch.set_num_threads(threads)
-    gflops = gemm_gflops()
+    if compile_cql is None:
+        compile_cql = dev.type == "cuda"
+    gflops = gemm_gflops(device=dev)
     cells = [
-        bench_cell(a, d, n, batch, repeats, gflops, compile_cql) for a in algos for n in ensembles for d in datasets
+        bench_cell(a, d, n, batch, repeats, gflops, compile_cql, dev)
+        for a in algos
+        for n in ensembles
+        for d in datasets
     ]
-    evals = [bench_eval(d) for d in datasets]
+    evals = [bench_eval(d, device=dev) for d in datasets]
     return {
         "torch": torch.__version__,
+        "device": str(dev) if dev.type == "cpu" else f"{dev} ({torch.cuda.get_device_name(dev)})",
         "threads": torch.get_num_threads(),
         "gemm_gflops": gflops,
         "cells": cells,
@@ -202,7 +231,7 @@ def eval_share(ms_per_step: float, eval_seconds: float, eval_interval: int = 500
 
 def format_report(report: dict) -> str:
     lines = [
-        f"torch {report['torch']}, {report['threads']} threads, measured GEMM rate "
+        f"torch {report['torch']} on {report['device']}, {report['threads']} CPU threads, measured GEMM rate "
         f"{report['gemm_gflops']:.0f} GFLOP/s (fp32, 2048^3)",
         "",
         "algo  dataset                N  ms/step  update  act+bonus  sample  env   GFLOP  floor  efficiency  compiled",
@@ -231,7 +260,10 @@ def format_report(report: dict) -> str:
 
 
 def main_bench(args) -> int:
-    report = run_bench(args.algo, args.env, args.n_ensemble, args.batch_size, args.repeats, args.threads, args.compile)
+    compile_cql = True if args.compile else None  # None: as a run would (compile on CUDA only)
+    report = run_bench(
+        args.algo, args.env, args.n_ensemble, args.batch_size, args.repeats, args.threads, compile_cql, args.device
+    )
     text = format_report(report)
     print(json.dumps(report, indent=2) if args.json else text)
     return 0

@@ -143,6 +143,7 @@ def _add_bench(sub) -> None:
         action="store_true",
         help="time CQL with its critic pass torch.compiled (runs do that on CUDA; on a CPU they stay eager)",
     )
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="%(default)s: CUDA if present")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     def handler(args):
