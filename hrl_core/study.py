@@ -111,6 +111,8 @@ def verdict(ci_low: float, ci_high: float) -> str:
 
 
 def _fmt_steps(median: float, reached: str) -> str:
+    if math.isnan(median):  # no threshold: the study has no clean (k=0) run of this algo and dataset
+        return "— (no k=0 run)"
     if math.isinf(median):
         return f"not reached ({reached})"
     return f"{median:,.0f} ({reached})"

@@ -93,6 +93,11 @@ def test_figures_have_one_trace_group_per_arm_and_k(tmp_path):
 
 
 @pytest.mark.slow
+def test_steps_to_threshold_without_a_clean_run_says_so():
+    assert study._fmt_steps(math.nan, "0/3") == "— (no k=0 run)"
+    assert study._fmt_steps(math.inf, "0/3") == "not reached (0/3)"
+
+
 def test_design_says_what_the_grid_file_asks_for():
     from hrl_core import grid
 
