@@ -59,7 +59,7 @@ class FinetuneConfig:
 
         auto compiles on CUDA only: on a CPU the eager per-member GEMMs of
         ``hrl_core.networks.EnsembleLinear`` are as fast as the compiled pass with one
-        thread and faster with two (``hrl bench --no_compile`` vs default), without
+        thread and faster with two (``hrl bench`` vs ``hrl bench --compile``), without
         the ~20 s compile or a C++ compiler.
         """
         if self.algo != "cql" or self.compile == "off":

@@ -294,9 +294,10 @@ def finetune(cfg: FinetuneConfig, restart: bool = False, progress: bool = True) 
     run_dir.mkdir(parents=True, exist_ok=True)
 
     seed_everything(cfg.seed)
+    compile_critic = cfg.compile_critic(device.type)
     agent_overrides = {"target_reduce": cfg.target_reduce}
     if cfg.algo == "cql":
-        agent_overrides.update(cql_alpha=cfg.cql_alpha, compile_critic=cfg.compile_critic(device.type))
+        agent_overrides.update(cql_alpha=cfg.cql_alpha, compile_critic=compile_critic)
     agent = make_agent(cfg.algo, spec.obs_dim, spec.act_dim, cfg.n_ensemble, device, **agent_overrides)
     agent.load_phase1(ckpt.state)
     if cfg.member_init == "perturb":
@@ -333,7 +334,7 @@ def finetune(cfg: FinetuneConfig, restart: bool = False, progress: bool = True) 
         "versions": versions(),
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
-        "speed": {"allocator_tuned": allocator_tuned, "compiled_cql_critic": cfg.compile_critic(device.type)},
+        "speed": {"allocator_tuned": allocator_tuned, "compiled_cql_critic": compile_critic},
         "warmstart": warmstart,
         "command": sys.argv,
         "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),

@@ -134,18 +134,17 @@ def expand(spec: dict, filters: dict | None = None, overrides: dict | None = Non
     if quick:
         base.update(quick_budget)
     base.update(overrides or {})
-    all_axes = axis_names
-    axis_names = {k: v for k, v in axis_names.items() if k in spec}  # bonus_types is optional with arms
-    axes = [list(spec[key]) for key in axis_names]
+    present = {k: v for k, v in axis_names.items() if k in spec}  # bonus_types is optional with arms
+    axes = [list(spec[key]) for key in present]
     arms = spec.get("arms") or {None: {}}
     if filters.get("arms"):
         arms = {name: s for name, s in arms.items() if name in filters["arms"]}
     # Axis filters are checked on each built config, not on the axis lists, so they
     # also select what an arm sets (arms set bonus_type, for instance).
-    axis_filters = {all_axes[k]: v for k, v in filters.items() if k in all_axes and v}
+    axis_filters = {axis_names[k]: v for k, v in filters.items() if k in axis_names and v}
     cells = []
     for *combo, (arm, arm_settings) in itertools.product(*axes, arms.items()):
-        values = {axis_names[k]: v for k, v in zip(axis_names, combo, strict=True)}
+        values = {present[k]: v for k, v in zip(present, combo, strict=True)}
         values.update(arm_settings or {})  # an arm's settings beat the shared ones
         if arm is not None:
             values["arm"] = str(arm)
