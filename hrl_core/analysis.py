@@ -1,8 +1,10 @@
 """The interactive explorer behind ``notebooks/analysis.ipynb``.
 
 ipywidgets (algo, dataset, corruption levels, metric) drive plotly ``FigureWidget``s:
-fine-tuning curves, the exploration signal, and the sample-efficiency table. "Reload"
-re-reads the results folder, so it works while a grid is still running.
+fine-tuning curves, the exploration signal, and the sample-efficiency table, over the
+runs of a grid file's cells (runs are named by their settings, so a results folder may
+also hold other studies' runs; only the grid's own are shown). "Reload" re-reads the
+runs, so it works while a grid is still running.
 
 Each FigureWidget is built from a finished ``go.Figure`` and, on a change, gets the
 new figure's traces and layout in one batch update: layout changes made to a widget
@@ -14,7 +16,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from hrl_core import plots
+from hrl_core import plots, runs
 
 METRICS = {
     "return": "normalized_return",
@@ -24,7 +26,7 @@ METRICS = {
 }
 
 
-def efficiency_table_html(runs: list[plots.Run], algo: str, dataset: str, ks) -> str:
+def efficiency_table_html(runs: list[runs.Run], algo: str, dataset: str, ks) -> str:
     """Steps to 80% of the clean return, per k and method, as an HTML table."""
     rows, _ = plots.summary_rows([r for r in runs if r.algo == algo and r.dataset == dataset])
     body = []
@@ -48,16 +50,19 @@ def efficiency_table_html(runs: list[plots.Run], algo: str, dataset: str, ks) ->
 class Explorer:
     """Widgets + FigureWidgets over a results folder. Display ``Explorer(...).widget``."""
 
-    def __init__(self, save_dir: str | Path = "results_phase2"):
+    def __init__(self, params: str | Path = "params/grid.yaml", save_dir: str | Path | None = None):
         import ipywidgets as w
         import plotly.graph_objects as go
 
-        self.save_dir = Path(save_dir)
-        self.runs = plots.load_runs(self.save_dir)
-        if any(r.arm for r in self.runs):
-            from hrl_core.errors import HrlError
+        from hrl_core import grid
+        from hrl_core.errors import HrlError
 
-            raise HrlError(f"{save_dir} holds a variants study (runs with arms): open notebooks/study_bonus.ipynb")
+        spec = grid.load_grid(params)
+        if "arms" in spec:
+            raise HrlError(f"{params} is a variants study (it has arms): open notebooks/study.ipynb")
+        self.cells = grid.expand(spec, overrides={"save_dir": str(save_dir)} if save_dir else None)
+        self.save_dir = Path(self.cells[0].config.save_dir) if self.cells else Path(save_dir or ".")
+        self.runs = runs.load_cells(self.cells)
         algos = sorted({r.algo for r in self.runs}) or ["cql", "iql"]
         datasets = sorted({r.dataset for r in self.runs}) or ["hopper-medium-v2"]
         ks = sorted({r.k for r in self.runs}) or [0.0, 30.0, 60.0]
@@ -89,7 +94,9 @@ class Explorer:
 
     def _update_text(self) -> None:
         done = sum(r.status == "complete" for r in self.runs)
-        self.status.value = f"{len(self.runs)} runs in <code>{self.save_dir}</code> ({done} complete)"
+        self.status.value = (
+            f"{len(self.runs)} of {len(self.cells)} cells have runs in <code>{self.save_dir}</code> ({done} complete)"
+        )
         self.table.value = efficiency_table_html(self.runs, self.algo.value, self.dataset.value, set(self.ks.value))
 
     @staticmethod
@@ -105,7 +112,7 @@ class Explorer:
 
     def refresh(self, reload: bool = False) -> None:
         if reload:
-            self.runs = plots.load_runs(self.save_dir)
+            self.runs = runs.load_cells(self.cells)
         self._replace(self.curves, self._curves())
         self._replace(self.signal, self._signal())
         self._update_text()

@@ -22,6 +22,7 @@ from hrl_core.data import HybridSampler, OfflineData, ReplayBuffer
 from hrl_core.data.d4rl import Transitions
 from hrl_core.envs import dataset_spec, make_env
 from hrl_core.evaluation import Evaluator
+from hrl_core.explorers import RewardBonus
 from hrl_core.networks import HIDDEN
 from hrl_core.perf import tune_allocator
 
@@ -134,9 +135,15 @@ def bench_cell(
         nxt, _, term, trunc, _ = env.step(env.action_space.sample())
         obs = env.reset()[0] if term or trunc else nxt
 
+    explorer = RewardBonus(coeff=1.0)
+
+    def act_and_bonus():
+        explorer.act(agent, obs)
+        explorer.bonus(1.0)
+
     parts = {
         "update": _median_ms(lambda: agent.update(batch_data), repeats, device=device),
-        "act_and_bonus": _median_ms(lambda: agent.explore(obs), 5 * repeats, device=device),
+        "act_and_bonus": _median_ms(act_and_bonus, 5 * repeats, device=device),
         "sample_batch": _median_ms(sampler.sample, 5 * repeats, device=device),
         "env_step": _median_ms(env_step, 5 * repeats),
         "buffer_add": _median_ms(
@@ -197,7 +204,7 @@ def run_bench(
     device: str = "auto",
 ) -> dict:
     """``compile_cql=None`` does what a run would: compile the CQL critic on CUDA only."""
-    from hrl_core.finetune import resolve_device
+    from hrl_core.runtime import resolve_device
 
     dev = resolve_device(device)
     tune_allocator()  # as every run does

@@ -93,8 +93,9 @@ def load_state(path: Path) -> dict:
         raise HrlError(f"{path} is truncated or corrupt ({first[:120]}); re-copy or re-train it") from None
 
 
-def load_phase1(phase1_dir, algo, dataset, k, noise, seed, obs_dim, act_dim) -> Phase1Checkpoint:
-    path, used_seed, substituted = find_phase1(phase1_dir, algo, dataset, k, noise, seed)
+def load_phase1_file(inputs, algo: str, obs_dim: int, act_dim: int) -> Phase1Checkpoint:
+    """Load and check the checkpoint that ``hrl_core.runs.resolve_inputs`` found."""
+    path, seed_used, substituted = inputs.checkpoint, inputs.phase1_seed_used, inputs.substituted
     state = load_state(path)
     validate(state, algo, obs_dim, act_dim, path)
     cfg_path = path.parent / "config.json"
@@ -106,12 +107,21 @@ def load_phase1(phase1_dir, algo, dataset, k, noise, seed, obs_dim, act_dim) -> 
         "path": str(path.resolve()),
         "sha256": sha256_of(path),
         "file_size_bytes": path.stat().st_size,
-        "requested_seed": seed,
-        "used_seed": used_seed,
+        "requested_seed": inputs.requested_seed,
+        "used_seed": seed_used,
         "substituted": substituted,
         "gradient_steps": int(state["step"]) if "step" in state else None,
         "phase1_config": phase1_config,
     }
     if substituted:
-        prov["substitution_note"] = f"Phase I seed {seed} missing; seed {used_seed} used instead"
+        prov["substitution_note"] = f"Phase I seed {inputs.requested_seed} missing; seed {seed_used} used instead"
     return Phase1Checkpoint(state=state, provenance=prov)
+
+
+def load_phase1(phase1_dir, algo, dataset, k, noise, seed, obs_dim, act_dim) -> Phase1Checkpoint:
+    """Find and load a Phase I checkpoint (seed 0 stands in for a missing seed)."""
+    from types import SimpleNamespace
+
+    path, used_seed, substituted = find_phase1(phase1_dir, algo, dataset, k, noise, seed)
+    found = SimpleNamespace(checkpoint=path, phase1_seed_used=used_seed, substituted=substituted, requested_seed=seed)
+    return load_phase1_file(found, algo, obs_dim, act_dim)

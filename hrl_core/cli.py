@@ -1,5 +1,7 @@
-"""Command line: ``hrl finetune ...``.
+"""Command line: ``hrl finetune | grid | plot | study | pretrain | data | bench | demo``.
 
+``hrl finetune``'s flags are generated from :class:`hrl_core.config.FinetuneConfig`
+(names, types, choices, ranges, help), so a new setting appears here by itself.
 Errors a user can fix print one line (``hrl: error: ...``) and exit non-zero; pass
 ``--debug`` to see the traceback.
 """
@@ -7,114 +9,88 @@ Errors a user can fix print one line (``hrl: error: ...``) and exit non-zero; pa
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from dataclasses import MISSING, fields
 
-from hrl_core.config import BONUS_TYPES, COMPILE_MODES, DEVICES, QUICK, FinetuneConfig
-from hrl_core.envs import DATASETS
 from hrl_core.errors import HrlError
 
-_D = FinetuneConfig()  # defaults shown in --help
+# Waiting OpenMP threads sleep instead of spinning on a core that another process needs
+# (libgomp reads this when torch loads it, so it is set before torch is imported).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (README: errors are one line)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def add_config_flags(parser, cls, required=(), quick: dict | None = None, aliases: dict | None = None) -> None:
+    """One ``--name`` flag per field of a settings dataclass, from its declaration
+    (``aliases``: extra spellings, e.g. ``--env`` for Phase I's ``env_name``)."""
+    import typing
+
+    from hrl_core.config import base_type, field_help, literal_choices, range_text
+
+    hints = typing.get_type_hints(cls)
+    helps = field_help(cls)
+    for f in fields(cls):
+        hint = hints[f.name]
+        choices = literal_choices(hint) or None
+        default = f.default_factory() if f.default is MISSING else f.default
+        text = helps.get(f.name, "")
+        if f.metadata.get("lo") is not None or f.metadata.get("hi") is not None:
+            text += f"; range {range_text(f)}"
+        if f.name not in required:
+            text += f" (default {default}" + (f"; --quick {quick[f.name]}" if quick and f.name in quick else "") + ")"
+        parser.add_argument(
+            f"--{f.name}",
+            *(aliases or {}).get(f.name, ()),
+            dest=f.name,
+            type=base_type(hint),
+            choices=choices,
+            default=None,  # None = not given: --quick and the dataclass decide
+            required=f.name in required,
+            help=text.replace("%", "%%"),
+        )
+
+
+def config_from_args(args, cls, quick: dict | None = None):
+    """Explicit flags win over --quick, which wins over the dataclass defaults."""
+    values = {f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None}
+    if getattr(args, "quick", False):
+        for key, value in (quick or {}).items():
+            values.setdefault(key, value)
+    return cls(**values)
+
+
+# --------------------------------------------------------------------------------------
+# hrl finetune
+# --------------------------------------------------------------------------------------
 def _add_finetune(sub) -> None:
+    from hrl_core.config import CELL_KEYS, QUICK, FinetuneConfig
+
     p = sub.add_parser(
         "finetune",
         help="fine-tune one Phase I checkpoint online (one grid cell)",
         description="Fine-tune one Phase I checkpoint online with hybrid replay. Running the same "
-        "command again resumes an unfinished run and leaves a complete one alone.",
+        "command again resumes an unfinished run and leaves a complete one alone; a run with other "
+        "settings or inputs gets its own folder.",
     )
-    p.add_argument("--algo", required=True, choices=("cql", "iql"), help="Phase I algorithm")
-    p.add_argument("--env", required=True, choices=sorted(DATASETS), help="D4RL dataset")
-    p.add_argument("--remove_top_k", type=float, required=True, help="%% of top-return trajectories removed: 0, 30, 60")
-    p.add_argument(
-        "--bonus_type", required=True, choices=BONUS_TYPES, help="ensemble: lambda*std(Q) bonus; none: vanilla"
-    )
-    p.add_argument("--seed", type=int, required=True, help="online seed (also picks the Phase I seed)")
-    p.add_argument(
-        "--online_steps",
-        type=int,
-        help=f"online env steps (default {_D.online_steps}; --quick {QUICK['online_steps']})",
-    )
-    p.add_argument("--n_ensemble", type=int, default=_D.n_ensemble, help="Q-ensemble size, 2..10 (default %(default)s)")
-    p.add_argument(
-        "--bonus_coeff", type=float, default=_D.bonus_coeff, help="lambda of the bonus (default %(default)s)"
-    )
-    p.add_argument(
-        "--online_ratio",
-        type=float,
-        default=_D.online_ratio,
-        help="online fraction of each batch (default %(default)s)",
-    )
-    p.add_argument("--batch_size", type=int, default=_D.batch_size, help="batch size (default %(default)s)")
-    p.add_argument(
-        "--cql_alpha", type=float, default=_D.cql_alpha, help="CQL penalty weight online (default %(default)s)"
-    )
-    p.add_argument(
-        "--eval_interval",
-        type=int,
-        help=f"steps between evaluations (default {_D.eval_interval}; --quick {QUICK['eval_interval']})",
-    )
-    p.add_argument(
-        "--eval_episodes",
-        type=int,
-        help=f"episodes per evaluation (default {_D.eval_episodes}; --quick {QUICK['eval_episodes']})",
-    )
-    p.add_argument(
-        "--reward_noise_std",
-        type=float,
-        default=_D.reward_noise_std,
-        help="offline reward noise sigma (default %(default)s)",
-    )
-    p.add_argument("--phase1_dir", default=None, help="folder of Phase I runs (default: $HRL_PHASE1_DIR, else results)")
-    p.add_argument("--phase1_seed", type=int, default=None, help="Phase I checkpoint seed (default: --seed)")
-    p.add_argument("--save_dir", default=_D.save_dir, help="folder for run folders (default %(default)s)")
-    p.add_argument("--device", default=_D.device, choices=DEVICES, help="torch device (default %(default)s)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--member_init", default=_D.member_init, choices=("fresh", "warmstart", "perturb"),
-                   help="fresh members: fresh (spec) | warmstart | perturb (loaded + noise)")  # fmt: skip
-    p.add_argument("--warmstart_steps", type=int, default=_D.warmstart_steps, help="offline steps for warmstart")
-    p.add_argument("--bonus_scale", default=_D.bonus_scale, choices=("raw", "normalized"),
-                   help="raw (spec: lambda*std Q) | normalized (relative std x running |reward|)")  # fmt: skip
-    p.add_argument("--bonus_clip", type=float, default=_D.bonus_clip, help="cap on the bonus; 0 = none")
-    p.add_argument("--perturb_scale", type=float, default=_D.perturb_scale, help="perturb noise / weight std")
-    p.add_argument("--target_reduce", default=_D.target_reduce, choices=("min_all", "min_random2"),
-                   help="Bellman target: min over all members (spec) | over a random pair (REDQ)")  # fmt: skip
-    p.add_argument("--exploration", default=_D.exploration, choices=("reward_bonus", "ucb_action"),
-                   help="with --bonus_type ensemble: reward bonus (spec) | UCB action choice (SUNRISE)")  # fmt: skip
-    p.add_argument("--ucb_candidates", type=int, default=_D.ucb_candidates, help="policy samples for ucb_action")
-    p.add_argument(
-        "--compile",
-        default=_D.compile,
-        choices=COMPILE_MODES,
-        help="torch.compile the CQL critic pass (auto: CQL runs of 2,000+ steps on CUDA; default %(default)s)",
-    )
-    p.add_argument("--dataset_source", default=_D.dataset_source, choices=("auto", "d4rl", "generated", "minari"),
-                   help="offline data: auto (D4RL file/download/generated) | d4rl | generated | minari")  # fmt: skip
+    add_config_flags(p, FinetuneConfig, required=CELL_KEYS, quick=QUICK)
     p.add_argument("--quick", action="store_true", help="5,000 steps, evaluation every 1,000 with 5 episodes")
     p.add_argument("--restart", action="store_true", help="discard an existing run of this cell and start over")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
-    p.set_defaults(handler=_run_finetune, parser=p)
-
-
-def config_from_args(args) -> FinetuneConfig:
-    """Explicit flags win over --quick, which wins over the defaults."""
-    values = {k: getattr(args, k) for k in FinetuneConfig.__dataclass_fields__ if hasattr(args, k)}
-    if values.get("phase1_dir") is None:
-        values.pop("phase1_dir", None)  # the config's default: $HRL_PHASE1_DIR, else results/
-    for key, quick_value in QUICK.items():
-        if values.get(key) is None:
-            values[key] = quick_value if args.quick else getattr(_D, key)
-    return FinetuneConfig(**values)
+    p.set_defaults(handler=_run_finetune)
 
 
 def _run_finetune(args) -> int:
+    from hrl_core.config import QUICK, FinetuneConfig
     from hrl_core.finetune import finetune
 
-    cfg = config_from_args(args)
-    try:
-        cfg.validate()
-    except HrlError as exc:
-        args.parser.error(str(exc))
+    cfg = config_from_args(args, FinetuneConfig, QUICK).resolve_paths(os.getcwd())
     result = finetune(cfg, restart=args.restart, progress=not args.no_progress)
     m = result.metrics
     if result.status == "complete":
@@ -125,25 +101,30 @@ def _run_finetune(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------------
+# hrl bench
+# --------------------------------------------------------------------------------------
 def _add_bench(sub) -> None:
+    from hrl_core.envs import DATASETS
+
     p = sub.add_parser(
         "bench",
         help="time one online step part by part against this machine's GEMM rate",
         description="Median milliseconds per online step (update, acting + bonus, sampling, env step), "
         "the update's FLOP count and efficiency, and evaluation time.",
     )
-    p.add_argument("--algo", nargs="+", default=["cql", "iql"], choices=("cql", "iql"))
-    p.add_argument("--env", nargs="+", default=sorted(DATASETS), choices=sorted(DATASETS))
-    p.add_argument("--n_ensemble", nargs="+", type=int, default=[3, 5])
-    p.add_argument("--batch_size", type=int, default=256)
+    p.add_argument("--algo", nargs="+", default=["cql", "iql"], choices=("cql", "iql"), help="algorithms to time")
+    p.add_argument("--env", nargs="+", default=sorted(DATASETS), choices=sorted(DATASETS), help="datasets (shapes)")
+    p.add_argument("--n_ensemble", nargs="+", type=int, default=[3, 5], help="ensemble sizes (default 3 5)")
+    p.add_argument("--batch_size", type=int, default=256, help="batch size (default %(default)s)")
     p.add_argument("--repeats", type=int, default=15, help="timed repeats per update (medians reported)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: as a run would choose)")
     p.add_argument(
         "--compile",
         action="store_true",
         help="time CQL with its critic pass torch.compiled (runs do that on CUDA; on a CPU they stay eager)",
     )
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="%(default)s: CUDA if present")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present) | cpu | cuda | cuda:N")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     def handler(args):
@@ -154,6 +135,9 @@ def _add_bench(sub) -> None:
     p.set_defaults(handler=handler)
 
 
+# --------------------------------------------------------------------------------------
+# hrl grid
+# --------------------------------------------------------------------------------------
 def _add_grid(sub) -> None:
     p = sub.add_parser(
         "grid",
@@ -176,9 +160,12 @@ def _add_grid(sub) -> None:
         "--executed_dir", default=None, help="where executed notebooks go (default: the grid file's, else executed)"
     )
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler (tcp://host:8786)")
-    p.add_argument("--workers", type=int, default=None, help="LocalCluster workers (default: one per core)")
+    p.add_argument("--workers", type=int, default=None, help="LocalCluster workers (default: one per core or GPU)")
     p.add_argument("--threads_per_cell", type=int, default=1, help="torch threads per cell (default %(default)s)")
-    p.add_argument("--dry-run", dest="dry_run", action="store_true", help="list the cells and an estimated wall time")
+    p.add_argument("--logger", default=None, choices=("none", "csv", "tensorboard", "wandb"),
+                   help="experiment tracking for every cell (default: the grid file's, else none)")  # fmt: skip
+    p.add_argument("--dry_run", "--dry-run", dest="dry_run", action="store_true",
+                   help="list the cells, their status and an estimated wall time; run nothing")  # fmt: skip
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=_run_grid)
 
@@ -193,22 +180,21 @@ def _run_grid(args) -> int:
     filters = {"algos": args.algo, "datasets": args.env, "remove_top_k": args.remove_top_k,
                "bonus_types": args.bonus_type, "seeds": args.seed, "arms": args.arm}  # fmt: skip
     overrides = {"save_dir": args.save_dir} if args.save_dir else {}
+    if args.logger:
+        overrides["logger"] = args.logger
     if spec.get("kind") == "pretrain" and args.bonus_type:
-        print("grid: --bonus_type does not apply to a pretrain grid")
-        return 1
+        raise HrlError("--bonus_type does not apply to a pretrain grid")
     if args.arm and "arms" not in spec:
-        print(f"grid: --arm needs a grid file with arms: ({path} has none)")
-        return 1
+        raise HrlError(f"--arm needs a grid file with arms: ({path} has none)")
     cells = grid.expand(spec, filters, overrides, quick=args.quick)
     if not cells:
-        print("grid: no cell matches these filters")
-        return 1
+        raise HrlError("no cell matches these filters")
     workers = 1 if args.scheduler else (args.workers or grid.default_workers())
     if args.dry_run:
         statuses = [grid.cell_status(c) for c in cells]
-        todo = [c for c, s in zip(cells, statuses, strict=True) if s != "complete"]
+        todo = [c for c, s in zip(cells, statuses, strict=True) if s.startswith(("new", "running", "failed"))]
         for c, s in zip(cells, statuses, strict=True):
-            print(f"{c.run_name:<60} {c.steps:>7} steps  {s}")
+            print(f"{c.run_name:<70} {c.steps:>7} steps  {s}")
         est = grid.estimate_seconds(todo, grid.MS_PER_STEP_1_THREAD, workers)
         print(
             f"{len(cells)} cells, {len(todo)} to run; estimated wall time {grid.format_duration(est)} on "
@@ -227,11 +213,14 @@ def _run_grid(args) -> int:
     return 1 if grid.print_results(results) else 0
 
 
+# --------------------------------------------------------------------------------------
+# hrl plot / hrl study
+# --------------------------------------------------------------------------------------
 def _add_plot(sub) -> None:
-    p = sub.add_parser("plot", help="(re)generate figures and the summary from existing results")
-    p.add_argument("--save_dir", default="results_phase2", help="folder of run folders (default %(default)s)")
+    p = sub.add_parser("plot", help="(re)generate figures and the summary from a grid file's runs")
+    p.add_argument("--params", default=None, help="grid YAML whose cells are drawn (default params/grid.yaml)")
+    p.add_argument("--save_dir", default=None, help="folder of run folders (default: the grid file's)")
     p.add_argument("--out", default="figures", help="output folder (default %(default)s)")
-    p.add_argument("--params", default=None, help="grid YAML whose cells are expected (default params/grid.yaml)")
     p.add_argument("--no_static", action="store_true", help="HTML only (no PNG/SVG)")
     p.set_defaults(handler=_run_plot)
 
@@ -242,25 +231,22 @@ def _run_plot(args) -> int:
     from hrl_core import grid, plots
 
     spec = grid.load_grid(args.params or grid.DEFAULT_GRID)
-    expected = [
-        (c.config.algo, c.config.env, c.config.remove_top_k, c.config.bonus_type, c.config.seed)
-        for c in grid.expand(spec)
-    ]
-    out = plots.write_all(Path(args.save_dir), Path(args.out), expected, static=not args.no_static)
-    if out["static_export"] != "ok":
-        print(f"hrl plot: no PNG/SVG ({out['static_export']}); install Chrome/Chromium for kaleido")
+    overrides = {"save_dir": args.save_dir} if args.save_dir else {}
+    cells = grid.expand(spec, overrides=overrides)
+    out = plots.write_all(cells, Path(args.out), static=not args.no_static)
     print(
-        f"hrl plot: {out['runs']} runs -> {len(out['files'])} files in {args.out}/; {len(out['missing'])} cells missing"
+        f"hrl plot: {out['runs']} runs -> {len(out['files'])} files in {args.out}/ (summary.md); "
+        f"{len(out['missing'])} cells missing"
     )
     return 0
 
 
 def _add_study(sub) -> None:
-    p = sub.add_parser("study", help="execute the variants-study notebook over a study grid's runs")
-    p.add_argument("--params", default="params/study_bonus.yaml", help="study grid YAML (default %(default)s)")
+    p = sub.add_parser("study", help="execute the study notebook over a study grid's runs")
+    p.add_argument("--params", default="params/study_iql.yaml", help="study grid YAML (default %(default)s)")
     p.add_argument("--save_dir", default="", help="run folders (default: the grid file's save_dir)")
-    p.add_argument("--out", default="executed/study_bonus.ipynb", help="executed notebook (default %(default)s)")
-    p.add_argument("--figures_dir", default="figures/study_bonus", help="PNG/SVG figures (default %(default)s)")
+    p.add_argument("--out", default=None, help="executed notebook (default executed/<grid file name>.ipynb)")
+    p.add_argument("--figures_dir", default=None, help="PNG/SVG figures (default figures/<grid file name>)")
 
     def handler(args):
         from pathlib import Path
@@ -269,16 +255,15 @@ def _add_study(sub) -> None:
 
         spec = grid.load_grid(args.params)
         if "arms" not in spec:
-            raise HrlError(
-                f"{args.params} has no arms: hrl study analyses a grid file with arms (params/study_bonus.yaml)"
-            )
+            raise HrlError(f"{args.params} has no arms: hrl study analyses a grid file with arms (params/study_*.yaml)")
+        stem = Path(args.params).stem
         params = {
             "params": str(Path(args.params).resolve()),
             "save_dir": str(Path(args.save_dir).resolve()) if args.save_dir else "",
-            "figures_dir": str(Path(args.figures_dir).resolve()) if args.figures_dir else "",
+            "figures_dir": str(Path(args.figures_dir or f"figures/{stem}").resolve()),
         }
-        out = Path(args.out).resolve()
-        res = grid.execute_cell(str(grid.REPO / "notebooks" / "study_bonus.ipynb"), str(out), params, {}, "study")
+        out = Path(args.out or f"executed/{stem}.ipynb").resolve()
+        res = grid.execute_cell(str(grid.REPO / "notebooks" / "study.ipynb"), str(out), params, {}, "study")
         if res["status"] != "complete":
             raise HrlError(f"study notebook failed ({res['error']}); see {out}")
         print(f"hrl study: {out} ({res['seconds']:.0f} s)")
@@ -287,68 +272,53 @@ def _add_study(sub) -> None:
     p.set_defaults(handler=handler)
 
 
+# --------------------------------------------------------------------------------------
+# hrl data / pretrain / demo
+# --------------------------------------------------------------------------------------
 def _add_data(sub) -> None:
+    from hrl_core.envs import DATASETS
+
     p = sub.add_parser("data", help="datasets: generate a D4RL-layout stand-in without network")
-    dsub = p.add_subparsers(dest="data_command", required=True)
-    g = dsub.add_parser("generate", help="train SAC to ~1/3 expert and roll it out (D4RL's 'medium' recipe)")
+    dsub = p.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    g = dsub.add_parser(
+        "generate",
+        help="roll out the shipped medium-level behaviour policy (or train SAC from scratch)",
+        description="Make a D4RL-layout 'medium' dataset here: by default the behaviour policy shipped with the "
+        "package (trained by --from_scratch --save_policy at the full budget) is rolled out; --from_scratch "
+        "trains SAC to ~1/3 expert first (D4RL's recipe).",
+    )
     g.add_argument("dataset", choices=sorted(DATASETS))
+    g.add_argument("--from_scratch", "--from-scratch", dest="from_scratch", action="store_true",
+                   help="train SAC here instead of using the shipped behaviour policy")  # fmt: skip
     g.add_argument("--quick", action="store_true", help="small budget: 15,000 SAC steps, 50,000 transitions")
     g.add_argument("--transitions", type=int, default=None, help="transitions to roll out (default 1,000,000)")
     g.add_argument("--max_train_steps", type=int, default=None, help="SAC step budget (default 500,000)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=int, default=0, help="seed of training and rollouts (default 0)")
     g.add_argument("--out", default=None, help="output file (default $D4RL_DATASET_DIR/generated/<d4rl name>)")
+    g.add_argument("--save_policy", default=None, help="with --from_scratch: also write the trained policy here")
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: chosen for the machine)")
 
     def handler(args):
-        from pathlib import Path
+        from hrl_core.generate import main_generate
 
-        from hrl_core.data.generate import generate
-        from hrl_core.data.sources import generated_path
-
-        out = Path(args.out) if args.out else generated_path(args.dataset)
-        path = generate(args.dataset, out, quick=args.quick, seed=args.seed,
-                        n_transitions=args.transitions, max_train_steps=args.max_train_steps)  # fmt: skip
-        import h5py
-
-        with h5py.File(path) as f:
-            a = dict(f.attrs)
-        print(f"wrote {path}: {a['n_transitions']} transitions; SAC trained {a['sac_train_steps']} steps, "
-              f"eval {a['sac_eval_normalized_return']:.1f} normalized (target {a['target_normalized_return']:.1f}), "
-              f"data mean {a['dataset_mean_normalized_return']:.1f}")  # fmt: skip
-        return 0
+        return main_generate(args)
 
     g.set_defaults(handler=handler)
 
 
 def _add_pretrain(sub) -> None:
-    from hrl_core.pretrain import PretrainConfig
+    from hrl_core.pretrain import QUICK_STEPS, PretrainConfig
 
-    d = PretrainConfig()
     p = sub.add_parser("pretrain", help="Phase I: offline CQL/IQL, written in Phase I's layout")
-    p.add_argument("--algo", required=True, choices=("cql", "iql"))
-    p.add_argument("--env", required=True, choices=sorted(DATASETS))
-    p.add_argument("--remove_top_k", type=float, default=0.0)
-    p.add_argument("--reward_noise_std", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--total_steps", type=int, default=None, help=f"gradient steps (default {d.total_steps}; --quick 20000)"
-    )
-    p.add_argument("--eval_interval", type=int, default=None, help="steps between evaluations (default 10000)")
-    p.add_argument("--eval_episodes", type=int, default=d.eval_episodes)
-    p.add_argument("--save_dir", default=d.save_dir)
-    p.add_argument("--device", default=d.device, choices=DEVICES)
-    p.add_argument("--dataset_source", default=d.dataset_source, choices=("auto", "d4rl", "generated", "minari"))
-    p.add_argument("--quick", action="store_true", help="20,000 gradient steps")
-    p.add_argument("--no_progress", action="store_true")
+    add_config_flags(p, PretrainConfig, required=("algo", "env_name"), quick={"total_steps": QUICK_STEPS},
+                     aliases={"env_name": ("--env",)})  # fmt: skip
+    p.add_argument("--quick", action="store_true", help=f"{QUICK_STEPS:,} gradient steps")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
 
     def handler(args):
-        from hrl_core.pretrain import QUICK_STEPS, pretrain
+        from hrl_core.pretrain import pretrain
 
-        total = args.total_steps or (QUICK_STEPS if args.quick else d.total_steps)
-        cfg = PretrainConfig(algo=args.algo, env_name=args.env, remove_top_k=args.remove_top_k,
-                             reward_noise_std=args.reward_noise_std, seed=args.seed, total_steps=total,
-                             eval_interval=args.eval_interval or min(d.eval_interval, total),
-                             eval_episodes=args.eval_episodes, save_dir=args.save_dir, device=args.device,
-                             dataset_source=args.dataset_source)  # fmt: skip
+        cfg = config_from_args(args, PretrainConfig, {"total_steps": QUICK_STEPS})
         print(f"wrote {pretrain(cfg, progress=not args.no_progress)}")
         return 0
 
@@ -367,7 +337,6 @@ def _add_demo(sub) -> None:
     p.add_argument("--workers", type=int, default=None, help="Dask workers for Phase II (default: one per core)")
 
     def handler(args):
-        import os
         from pathlib import Path
 
         from hrl_core.demo import QUICK, TINY, run_demo
@@ -381,9 +350,9 @@ def _add_demo(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hrl", description="Hybrid-RL recovery workbench (Phase II).")
+    parser = _Parser(prog="hrl", description="Hybrid-RL recovery workbench (Phase II).")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_finetune(sub)
     _add_bench(sub)
     _add_grid(sub)

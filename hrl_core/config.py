@@ -1,58 +1,159 @@
-"""The settings of one Phase II fine-tuning run, their validation and the run name."""
+"""The settings of one Phase II fine-tuning run: the only place a setting is declared.
+
+Every setting is one field of :class:`FinetuneConfig`: its type (allowed values as a
+``Literal``), its default, its range, whether it changes results, and a trailing
+comment that is also its ``--help`` text. Everything else is generated from it:
+
+- ``hrl finetune``'s flags (``hrl_core.cli``), with choices, ranges and help;
+- the ``parameters`` cell of ``notebooks/finetune.ipynb`` (``workbook.parameters_source``;
+  a test fails when the notebook drifts from it);
+- the agent's hyper-parameters: fields named like a field of ``CQLConfig`` /
+  ``IQLConfig`` are passed to the agent (:meth:`FinetuneConfig.agent_settings`);
+- the run's identity: the result settings that apply to the run, hashed into its
+  folder name and recorded in ``config.json`` (:meth:`FinetuneConfig.identity_settings`).
+
+Adding a hyper-parameter means adding one field here (plus its use).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+import tokenize
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from functools import cache
+from pathlib import Path
+from typing import Literal
 
-from hrl_core.checkpoint import format_k
 from hrl_core.envs import DATASETS
 from hrl_core.errors import HrlError
 
-BONUS_TYPES = ("ensemble", "none")
-DEVICES = ("auto", "cpu", "cuda")
-COMPILE_MODES = ("auto", "on", "off")
+DatasetName = Literal[tuple(DATASETS)]  # the supported D4RL datasets (hrl_core.envs.DATASETS)
 COMPILE_MIN_STEPS = 2_000  # a compile takes ~20 s: worth it for runs of 2,000+ steps
+# The grid cell's coordinates: required on the command line, spelled out in the run name.
+CELL_KEYS = ("algo", "env", "remove_top_k", "bonus_type", "seed")
 
-# --quick: a short run for smoke tests and demos.
-QUICK = {"online_steps": 5_000, "eval_interval": 1_000, "eval_episodes": 5}
+
+def setting(default, *, lo=None, hi=None, lo_open=False, hi_open=False, result=True, when=None, quick=None):
+    """A field of FinetuneConfig with what the rest of the package needs to know about it.
+
+    ``lo``/``hi``: allowed range (``*_open``: bound excluded). ``result``: whether the
+    setting changes the run's results (and so its identity). ``when``: a predicate on
+    the config saying whether the setting applies at all (``cql_alpha`` only for CQL);
+    one that does not apply is left out of the identity. ``quick``: its ``--quick`` value.
+    """
+    meta = {"lo": lo, "hi": hi, "lo_open": lo_open, "hi_open": hi_open, "result": result, "when": when,
+            "quick": quick}  # fmt: skip
+    if callable(default):
+        return field(default_factory=default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _phase1_dir_default() -> str:
+    return os.environ.get("HRL_PHASE1_DIR", "results")
+
+
+# When a setting applies at all (one that does not is left out of the run's identity).
+def _cql(c: FinetuneConfig) -> bool:
+    return c.algo == "cql"
+
+
+def _bonus_on(c: FinetuneConfig) -> bool:
+    return c.bonus_type == "ensemble"
+
+
+def _reward_bonus_on(c: FinetuneConfig) -> bool:
+    return c.bonus_type == "ensemble" and c.exploration == "reward_bonus"
+
+
+def _ucb_on(c: FinetuneConfig) -> bool:
+    return c.bonus_type == "ensemble" and c.exploration == "ucb_action"
 
 
 @dataclass
 class FinetuneConfig:
-    """One grid cell. Defaults are the study's (250k online steps, N=3, ratio 0.5)."""
+    """One grid cell. Defaults are the study's (250k online steps, N=3, ratio 0.5).
 
-    algo: str = "iql"  # Phase I algorithm: cql | iql
-    env: str = "hopper-medium-v2"  # D4RL dataset: halfcheetah-medium-v2 | hopper-medium-v2
-    remove_top_k: float = 0.0  # % of highest-return trajectories removed (0, 30, 60)
-    bonus_type: str = "ensemble"  # exploration bonus: ensemble (lambda*std Q) | none (vanilla)
-    seed: int = 0  # online seed (torch, numpy, env)
-    online_steps: int = 250_000  # env steps = gradient updates online
-    n_ensemble: int = 3  # Q-ensemble members (2..10); 0-1 from Phase I q1/q2
-    bonus_coeff: float = 1.0  # lambda of the bonus lambda * std(Q_1..Q_N)(s, a)
-    online_ratio: float = 0.5  # fraction of each batch drawn from online data
-    batch_size: int = 256  # transitions per gradient update
-    cql_alpha: float = 1.0  # CQL penalty weight online (Phase I offline: 5.0); CQL only
-    eval_interval: int = 5_000  # online steps between evaluations (and resume snapshots)
-    eval_episodes: int = 10  # deterministic episodes per evaluation
-    reward_noise_std: float = 0.0  # Gaussian reward noise of the offline data (Phase I corruption)
-    corruption_seed: int = 0  # seed of the reward noise (Phase I default)
-    phase1_dir: str = field(default_factory=lambda: os.environ.get("HRL_PHASE1_DIR", "results"))  # Phase I runs
-    phase1_seed: int | None = None  # Phase I checkpoint seed; None = the online seed
-    save_dir: str = "results_phase2"  # where run folders are written
-    device: str = "auto"  # auto | cpu | cuda
-    threads: int | None = None  # torch CPU threads; None = torch's default
-    dataset_source: str = "auto"  # offline data: auto | d4rl | generated | minari (hrl_core.data.sources)
-    member_init: str = "fresh"  # fresh members: fresh (spec) | warmstart | perturb (loaded + noise)
-    warmstart_steps: int = 5_000  # member_init=warmstart: offline steps training only fresh members
-    perturb_scale: float = 0.1  # member_init=perturb: noise std / layer weight std
-    target_reduce: str = "min_all"  # targets: min_all (spec) | min_random2 (REDQ/RLPD)
-    exploration: str = "reward_bonus"  # reward_bonus (spec) | ucb_action (SUNRISE; no reward change)
-    ucb_candidates: int = 10  # exploration=ucb_action: policy samples to choose from
-    bonus_scale: str = "raw"  # raw (spec: lambda * std Q) | normalized (see hrl_core.variants.BonusScale)
-    bonus_clip: float = 0.0  # cap on the bonus; 0 = no cap
-    compile: str = "auto"  # torch.compile the CQL critic pass: auto (CQL on CUDA, >= 2,000 steps) | on | off
-    arm: str = ""  # label of a study arm (grid `arms:`); appended to the run name, no effect on results
+    A comment above a field and the one after it are its help text (``hrl finetune --help``).
+    """
+
+    algo: Literal["cql", "iql"] = setting("iql")  # Phase I algorithm
+    env: DatasetName = setting("hopper-medium-v2")  # D4RL dataset
+    remove_top_k: float = setting(0.0, lo=0, hi=100, hi_open=True)  # % of top-return trajectories removed: 0, 30, 60
+    bonus_type: Literal["ensemble", "none"] = setting("ensemble")  # ensemble: lambda*std(Q) bonus; none: vanilla
+    seed: int = setting(0)  # online seed (torch, numpy, env); also picks the Phase I seed
+    online_steps: int = setting(250_000, lo=1, quick=5_000)  # online env steps = gradient updates
+    n_ensemble: int = setting(3, lo=2, hi=10)  # Q-ensemble members; members 0-1 come from Phase I q1/q2
+    bonus_coeff: float = setting(1.0, lo=0, when=_reward_bonus_on)  # lambda of the bonus lambda*std(Q)(s, a)
+    online_ratio: float = setting(0.5, lo=0, hi=1)  # online fraction of each batch
+    batch_size: int = setting(256, lo=1)  # transitions per gradient update
+    cql_alpha: float = setting(1.0, lo=0, when=_cql)  # CQL penalty weight online (Phase I offline: 5.0)
+    eval_interval: int = setting(5_000, lo=1, quick=1_000)  # online steps between evaluations and snapshots
+    eval_episodes: int = setting(10, lo=1, quick=5)  # deterministic episodes per evaluation
+    reward_noise_std: float = setting(0.0, lo=0)  # Gaussian reward noise of the offline data (Phase I corruption)
+    corruption_seed: int = setting(0, when=lambda c: c.reward_noise_std > 0)  # seed of that reward noise
+    phase1_dir: str = setting(_phase1_dir_default, result=False)  # Phase I runs (default $HRL_PHASE1_DIR or results)
+    phase1_seed: int | None = setting(None)  # Phase I checkpoint seed; None: the online seed
+    save_dir: str = setting("results_phase2", result=False)  # folder that run folders are written to
+    device: str = setting("auto", result=False)  # torch device: auto (CUDA if present) | cpu | cuda | cuda:N
+    threads: int | None = setting(None, lo=1, result=False)  # torch CPU threads; None: chosen for the machine
+    # where the offline data comes from: auto (the D4RL file, a download, else a generated file) | d4rl |
+    # generated (hrl data generate) | minari
+    dataset_source: Literal["auto", "d4rl", "generated", "minari"] = setting("auto", result=False)
+    # fresh members: fresh (the spec: default initialization) | warmstart (first fit offline to the loaded
+    # members' Bellman targets) | perturb (a loaded member plus noise); hrl_core.variants
+    member_init: Literal["fresh", "warmstart", "perturb"] = setting("fresh")
+    warmstart_steps: int = setting(5_000, lo=0, when=lambda c: c.member_init == "warmstart")  # offline warm-up steps
+    perturb_scale: float = setting(0.1, lo=0, when=lambda c: c.member_init == "perturb")  # noise std / weight std
+    # Bellman targets: min over all members (the spec) | over a random pair each update (REDQ/RLPD)
+    target_reduce: Literal["min_all", "min_random2"] = setting("min_all")
+    # with bonus_type ensemble: reward_bonus (the spec) | ucb_action (SUNRISE action choice; rewards unchanged)
+    exploration: Literal["reward_bonus", "ucb_action"] = setting("reward_bonus", when=_bonus_on)
+    ucb_candidates: int = setting(10, lo=1, when=_ucb_on)  # exploration ucb_action: policy samples to choose from
+    ucb_coeff: float = setting(1.0, lo=0, when=_ucb_on)  # exploration ucb_action: weight of std(Q) in the choice
+    # raw (the spec: lambda * std(Q)) | normalized (std(Q) / running mean |Q| x running mean |r|: reward units)
+    bonus_scale: Literal["raw", "normalized"] = setting("raw", when=_reward_bonus_on)
+    bonus_clip: float = setting(0.0, lo=0, when=_reward_bonus_on)  # cap on the bonus; 0: no cap
+    # torch.compile the CQL critic pass: auto (CQL runs of 2,000+ steps on CUDA) | on | off
+    compile: Literal["auto", "on", "off"] = setting("auto", result=False)
+    # experiment tracking of evaluation points and training windows (hrl_core.loggers)
+    logger: Literal["none", "csv", "tensorboard", "wandb"] = setting("none", result=False)
+
+    def __post_init__(self):
+        hints = _type_hints()
+        for f in fields(self):
+            setattr(self, f.name, _coerce(f.name, getattr(self, f.name), hints[f.name]))
+        self.validate()
+
+    # -- checks ----------------------------------------------------------------------
+    def validate(self) -> FinetuneConfig:
+        """Raise HrlError (one line naming the fix) for any invalid value.
+
+        Allowed values and ranges come from the field declarations."""
+        hints = _type_hints()
+        for f in fields(self):
+            value, meta = getattr(self, f.name), f.metadata
+            choices = literal_choices(hints[f.name])
+            if choices and value not in choices:
+                raise HrlError(f"{f.name}={value!r}: use one of {', '.join(map(str, choices))}")
+            if value is None or isinstance(value, str):
+                continue
+            lo, hi = meta.get("lo"), meta.get("hi")
+            if lo is not None and (value < lo or (meta["lo_open"] and value == lo)):
+                raise HrlError(f"{f.name}={value} is below its range {range_text(f)}")
+            if hi is not None and (value > hi or (meta["hi_open"] and value == hi)):
+                raise HrlError(f"{f.name}={value} is above its range {range_text(f)}")
+        if not (self.device in ("auto", "cpu", "cuda") or _is_cuda_index(self.device)):
+            raise HrlError(f"device={self.device!r}: use auto, cpu, cuda or cuda:N")
+        return self
+
+    # -- derived -----------------------------------------------------------------------
+    @property
+    def effective_phase1_seed(self) -> int:
+        return self.seed if self.phase1_seed is None else self.phase1_seed
 
     def compile_critic(self, device_type: str) -> bool:
         """Whether this run compiles the CQL critic on ``device_type`` ("cpu" | "cuda").
@@ -68,96 +169,179 @@ class FinetuneConfig:
             return True
         return device_type == "cuda" and self.online_steps >= COMPILE_MIN_STEPS
 
+    def agent_settings(self, agent_config_cls) -> dict:
+        """The settings that are also fields of the algorithm's config (cql_alpha, ...)."""
+        names = {f.name for f in fields(agent_config_cls)}
+        return {k: v for k, v in asdict(self).items() if k in names}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    # -- identity ----------------------------------------------------------------------
+    def identity_settings(self) -> dict:
+        """Every setting that changes results and applies to this run.
+
+        Two runs with equal identity settings and equal inputs (dataset and Phase I
+        checkpoint, by sha256) are the same experiment; anything else is another run.
+        ``phase1_seed`` is recorded as the seed actually asked for (None -> ``seed``).
+        """
+        out = {}
+        for f in fields(self):
+            meta = f.metadata
+            if not meta.get("result", True) or (meta.get("when") and not meta["when"](self)):
+                continue
+            out[f.name] = getattr(self, f.name)
+        out["phase1_seed"] = self.effective_phase1_seed
+        return out
+
+    def non_default_settings(self) -> dict:
+        """Identity settings that differ from the defaults, the cell's coordinates excepted."""
+        defaults = _defaults()
+        ident = self.identity_settings()
+        out = {}
+        for k, v in ident.items():
+            if k in CELL_KEYS:
+                continue
+            default = ident["seed"] if k == "phase1_seed" else defaults[k]
+            if v != default:
+                out[k] = v
+        return out
+
+    @property
+    def settings_hash(self) -> str:
+        """8 hex digits of the non-default identity settings ('' for the spec's settings)."""
+        extra = self.non_default_settings()
+        if not extra:
+            return ""
+        text = json.dumps(extra, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+    @property
+    def variant_tag(self) -> str:
+        """Non-default choices (member_init, bonus_scale, ...) as a readable name part."""
+        hints = _type_hints()
+        non_default = self.non_default_settings()
+        return "-".join(str(v) for k, v in non_default.items() if literal_choices(hints[k]))
+
     @property
     def run_name(self) -> str:
+        """``ft_<algo>_<dataset>_k<k>_noise<sigma>_<ensemble|vanilla>_s<seed>`` for the spec's
+        settings; any other setting adds its readable choices and a hash of all of them, so
+        runs that differ in any result setting never share a folder."""
+        from hrl_core.checkpoint import format_k
+
         tag = "ensemble" if self.bonus_type == "ensemble" else "vanilla"
         name = (
             f"ft_{self.algo}_{self.env}_k{format_k(self.remove_top_k)}"
             f"_noise{float(self.reward_noise_std)}_{tag}_s{self.seed}"
         )
-        # Runs that differ only in a variant must not share a folder (or an executed
-        # notebook): the arm label, else the non-default variant settings, name them.
-        suffix = self.arm or self.variant_tag
-        return f"{name}_{suffix}" if suffix else name
+        if self.settings_hash:
+            name += "_" + "-".join(p for p in (self.variant_tag, self.settings_hash) if p)
+        return name
 
-    @property
-    def variant_tag(self) -> str:
-        """Non-default variant settings (issue 7) as a run-name suffix; "" for the spec."""
-        parts = []
-        if self.member_init != "fresh":
-            parts.append(self.member_init)
-        if self.bonus_scale != "raw":
-            parts.append(f"bonus-{self.bonus_scale}")
-        if self.bonus_clip:
-            parts.append(f"clip{self.bonus_clip:g}")
-        if self.target_reduce != "min_all":
-            parts.append(self.target_reduce)
-        if self.exploration != "reward_bonus":
-            parts.append(self.exploration)
-        return "-".join(parts)
+    def resolve_paths(self, base: str | Path) -> FinetuneConfig:
+        """Relative ``save_dir``/``phase1_dir`` made absolute against ``base`` (in place).
 
-    @property
-    def effective_phase1_seed(self) -> int:
-        return self.seed if self.phase1_seed is None else self.phase1_seed
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def result_settings(self) -> dict:
-        """Settings that change results: a resumed run must match these exactly."""
-        skip = {"save_dir", "device", "threads", "phase1_dir", "arm"}
-        return {k: v for k, v in asdict(self).items() if k not in skip}
-
-    def validate(self) -> FinetuneConfig:
-        """Raise HrlError (one line naming the fix) for any invalid value."""
-        checks = [
-            (self.algo in ("cql", "iql"), f"unknown algo {self.algo!r}: use cql or iql"),
-            (self.env in DATASETS, f"unknown dataset {self.env!r}: use one of {', '.join(sorted(DATASETS))}"),
-            (0 <= self.remove_top_k < 100, f"remove_top_k={self.remove_top_k} is outside [0, 100)"),
-            (self.bonus_type in BONUS_TYPES, f"bonus_type={self.bonus_type!r}: use ensemble or none"),
-            (2 <= self.n_ensemble <= 10, f"n_ensemble={self.n_ensemble} is outside 2..10"),
-            (0.0 <= self.online_ratio <= 1.0, f"online_ratio={self.online_ratio} is outside [0, 1]"),
-            (self.bonus_coeff >= 0, f"bonus_coeff={self.bonus_coeff} is negative; use 0 or more"),
-            (self.online_steps >= 1, f"online_steps={self.online_steps} must be at least 1"),
-            (self.eval_interval >= 1, f"eval_interval={self.eval_interval} must be at least 1"),
-            (self.eval_episodes >= 1, f"eval_episodes={self.eval_episodes} must be at least 1"),
-            (self.batch_size >= 1, f"batch_size={self.batch_size} must be at least 1"),
-            (self.reward_noise_std >= 0, f"reward_noise_std={self.reward_noise_std} is negative"),
-            (self.cql_alpha >= 0, f"cql_alpha={self.cql_alpha} is negative"),
-            (self.device in DEVICES, f"device={self.device!r}: use auto, cpu or cuda"),
-            (self.threads is None or self.threads >= 1, f"threads={self.threads} must be at least 1"),
-            (
-                self.dataset_source in ("auto", "d4rl", "generated", "minari"),
-                f"dataset_source={self.dataset_source!r}: use auto, d4rl, generated or minari",
-            ),
-            (
-                self.member_init in ("fresh", "warmstart", "perturb"),
-                f"member_init={self.member_init!r}: use fresh, warmstart or perturb",
-            ),
-            (self.warmstart_steps >= 0, f"warmstart_steps={self.warmstart_steps} is negative"),
-            (self.bonus_scale in ("raw", "normalized"), f"bonus_scale={self.bonus_scale!r}: use raw or normalized"),
-            (self.bonus_clip >= 0, f"bonus_clip={self.bonus_clip} is negative; use 0 for no cap"),
-            (self.perturb_scale >= 0, f"perturb_scale={self.perturb_scale} is negative"),
-            (
-                self.target_reduce in ("min_all", "min_random2"),
-                f"target_reduce={self.target_reduce!r}: use min_all or min_random2",
-            ),
-            (
-                self.exploration in ("reward_bonus", "ucb_action"),
-                f"exploration={self.exploration!r}: use reward_bonus or ucb_action",
-            ),
-            (self.ucb_candidates >= 1, f"ucb_candidates={self.ucb_candidates} must be at least 1"),
-            (self.compile in COMPILE_MODES, f"compile={self.compile!r}: use auto, on or off"),
-            (
-                all(ch.isalnum() or ch in "-+._" for ch in self.arm),
-                f"arm={self.arm!r}: use letters, digits and - + . _ (it becomes part of a folder name)",
-            ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise HrlError(message)
+        The one rule for relative paths: they mean "from where the command was started"
+        (``hrl finetune``/``hrl grid``: the current directory; a notebook run by hand: the
+        repository root, since Jupyter starts it in notebooks/)."""
+        for key in ("save_dir", "phase1_dir"):
+            p = Path(getattr(self, key)).expanduser()
+            setattr(self, key, str(p if p.is_absolute() else (Path(base) / p).resolve()))
         return self
 
 
-def config_fields() -> list[str]:
-    return [f.name for f in fields(FinetuneConfig)]
+# --------------------------------------------------------------------------------------
+# Field introspection (used by the CLI, the notebook and the checks above)
+# --------------------------------------------------------------------------------------
+@cache
+def _type_hints() -> dict:
+    return typing.get_type_hints(FinetuneConfig)
+
+
+@cache
+def _defaults() -> dict:
+    out = {}
+    for f in fields(FinetuneConfig):
+        out[f.name] = f.default_factory() if f.default is MISSING else f.default
+    return out
+
+
+def literal_choices(hint) -> tuple:
+    """Allowed values of a ``Literal[...]`` type (() for anything else)."""
+    return typing.get_args(hint) if typing.get_origin(hint) is Literal else ()
+
+
+def base_type(hint) -> type:
+    """int/float/str/bool of a field type (``int | None`` -> int; Literal -> its values' type)."""
+    choices = literal_choices(hint)
+    if choices:
+        return type(choices[0])
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
+def _coerce(name: str, value, hint):
+    """YAML and papermill give 60 for 60.0 and "1" for 1 now and then: one type per field."""
+    if value is None:
+        return None
+    kind = base_type(hint)
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if kind in (int, float) and isinstance(value, str):
+        try:
+            return kind(value)
+        except ValueError:
+            raise HrlError(f"{name}={value!r} is not a number") from None
+    return value
+
+
+def _is_cuda_index(device: str) -> bool:
+    return device.startswith("cuda:") and device[5:].isdigit()
+
+
+def range_text(f) -> str:
+    m = f.metadata
+    lo = "(" if m["lo_open"] else "["
+    hi = ")" if m["hi_open"] else "]"
+    return f"{lo}{'-inf' if m['lo'] is None else m['lo']}, {'inf' if m['hi'] is None else m['hi']}{hi}"
+
+
+@cache
+def field_help(cls=None) -> dict[str, str]:
+    """Field name -> its comment lines just above it and its trailing comment, in the class's
+    source (the declaration's own words)."""
+    import inspect
+    import textwrap
+
+    cls = cls or FinetuneConfig
+    source = textwrap.dedent(inspect.getsource(cls))
+    names = {f.name for f in fields(cls)}
+    out, above, current = {}, [], None
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:
+            text = tok.string.lstrip("#").strip()
+            if current:
+                out[current] = " ".join([*above, text]).strip()
+            elif tok.start[1] == 4 and tok.line.strip().startswith("#"):
+                above.append(text)
+        elif tok.type == tokenize.NAME and tok.start[1] == 4 and tok.string in names and current is None:
+            current = tok.string
+            out[current] = " ".join(above)
+        elif tok.type == tokenize.NEWLINE:
+            if current:
+                above = []
+            current = None
+        elif tok.type == tokenize.NL and not tok.line.strip():
+            above = []
+    return out
+
+
+def quick_settings() -> dict:
+    """--quick: a short run for smoke tests and demos (the fields' ``quick`` values)."""
+    return {f.name: f.metadata["quick"] for f in fields(FinetuneConfig) if f.metadata.get("quick") is not None}
+
+
+QUICK = quick_settings()

@@ -50,8 +50,8 @@ def _say(msg: str) -> None:
 def run_demo(out_root: Path, phase1_dir: Path, budget: Budget = QUICK, workers: int | None = None) -> int:
     """Run the chain; results_phase2/, executed/ and figures/ go under ``out_root``."""
     from hrl_core import grid, plots
-    from hrl_core.data.generate import generate
     from hrl_core.data.sources import generated_path
+    from hrl_core.generate import generate
     from hrl_core.pretrain import PretrainConfig, pretrain
 
     t0 = time.time()

@@ -2,142 +2,65 @@
 
 One run = one grid cell. The loop owns the environment and the data:
 
-1. load the (corrupted) offline data and the Phase I checkpoint, widen the critic
-   to N members (0-1 from the checkpoint, the rest fresh);
-2. evaluate the loaded policy (step 0);
-3. each online step: act with the stochastic policy, compute the ensemble
-   disagreement std(Q)(s, a) of the action taken, store r + lambda * std
-   (``bonus_type=ensemble``) or r (``none``) in the online buffer, then one
-   gradient update on a hybrid batch;
-4. every ``eval_interval`` steps: evaluate, append to ``metrics.json``, write a
+1. find the inputs (Phase I checkpoint, dataset file) and compare the run's identity
+   with what its folder holds (``hrl_core.runs``); take the folder's lock;
+2. load the (corrupted) offline data and the checkpoint, widen the critic to N
+   members (0-1 from the checkpoint, the rest fresh);
+3. evaluate the loaded policy (step 0);
+4. each online step: the explorer acts and measures the ensemble disagreement
+   std(Q)(s, a) at the action taken; the transition is stored with r + bonus
+   (``bonus_type=ensemble``) or r (``none``); one gradient update on a hybrid batch;
+5. every ``eval_interval`` steps: evaluate, append to ``metrics.json``, write a
    resume snapshot.
 
-A run folder holds ``config.json`` (settings + provenance), ``metrics.json``
-(with a ``status``), ``snapshot.pt`` while running and ``checkpoint.pt`` at the end.
-Running the same cell again resumes from the last snapshot.
+Running the same cell again resumes from the last snapshot; see ``hrl_core.runs``
+for the folder's files.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import platform
 import random
-import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from hrl_core import io
-from hrl_core.agents import make_agent
-from hrl_core.checkpoint import load_phase1, load_state
+from hrl_core import io, runs
+from hrl_core.agents import CQLConfig, IQLConfig, make_agent
+from hrl_core.checkpoint import load_phase1_file
 from hrl_core.config import FinetuneConfig
 from hrl_core.data import HybridSampler, OfflineData, ReplayBuffer
 from hrl_core.envs import dataset_spec, get_env_state, make_env, set_env_state
 from hrl_core.errors import DivergenceError, HrlError
 from hrl_core.evaluation import Evaluator, eval_seeds
+from hrl_core.explorers import make_explorer
+from hrl_core.lock import LOCK_NAME, RunLock
 from hrl_core.perf import tune_allocator
-from hrl_core.variants import BonusScale, perturb_fresh_members, warmstart_fresh_members
-
-SNAPSHOT = "snapshot.pt"
-SNAPSHOT_PREV = "snapshot.prev.pt"
-STATUSES = ("running", "complete", "diverged", "failed")
+from hrl_core.runs import RunResult
+from hrl_core.runtime import check_finite, check_writable, resolve_device, seed_everything, set_threads, versions
+from hrl_core.variants import perturb_fresh_members, warmstart_fresh_members
 
 
 class RunInterrupted(HrlError):
     """SIGTERM / SIGINT: a snapshot was written; the same command resumes."""
 
 
-@dataclass
-class RunResult:
-    run_dir: Path  # folder of the run
-    status: str  # complete | already_complete
-    metrics: dict  # contents of metrics.json
-    replay: ReplayBuffer | None = None  # the online buffer (in memory; for inspection)
-    offline: OfflineData | None = None  # the offline data as trained on (in memory)
-
-
-# --------------------------------------------------------------------------------------
-# Set-up
-# --------------------------------------------------------------------------------------
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise HrlError("device=cuda requested but torch sees no CUDA GPU; use --device cpu or auto")
-    return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def check_writable(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        raise HrlError(
-            f"cannot write to save_dir {folder} ({exc.strerror or exc}); pass a writable --save_dir"
-        ) from None
-
-
-def versions() -> dict:
-    import gymnasium
-    import h5py
-    import mujoco
-
-    import hrl_core
-
-    out = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "hrl_core": hrl_core.__version__,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "gymnasium": gymnasium.__version__,
-        "mujoco": mujoco.__version__,
-        "h5py": h5py.__version__,
-    }
-    try:
-        out["git_commit"] = (
-            subprocess.run(
-                ["git", "rev-parse", "HEAD"],
-                cwd=Path(__file__).parent,
-                capture_output=True,
-                text=True,
-                timeout=5,
-            ).stdout.strip()
-            or None
-        )
-    except (OSError, subprocess.SubprocessError):
-        out["git_commit"] = None
-    return out
-
-
-def load_offline(cfg: FinetuneConfig):
+def load_offline(cfg: FinetuneConfig, dataset_file=None):
     """The offline data exactly as Phase I trained on it (same corruption)."""
-    from hrl_core.data.sources import load_offline_data
+    from hrl_core.data.sources import load_offline_data, locate_source
 
-    return load_offline_data(cfg.env, cfg.remove_top_k, cfg.reward_noise_std, cfg.corruption_seed, cfg.dataset_source)
+    file = dataset_file or locate_source(cfg.env, cfg.dataset_source)
+    return load_offline_data(file, cfg.remove_top_k, cfg.reward_noise_std, cfg.corruption_seed)
 
 
 # --------------------------------------------------------------------------------------
 # Metrics
 # --------------------------------------------------------------------------------------
-def empty_metrics(cfg: FinetuneConfig) -> dict:
-    return {"run_name": cfg.run_name, "status": "running", "step": []}
-
-
 def append_point(metrics: dict, point: dict) -> None:
     """Append one evaluation point; every list stays as long as ``step``."""
     n = len(metrics["step"])
@@ -156,6 +79,12 @@ class Window:
         self.updates = 0
         self.env = {"reward": 0.0, "bonus": 0.0, "disagreement": 0.0, "steps": 0}
         self.episode_returns: list[float] = []
+
+    def add_env_step(self, reward: float, bonus: float, disagreement: float) -> None:
+        self.env["reward"] += float(reward)
+        self.env["bonus"] += bonus
+        self.env["disagreement"] += disagreement
+        self.env["steps"] += 1
 
     def add_update(self, info: dict) -> None:
         for k, v in info.items():
@@ -185,42 +114,91 @@ class Window:
             "episode_returns": list(self.episode_returns),
         }
 
-    def load_state_dict(self, s: dict) -> None:
-        self.sums, self.updates = dict(s["sums"]), s["updates"]
+    def load_state_dict(self, s: dict, device: torch.device) -> None:
+        # Snapshots load on the CPU; the sums join the agent's tensors on its device.
+        self.sums = {k: v.to(device) for k, v in s["sums"].items()}
+        self.updates = s["updates"]
         self.env, self.episode_returns = dict(s["env"]), list(s["episode_returns"])
 
 
 # --------------------------------------------------------------------------------------
-# Run folder state
+# The run's state: everything a snapshot holds, saved and restored in one place
 # --------------------------------------------------------------------------------------
-def read_status(run_dir: Path) -> str | None:
-    try:
-        return io.read_json(run_dir / "metrics.json").get("status")
-    except (OSError, ValueError):
-        return None
+@dataclass
+class Parts:
+    """What the loop works with, built once per run."""
+
+    agent: object  # hrl_core.agents.EnsembleAgent
+    buffer: ReplayBuffer  # online transitions (rewards include the bonus)
+    sampler: HybridSampler  # online + offline batches
+    env: object  # the training environment
+    evaluator: Evaluator  # deterministic evaluation environments
+    explorer: object  # hrl_core.explorers.Explorer
 
 
-def load_snapshot(run_dir: Path) -> dict | None:
-    """Newest loadable snapshot; a truncated one is reported and the previous used."""
-    for name in (SNAPSHOT, SNAPSHOT_PREV):
-        path = run_dir / name
-        if not path.exists():
-            continue
-        try:
-            return load_state(path)
-        except HrlError as exc:
-            print(f"hrl: warning: {exc} -- trying the previous snapshot", file=sys.stderr)
-    return None
+@dataclass
+class RunState:
+    """The loop's own variables; :meth:`snapshot` and :meth:`restore` are exact inverses."""
 
+    metrics: dict
+    step: int = 0
+    obs: np.ndarray | None = None
+    episode_return: float = 0.0
+    episode_len: int = 0
+    elapsed_before: float = 0.0  # wall time of earlier sessions of this run
+    window: Window = field(default_factory=Window)
+    t0: float = field(default_factory=time.perf_counter)
 
-def write_snapshot(run_dir: Path, snapshot: dict) -> None:
-    """Keep the last two snapshots so a damaged newest one still leaves a good one."""
-    current = run_dir / SNAPSHOT
-    tmp = run_dir / f".{SNAPSHOT}.new"
-    io.write_torch(tmp, snapshot)
-    if current.exists():
-        current.replace(run_dir / SNAPSHOT_PREV)
-    tmp.replace(current)
+    def wall(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.t0
+
+    def snapshot(self, parts: Parts, ident: dict) -> dict:
+        np_state = np.random.get_state()
+        return {
+            "step": self.step,
+            "identity": ident,
+            "settings": ident["settings"],
+            "agent": parts.agent.state_dict(),
+            "buffer": parts.buffer.state_dict(),
+            "window": self.window.state_dict(),
+            "metrics": self.metrics,
+            "wall_time": self.wall(),
+            "env": get_env_state(parts.env),
+            "obs": torch.as_tensor(self.obs),
+            "episode": (self.episode_return, self.episode_len),
+            "bonus_scale": parts.explorer.state_dict(),
+            "rng": {
+                "python": random.getstate(),
+                "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            },
+        }
+
+    @classmethod
+    def restore(cls, snap: dict, parts: Parts, seed: int) -> RunState:
+        device = parts.agent.device
+        parts.agent.load_state_dict(snap["agent"])
+        parts.buffer.load_state_dict(snap["buffer"])
+        parts.explorer.load_state_dict(snap["bonus_scale"])
+        parts.env.reset(seed=seed)  # arms the wrappers; the state is then overwritten
+        set_env_state(parts.env, snap["env"])
+        state = cls(metrics=snap["metrics"], step=snap["step"], obs=snap["obs"].numpy(),
+                    elapsed_before=snap["wall_time"])  # fmt: skip
+        state.episode_return, state.episode_len = snap["episode"]
+        state.window.load_state_dict(snap["window"], device)
+        state.metrics["status"] = "running"
+        random.setstate(snap["rng"]["python"])
+        np.random.set_state(tuple(snap["rng"]["numpy"]))
+        torch.set_rng_state(snap["rng"]["torch"])
+        if torch.cuda.is_available() and snap["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state_all(snap["rng"]["cuda"])
+        return state
+
+    @classmethod
+    def fresh(cls, cfg: FinetuneConfig, parts: Parts) -> RunState:
+        obs, _ = parts.env.reset(seed=cfg.seed)
+        return cls(metrics={"run_name": cfg.run_name, "status": "running", "step": []}, obs=obs)
 
 
 class _Signals:
@@ -251,54 +229,65 @@ class _Signals:
 # --------------------------------------------------------------------------------------
 def finetune(cfg: FinetuneConfig, restart: bool = False, progress: bool = True) -> RunResult:
     """Run (or resume) one fine-tuning cell; returns when it is complete."""
-    cfg.validate()
-    spec = dataset_spec(cfg.env)
     save_root = Path(cfg.save_dir)
     check_writable(save_root)
     run_dir = save_root / cfg.run_name
-    status = read_status(run_dir)
-    if status == "complete" and not restart:
+    # Everything that can fail on bad input happens before the run folder is touched.
+    device = resolve_device(cfg.device)
+    inputs = runs.resolve_inputs(cfg)  # the Phase I checkpoint first, then the data file
+    ident = runs.identity(cfg, inputs)
+    found = runs.existing(run_dir, ident)
+    if found.status == "other" and not restart:
+        raise found.conflict_error(run_dir)
+    if found.status == "complete" and not restart:
         print(f"{cfg.run_name}: already complete in {run_dir}; pass --restart to run it again")
-        return RunResult(run_dir, "already_complete", io.read_json(run_dir / "metrics.json"))
-    if status == "diverged" and not restart:
+        return RunResult(run_dir, "already_complete", io.read_json(run_dir / runs.METRICS))
+    if found.status == "diverged" and not restart:
         raise HrlError(
             f"{run_dir} holds a run that diverged; pass --restart (perhaps with other settings) to run it again"
         )
+    created = not run_dir.exists()
+    lock = RunLock(run_dir)
+    lock.acquire()
+    try:
+        return _run_locked(cfg, run_dir, device, inputs, ident, lock, restart, progress)
+    finally:
+        lock.release()
+        if created and run_dir.exists() and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # bad input found after the lock was taken: leave nothing behind
 
-    # Everything that can fail on bad input happens before the run folder is touched.
-    device = resolve_device(cfg.device)
+
+def _run_locked(cfg, run_dir, device, inputs, ident, lock, restart, progress) -> RunResult:
+    # Under the lock, look again: another process may have finished the run meanwhile.
+    found = runs.existing(run_dir, ident)
+    if found.status == "complete" and not restart:
+        print(f"{cfg.run_name}: already complete in {run_dir}; pass --restart to run it again")
+        return RunResult(run_dir, "already_complete", io.read_json(run_dir / runs.METRICS))
+    spec = dataset_spec(cfg.env)
     allocator_tuned = tune_allocator()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    data = load_offline(cfg)
-    ckpt = load_phase1(
-        cfg.phase1_dir,
-        cfg.algo,
-        cfg.env,
-        cfg.remove_top_k,
-        cfg.reward_noise_std,
-        cfg.effective_phase1_seed,
-        spec.obs_dim,
-        spec.act_dim,
-    )
+    threads = set_threads(cfg.threads) if device.type == "cpu" or cfg.threads else torch.get_num_threads()
+    data = load_offline(cfg, inputs.dataset)
+    ckpt = load_phase1_file(inputs, cfg.algo, spec.obs_dim, spec.act_dim)
     snapshot = None
-    if run_dir.exists() and not restart:
-        snapshot = load_snapshot(run_dir)
-        if snapshot is not None and snapshot["settings"] != cfg.result_settings():
+    if found.status in ("running", "failed") and not restart:
+        snapshot = runs.load_snapshot(run_dir)
+        # Snapshots written before identities were recorded were checked via config.json.
+        if snapshot is not None and runs.identity_differences(snapshot.get("identity", ident), ident):
             raise HrlError(
                 f"{run_dir} holds an unfinished run with different settings; pass --restart to discard it "
                 "or use another --save_dir"
             )
-    if restart and run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if restart:
+        runs.clear_folder(run_dir, keep=(LOCK_NAME,))
 
     seed_everything(cfg.seed)
     compile_critic = cfg.compile_critic(device.type)
-    agent_overrides = {"target_reduce": cfg.target_reduce}
+    agent_cfg_cls = CQLConfig if cfg.algo == "cql" else IQLConfig
+    overrides = cfg.agent_settings(agent_cfg_cls)
     if cfg.algo == "cql":
-        agent_overrides.update(cql_alpha=cfg.cql_alpha, compile_critic=compile_critic)
-    agent = make_agent(cfg.algo, spec.obs_dim, spec.act_dim, cfg.n_ensemble, device, **agent_overrides)
+        overrides["compile_critic"] = compile_critic
+    overrides.pop("n_ensemble", None)
+    agent = make_agent(cfg.algo, spec.obs_dim, spec.act_dim, cfg.n_ensemble, device, **overrides)
     agent.load_phase1(ckpt.state)
     if cfg.member_init == "perturb":
         perturb_fresh_members(agent.critic, cfg.perturb_scale)
@@ -317,13 +306,20 @@ def finetune(cfg: FinetuneConfig, restart: bool = False, progress: bool = True) 
         warmstart = {"steps": cfg.warmstart_steps, "loss_first": losses[0] if losses else None,
                      "loss_last": losses[-1] if losses else None}  # fmt: skip
         print(f"warm start: {cfg.warmstart_steps} offline steps on the fresh members, loss {warmstart}")
-    env = make_env(cfg.env, env_id)
-    evaluator = Evaluator(cfg.env, cfg.eval_episodes, cfg.seed, env_id, ref_scores)
+    parts = Parts(
+        agent=agent,
+        buffer=buffer,
+        sampler=sampler,
+        env=make_env(cfg.env, env_id),
+        evaluator=Evaluator(cfg.env, cfg.eval_episodes, cfg.seed, env_id, ref_scores),
+        explorer=make_explorer(cfg),
+    )
 
     config = {
         "run_name": cfg.run_name,
         "phase": "II (online fine-tuning)",
         "settings": cfg.to_dict(),
+        "identity": ident,
         "agent_config": dict(vars(agent.cfg)),
         "environment": {
             "env_id": env_id,
@@ -333,204 +329,150 @@ def finetune(cfg: FinetuneConfig, restart: bool = False, progress: bool = True) 
         "provenance": {"dataset": data.provenance, "phase1_checkpoint": ckpt.provenance},
         "versions": versions(),
         "device": str(device),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": threads,
         "speed": {"allocator_tuned": allocator_tuned, "compiled_cql_critic": compile_critic},
         "warmstart": warmstart,
         "command": sys.argv,
         "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
     if snapshot is not None:
-        old = io.read_json(run_dir / "config.json") if (run_dir / "config.json").exists() else {}
+        old = io.read_json(run_dir / runs.CONFIG) if (run_dir / runs.CONFIG).exists() else {}
         config["started"] = old.get("started", config["started"])
+        config["warmstart"] = old.get("warmstart")
         config["resumed"] = old.get("resumed", []) + [
             {"at_step": snapshot["step"], "time": _dt.datetime.now().astimezone().isoformat(timespec="seconds")}
         ]
-    io.write_json(run_dir / "config.json", config)
+    io.write_json(run_dir / runs.CONFIG, config)
     kind = data.provenance.get("kind", "")
     if kind.startswith("not D4RL") or "unverified" in kind:
         print(f"hrl: note: dataset {data.provenance['path']} is {kind}", file=sys.stderr)
     if ckpt.provenance["substituted"]:
         print(f"hrl: note: {ckpt.provenance['substitution_note']}", file=sys.stderr)
 
-    result = _train(cfg, run_dir, agent, buffer, sampler, env, evaluator, snapshot, progress)
+    from hrl_core.loggers import make_logger
+
+    logger = make_logger(cfg, run_dir, config)
+    try:
+        state = RunState.restore(snapshot, parts, cfg.seed) if snapshot is not None else RunState.fresh(cfg, parts)
+        result = train(cfg, run_dir, parts, state, ident, lock, logger, progress)
+    finally:
+        logger.close()
     result.replay, result.offline = buffer, offline
     return result
 
 
-def _train(cfg, run_dir, agent, buffer, sampler, env, evaluator, snapshot, progress) -> RunResult:
+def train(cfg: FinetuneConfig, run_dir: Path, parts: Parts, state: RunState, ident: dict, lock, logger,
+          progress: bool) -> RunResult:  # fmt: skip
+    """The online loop: act, store, update; evaluate and snapshot every ``eval_interval``."""
     from tqdm.auto import tqdm
 
-    window = Window()
-    scaler = BonusScale() if cfg.bonus_scale == "normalized" else None
-    if snapshot is None:
-        metrics = empty_metrics(cfg)
-        step, elapsed_before = 0, 0.0
-        obs, _ = env.reset(seed=cfg.seed)
-        ep_return, ep_len = 0.0, 0
-    else:
-        agent.load_state_dict(snapshot["agent"])
-        buffer.load_state_dict(snapshot["buffer"])
-        window.load_state_dict(snapshot["window"])
-        metrics, step, elapsed_before = snapshot["metrics"], snapshot["step"], snapshot["wall_time"]
-        metrics["status"] = "running"
-        env.reset(seed=cfg.seed)  # arms the wrappers; the state is then overwritten
-        set_env_state(env, snapshot["env"])
-        obs = snapshot["obs"].numpy()
-        ep_return, ep_len = snapshot["episode"]
-        random.setstate(snapshot["rng"]["python"])
-        np.random.set_state(tuple(snapshot["rng"]["numpy"]))
-        torch.set_rng_state(snapshot["rng"]["torch"])
-        if scaler is not None:
-            scaler.load_state_dict(snapshot["bonus_scale"])
-        if torch.cuda.is_available() and snapshot["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state_all(snapshot["rng"]["cuda"])
-    t0 = time.perf_counter()
-    wall = lambda: elapsed_before + time.perf_counter() - t0  # noqa: E731
-
-    def make_snapshot() -> dict:
-        np_state = np.random.get_state()
-        return {
-            "step": step,
-            "settings": cfg.result_settings(),
-            "agent": agent.state_dict(),
-            "buffer": buffer.state_dict(),
-            "window": window.state_dict(),
-            "metrics": metrics,
-            "wall_time": wall(),
-            "env": get_env_state(env),
-            "obs": torch.as_tensor(obs),
-            "episode": (ep_return, ep_len),
-            "bonus_scale": scaler.state_dict() if scaler is not None else None,
-            "rng": {
-                "python": random.getstate(),
-                "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            },
-        }
+    agent, buffer, env, explorer = parts.agent, parts.buffer, parts.env, parts.explorer
+    bar = None
 
     def evaluate_and_save() -> None:
-        nonlocal window
+        lock.check()  # never write into a folder another process has taken over
         t_eval = time.perf_counter()
-        result = evaluator.run(lambda o: agent.act(o, deterministic=True))
-        point = {"step": step, "train_step": step, **result, **window.summary()}
+        result = parts.evaluator.run(lambda o: agent.act(o, deterministic=True))
+        window = state.window.summary()
+        point = {"step": state.step, "train_step": state.step, **result, **window}
         point["eval_time"] = time.perf_counter() - t_eval
-        point["wall_time"] = wall()
+        point["wall_time"] = state.wall()
         point["online_buffer_size"] = buffer.size
         point["snapshot_time"] = None  # filled in below, once the snapshot is written
-        append_point(metrics, point)
-        window = Window()
+        append_point(state.metrics, point)
+        state.window = Window()
         t_save = time.perf_counter()
-        write_snapshot(run_dir, make_snapshot())
+        runs.write_snapshot(run_dir, state.snapshot(parts, ident))
         # Snapshot cost lands between evaluation points; logged so timing is honest.
-        metrics["snapshot_time"][-1] = time.perf_counter() - t_save
-        io.write_json(run_dir / "metrics.json", metrics)
+        state.metrics["snapshot_time"][-1] = time.perf_counter() - t_save
+        io.write_json(run_dir / runs.METRICS, state.metrics)
+        lock.refresh()
+        logger.log_point(state.step, point)
         if bar is not None:
             bar.set_postfix(norm_return=f"{result['normalized_return']:.1f}", refresh=False)
         log = (
-            f"step {step:>7d} | return {result['normalized_return']:6.1f} "
+            f"step {state.step:>7d} | return {result['normalized_return']:6.1f} "
             f"(raw {result['raw_return_mean']:.0f} ± {result['raw_return_std']:.0f})"
         )
         if point.get("critic_loss_avg") is not None:
             log += (
                 f" | disagreement {point['ensemble_disagreement']:.3f} | bonus {point['bonus_mean']:.3f}"
                 f" vs reward {point['reward_mean']:.3f} | critic_loss {point['critic_loss_avg']:.3f}"
+                f" | {point['wall_time']:.0f} s"
             )
         (bar.write if bar is not None else print)(log)
 
-    bar = None
-    # ucb_action explores by choosing actions, not by changing rewards.
-    use_bonus = cfg.bonus_type == "ensemble" and cfg.exploration == "reward_bonus"
-    use_ucb = cfg.bonus_type == "ensemble" and cfg.exploration == "ucb_action"
     try:
         with _Signals() as signals:
-            if step == 0 and not metrics["step"]:
+            if state.step == 0 and not state.metrics["step"]:
                 evaluate_and_save()  # the Phase I policy, before any online step
-            bar = tqdm(
-                total=cfg.online_steps,
-                initial=step,
-                desc=cfg.run_name,
-                unit="step",
-                disable=not progress,
-                mininterval=1.0 if sys.stderr.isatty() else 30.0,
-            )
-            if metrics["normalized_return"]:
-                bar.set_postfix(norm_return=f"{metrics['normalized_return'][-1]:.1f}", refresh=False)
-            while step < cfg.online_steps:
-                if use_ucb:
-                    action, disagreement = agent.explore_ucb(obs, cfg.ucb_candidates, cfg.bonus_coeff)
-                else:
-                    action, disagreement = agent.explore(obs)
+            bar = tqdm(total=cfg.online_steps, initial=state.step, desc=cfg.run_name, unit="step",
+                       disable=not progress, mininterval=1.0 if sys.stderr.isatty() else 30.0)  # fmt: skip
+            if state.metrics["normalized_return"]:
+                bar.set_postfix(norm_return=f"{state.metrics['normalized_return'][-1]:.1f}", refresh=False)
+            while state.step < cfg.online_steps:
+                # Collect one transition; the explorer adds the bonus (or not).
+                action = explorer.act(agent, state.obs)
                 if not np.isfinite(action).all():
-                    raise DivergenceError(step + 1, "the policy's action")
-                if not np.isfinite(disagreement):
-                    raise DivergenceError(step + 1, "Q-values (ensemble disagreement)")
+                    raise DivergenceError(state.step + 1, "the policy's action")
+                if not np.isfinite(explorer.disagreement):
+                    raise DivergenceError(state.step + 1, "Q-values (ensemble disagreement)")
                 next_obs, reward, terminated, truncated, _ = env.step(action)
-                bonus = 0.0
-                if use_bonus:
-                    signal_ = disagreement if scaler is None else scaler(disagreement, agent.last_mean_abs_q, reward)
-                    bonus = cfg.bonus_coeff * signal_
-                    if cfg.bonus_clip > 0:
-                        bonus = min(bonus, cfg.bonus_clip)
-                buffer.add(obs, action, reward, bonus, next_obs, terminated)
-                window.env["reward"] += float(reward)
-                window.env["bonus"] += bonus
-                window.env["disagreement"] += disagreement
-                window.env["steps"] += 1
-                ep_return += float(reward)
-                ep_len += 1
+                bonus = explorer.bonus(reward)
+                buffer.add(state.obs, action, reward, bonus, next_obs, terminated)
+                state.window.add_env_step(reward, bonus, explorer.disagreement)
+                state.episode_return += float(reward)
+                state.episode_len += 1
                 if terminated or truncated:
-                    window.episode_returns.append(ep_return)
-                    obs, _ = env.reset()
-                    ep_return, ep_len = 0.0, 0
+                    state.window.episode_returns.append(state.episode_return)
+                    state.obs, _ = env.reset()
+                    state.episode_return, state.episode_len = 0.0, 0
                 else:
-                    obs = next_obs
+                    state.obs = next_obs
 
-                info = agent.update(sampler.sample())
-                check_finite(info, step + 1)
-                window.add_update(info)
-                step += 1
+                # One gradient update on a hybrid batch.
+                info = agent.update(parts.sampler.sample())
+                check_finite(info, state.step + 1)
+                state.window.add_update(info)
+                state.step += 1
                 bar.update(1)
 
-                if step % cfg.eval_interval == 0 or step == cfg.online_steps:
+                if state.step % cfg.eval_interval == 0 or state.step == cfg.online_steps:
                     evaluate_and_save()
                 elif signals.received:
-                    write_snapshot(run_dir, make_snapshot())
+                    lock.check()
+                    runs.write_snapshot(run_dir, state.snapshot(parts, ident))
                 if signals.received:
-                    io.write_json(run_dir / "metrics.json", {**metrics, "interrupted_at_step": step})
+                    io.write_json(run_dir / runs.METRICS, {**state.metrics, "interrupted_at_step": state.step})
                     raise RunInterrupted(
-                        f"{signals.received} received: snapshot written at step {step} in {run_dir}; "
+                        f"{signals.received} received: snapshot written at step {state.step} in {run_dir}; "
                         "run the same command again to resume"
                     )
     except DivergenceError as exc:
-        metrics.update(status="diverged", diverged_at_step=exc.step, diverged_quantity=exc.quantity)
-        io.write_json(run_dir / "metrics.json", metrics)
+        state.metrics.update(status="diverged", diverged_at_step=exc.step, diverged_quantity=exc.quantity)
+        io.write_json(run_dir / runs.METRICS, state.metrics)
         raise
     except (RunInterrupted, KeyboardInterrupt):
         raise
     except Exception as exc:
-        metrics.update(status="failed", reason=f"{exc.__class__.__name__}: {exc}", failed_at_step=step)
-        io.write_json(run_dir / "metrics.json", metrics)
+        if not lock.lost:
+            state.metrics.update(status="failed", reason=f"{exc.__class__.__name__}: {exc}", failed_at_step=state.step)
+            try:
+                io.write_json(run_dir / runs.METRICS, state.metrics)
+            except HrlError:
+                pass  # the disk is full: the error below says so, the last snapshot stays
         raise
     finally:
         if bar is not None:
             bar.close()
-        evaluator.close()
+        parts.evaluator.close()
         env.close()
 
-    final = {"agent": agent.state_dict(), "config": cfg.to_dict(), "step": step}
-    io.write_torch(run_dir / "checkpoint.pt", final)
-    metrics["status"] = "complete"
-    io.write_json(run_dir / "metrics.json", metrics)
-    # The snapshot (which includes the replay buffer) is only needed to resume.
-    for name in (SNAPSHOT, SNAPSHOT_PREV):
-        (run_dir / name).unlink(missing_ok=True)
-    return RunResult(run_dir, "complete", metrics)
-
-
-def check_finite(info: dict, step: int) -> None:
-    """Divergence guard: one host sync per step for all scalars of the update."""
-    values = torch.cat([v.reshape(-1) for v in info.values()])
-    if not bool(torch.isfinite(values).all()):
-        bad = [k for k, v in info.items() if not bool(torch.isfinite(v).all())]
-        raise DivergenceError(step, ", ".join(bad))
+    lock.check()
+    final = {"agent": agent.state_dict(), "config": cfg.to_dict(), "step": state.step}
+    io.write_torch(run_dir / runs.CHECKPOINT, final)
+    state.metrics["status"] = "complete"
+    io.write_json(run_dir / runs.METRICS, state.metrics)
+    runs.clear_snapshots(run_dir)  # the snapshot (with the replay buffer) is only needed to resume
+    logger.finish(state.metrics)
+    return RunResult(run_dir, "complete", state.metrics)

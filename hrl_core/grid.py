@@ -11,18 +11,23 @@ A grid file (``params/*.yaml``) lists the axes and shared settings::
 
 An optional ``arms:`` mapping turns a grid into a study of variants: each arm is a
 name and the settings it changes (``warmstart: {member_init: warmstart}``); every
-combination of the axes runs once per arm, the arm's name is part of the run name,
-and ``bonus_types`` may then be left out (arms set ``bonus_type`` themselves).
+combination of the axes runs once per arm, and ``bonus_types`` may then be left out
+(arms set ``bonus_type`` themselves). The arm is a label of the grid file, not of the
+run: a run is named by its settings (``FinetuneConfig.run_name``), so two grid files
+that ask for the same run share it. ``comparisons:`` names pairs of arms whose
+difference a study reports (``member-init: [warmstart, vanilla]``).
 ``executed_dir`` (optional) says where the cells' executed notebooks go.
 
 Cells run seed-major (all seed-0 cells first), so a grid stopped early leaves every
 setting with the same number of seeds rather than some settings with all of them.
 
 Every cell executes ``notebooks/finetune.ipynb`` with papermill into
-``executed/<run_name>.ipynb`` (the injected parameters stay in the notebook). Cells
-whose ``metrics.json`` says ``complete`` are skipped, so re-running resumes a grid;
-an unfinished cell resumes from its snapshot. Cells run as tasks on Dask: a
-``LocalCluster`` sized to the machine, or any cluster given by ``--scheduler``.
+``executed/<run_name>.ipynb`` (the injected parameters stay in the notebook). A cell
+whose folder holds a complete run with the same identity (settings and inputs) is
+skipped, so re-running resumes a grid; an unfinished cell resumes from its snapshot;
+a cell another process is running is reported "running elsewhere" and left alone.
+Cells run as tasks on Dask: a ``LocalCluster`` sized to the machine, or any cluster
+given by ``--scheduler``.
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ AXES = {
     "bonus_types": "bonus_type",
     "seeds": "seed",
 }
+# Keys a grid file may have besides its axes.
+OPTIONAL_KEYS = {"settings", "description", "kind", "arms", "comparisons", "executed_dir", "cpu_hours"}
 # ``kind: pretrain`` grids (Phase I) have no bonus axis and name the dataset env_name.
 PRETRAIN_AXES = {"algos": "algo", "datasets": "env_name", "remove_top_k": "remove_top_k", "seeds": "seed"}
 PRETRAIN_NOTEBOOK = REPO / "notebooks" / "pretrain.ipynb"
@@ -70,6 +77,7 @@ class Cell:
     config: FinetuneConfig  # or a PretrainConfig for kind: pretrain grids
     notebook_out: Path = field(default=Path())
     notebook: Path = DEFAULT_NOTEBOOK  # the notebook papermill executes for this cell
+    arm: str = ""  # the study arm this cell belongs to (grid files with arms:); not part of the run
 
     @property
     def run_name(self) -> str:
@@ -101,7 +109,7 @@ def load_grid(path: str | Path) -> dict:
     missing = [k for k in axes if k not in spec]
     if "arms" in spec and "bonus_types" in missing:
         missing.remove("bonus_types")  # the arms set bonus_type
-    unknown = set(spec) - set(axes) - {"settings", "description", "kind", "arms", "executed_dir", "cpu_hours"}
+    unknown = set(spec) - set(axes) - OPTIONAL_KEYS
     if missing or unknown:
         raise HrlError(f"grid file {path}: missing keys {missing}, unknown keys {sorted(unknown)}")
     known = {f.name for f in fields(config_cls)}
@@ -110,7 +118,7 @@ def load_grid(path: str | Path) -> dict:
         raise HrlError(f"grid file {path}: unknown settings {sorted(bad)}; valid: {', '.join(sorted(known))}")
     arms = spec.get("arms")
     if arms is not None:
-        if not isinstance(arms, dict) or not arms or "arm" not in known:
+        if not isinstance(arms, dict) or not arms or config_cls is not FinetuneConfig:
             raise HrlError(
                 f"grid file {path}: arms must be a non-empty mapping of arm name -> settings (Phase II only)"
             )
@@ -118,6 +126,11 @@ def load_grid(path: str | Path) -> dict:
             bad = set(settings or {}) - known
             if bad:
                 raise HrlError(f"grid file {path}: arm {name!r} has unknown settings {sorted(bad)}")
+            if not all(ch.isalnum() or ch in "-+._=" for ch in str(name)):
+                raise HrlError(f"grid file {path}: arm {name!r}: use letters, digits and - + . _ = in arm names")
+    for label, pair in (spec.get("comparisons") or {}).items():
+        if not (isinstance(pair, list) and len(pair) == 2 and set(pair) <= set(arms or {})):
+            raise HrlError(f"grid file {path}: comparison {label!r} must be [arm, reference arm] of its arms")
     return spec
 
 
@@ -142,24 +155,29 @@ def expand(spec: dict, filters: dict | None = None, overrides: dict | None = Non
     # Axis filters are checked on each built config, not on the axis lists, so they
     # also select what an arm sets (arms set bonus_type, for instance).
     axis_filters = {axis_names[k]: v for k, v in filters.items() if k in axis_names and v}
-    cells = []
+    cells, by_name = [], {}
     for *combo, (arm, arm_settings) in itertools.product(*axes, arms.items()):
         values = {present[k]: v for k, v in zip(present, combo, strict=True)}
         values.update(arm_settings or {})  # an arm's settings beat the shared ones
-        if arm is not None:
-            values["arm"] = str(arm)
         cfg = config_cls(**{**base, **values})
         if not all(_matches(getattr(cfg, name), wanted) for name, wanted in axis_filters.items()):
             continue
-        if hasattr(cfg, "validate"):
-            cfg.validate()
         # Absolute paths: notebooks run with notebooks/ as working directory (and a
         # remote worker elsewhere), so relative paths are fixed here, from where
         # `hrl grid` was started, as `hrl finetune` would read them.
-        cfg.save_dir = str(Path(cfg.save_dir).resolve())
-        if hasattr(cfg, "phase1_dir"):
-            cfg.phase1_dir = str(Path(cfg.phase1_dir).resolve())
-        cells.append(Cell(cfg, notebook=notebook))
+        if hasattr(cfg, "resolve_paths"):
+            cfg.resolve_paths(Path.cwd())
+        else:
+            cfg.save_dir = str(Path(cfg.save_dir).resolve())
+        cell = Cell(cfg, notebook=notebook, arm="" if arm is None else str(arm))
+        twin = by_name.get(cell.run_name)
+        if twin is not None:
+            raise HrlError(
+                f"arms {twin.arm!r} and {cell.arm!r} have the same settings (run {cell.run_name}); "
+                "give them different settings or drop one"
+            )
+        by_name[cell.run_name] = cell
+        cells.append(cell)
     # Seed-major (stable): a grid stopped early has the same seeds for every setting.
     cells.sort(key=lambda c: c.config.seed)
     return cells
@@ -176,10 +194,30 @@ def _matches(value, wanted) -> bool:
     return False
 
 
-def cell_status(cell: Cell) -> str:
-    from hrl_core.finetune import read_status
+def cell_status(cell: Cell, allow_download: bool = False) -> str:
+    """What running this cell would do, without running it.
 
-    return read_status(cell.run_dir) or "new"
+    ``new`` | ``complete`` | ``running`` (unfinished: resumes) | ``failed`` (resumes) |
+    ``diverged`` | ``running elsewhere: <holder>`` (another live process holds its lock)
+    | ``other run in folder: <differences>`` | ``inputs missing: <reason>``. Phase II cells are
+    compared by identity (settings and input digests), so a cell whose folder holds a run
+    with other inputs or settings is not reported complete.
+    """
+    from hrl_core import lock, runs
+
+    holder = lock.live_holder(cell.run_dir)
+    if holder is not None:
+        return f"running elsewhere: {lock.describe(holder)}"
+    if not hasattr(cell.config, "identity_settings"):  # Phase I cells
+        return runs.read_status(cell.run_dir) or "new"
+    try:
+        inputs = runs.resolve_inputs(cell.config, allow_download=allow_download)
+    except HrlError as exc:
+        return f"inputs missing: {exc}"
+    found = runs.existing(cell.run_dir, runs.identity(cell.config, inputs))
+    if found.status == "other":
+        return f"other run in folder: {'; '.join(found.differences)}"
+    return found.status
 
 
 def estimate_seconds(cells: list[Cell], ms_per_step: dict[str, float], workers: int) -> float:
@@ -207,48 +245,103 @@ def format_duration(seconds: float) -> str:
 
 
 def default_workers() -> int:
-    """One cell per core, one torch thread each.
-
-    Measured on 2 cores: two cells with 1 thread each finish more steps per second
-    than one cell with 2 threads (IQL update 14.3 ms at 1 thread vs 10.3 ms at 2;
-    CQL 135 vs 96 ms), and more threads than cores (cells x threads > cores) makes
-    OpenMP threads spin against each other and runs several times slower.
-    """
+    """One cell per core, one torch thread each (see :func:`plan_workers`)."""
     return max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class WorkerSpec:
+    """One Dask worker of a local grid: its name, the GPU it is pinned to, its torch threads."""
+
+    name: str
+    gpu: int | None  # CUDA device index made visible to it (CUDA_VISIBLE_DEVICES); None: CPU
+    threads: int  # torch threads of the cell it runs
+
+    @property
+    def env(self) -> dict:
+        env = {"OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads)}
+        if self.gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = str(self.gpu)
+        return env
+
+
+def visible_gpus() -> int:
+    """CUDA GPUs this machine offers (0 without torch CUDA)."""
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except Exception:  # noqa: BLE001 - no usable CUDA means no GPUs
+        return 0
+
+
+def plan_workers(n_gpus: int, cpu_count: int, cells_per_gpu: int = 1, workers: int | None = None,
+                 threads_per_cell: int | None = None) -> list[WorkerSpec]:  # fmt: skip
+    """The local workers of a grid.
+
+    With G GPUs: ``cells_per_gpu`` workers per GPU, each seeing only its own GPU (so a
+    cell's ``device=auto`` is that GPU), the cores shared out among them. Without: one
+    worker per core (or ``workers``) with one torch thread each -- measured on 2 cores,
+    two 1-thread cells finish more steps per second than one 2-thread cell (IQL 14.3 vs
+    10.3 ms per update, CQL 135 vs 96 ms), and more threads than cores run several
+    times slower.
+    """
+    if n_gpus > 0:
+        n = workers or n_gpus * max(1, cells_per_gpu)
+        threads = threads_per_cell or max(1, cpu_count // n)
+        return [WorkerSpec(f"gpu{i % n_gpus}-{i // n_gpus}", i % n_gpus, threads) for i in range(n)]
+    n = workers or max(1, cpu_count)
+    threads = threads_per_cell or 1
+    return [WorkerSpec(f"cpu{i}", None, threads) for i in range(n)]
+
+
+def local_cluster(specs: list[WorkerSpec]):
+    """A Dask cluster on this machine with one process per WorkerSpec (its env, its GPU)."""
+    from dask.distributed import Nanny, Scheduler, SpecCluster
+
+    workers = {
+        s.name: {"cls": Nanny, "options": {"nthreads": 1, "env": s.env, "name": s.name, "silence_logs": 40}}
+        for s in specs
+    }
+    scheduler = {"cls": Scheduler, "options": {"dashboard_address": None}}
+    return SpecCluster(workers=workers, scheduler=scheduler, silence_logs=40)
 
 
 # --------------------------------------------------------------------------------------
 # Execution
 # --------------------------------------------------------------------------------------
 def notebook_parameters(cfg) -> dict:
-    """Config -> the notebook's plain-scalar parameters (None -> sentinel)."""
+    """Config -> the notebook's parameters: its fields as they are (papermill writes None as None)."""
     from dataclasses import asdict
 
     params = asdict(cfg)
-    if "phase1_seed" in params:
-        params["phase1_seed"] = -1 if cfg.phase1_seed is None else cfg.phase1_seed
-    if "threads" in params:
-        params["threads"] = 0 if cfg.threads is None else cfg.threads
     params["progress"] = False  # papermill output stays readable; the grid shows progress
     return params
+
+
+RUNNING_ELSEWHERE = "running elsewhere"
 
 
 def execute_cell(notebook: str, output: str, parameters: dict, env: dict, run_name: str = "") -> dict:
     """Run one cell's notebook with papermill (in a Dask worker). Never raises.
 
-    Returns ``{"status", "run_name", "notebook", "seconds", "error"}``; a failed cell
-    keeps its executed notebook with the error in it.
+    Returns ``{"status", "run_name", "notebook", "seconds", "error"}``. The notebook is
+    executed into a hidden partial file and moved to ``output`` when it ends, so a cell
+    that finds its run held by another process leaves that process's notebook alone;
+    a failed cell keeps its executed notebook with the error in it.
     """
     import papermill
+    from papermill.exceptions import PapermillExecutionError
 
     os.environ.update(env)
     t0 = time.time()
     result = {"run_name": run_name, "notebook": output, "error": None}
+    partial = Path(output).with_name(f".{Path(output).name}.partial")
     try:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         papermill.execute_notebook(
             notebook,
-            output,
+            str(partial),
             parameters=parameters,
             cwd=str(Path(notebook).parent),
             progress_bar=False,
@@ -256,10 +349,20 @@ def execute_cell(notebook: str, output: str, parameters: dict, env: dict, run_na
             kernel_name="python3",
         )
         result["status"] = "complete"
+    except PapermillExecutionError as exc:
+        result["status"] = RUNNING_ELSEWHERE if exc.ename == "RunLocked" else "failed"
+        result["error"] = f"{exc.ename}: {str(exc.evalue).strip().splitlines()[0][:300]}" if exc.evalue else exc.ename
     except Exception as exc:  # noqa: BLE001 - a failed cell must not stop the grid
         lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
         result["status"] = "failed"
         result["error"] = lines[-1][:300] if lines else exc.__class__.__name__
+    finally:
+        if partial.exists():
+            if result.get("status") == RUNNING_ELSEWHERE:
+                partial.unlink()
+                result["notebook"] = None
+            else:
+                os.replace(partial, output)
     result["seconds"] = time.time() - t0
     return result
 
@@ -272,16 +375,25 @@ def run_grid(
     workers: int | None = None,
     threads_per_cell: int = 1,
     progress: bool = True,
+    cluster=None,
+    cells_per_gpu: int = 1,
 ) -> list[dict]:
-    """Execute the cells on Dask; returns one result dict per cell (skipped ones too)."""
-    from dask.distributed import Client, LocalCluster, as_completed
+    """Execute the cells on Dask; returns one result dict per cell (skipped ones too).
+
+    ``scheduler``: an existing Dask cluster's address; ``cluster``: a cluster object
+    (e.g. dask-jobqueue's SLURMCluster); otherwise a local cluster from :func:`plan_workers`.
+    """
+    from dask.distributed import Client, as_completed
     from tqdm.auto import tqdm
 
     todo, results = [], []
     for cell in cells:
-        status = cell_status(cell)
+        status = cell_status(cell, allow_download=True)
         if status == "complete":
             results.append({"run_name": cell.run_name, "status": "skipped (complete)", "notebook": None})
+        elif status.startswith(RUNNING_ELSEWHERE):
+            results.append({"run_name": cell.run_name, "status": RUNNING_ELSEWHERE, "notebook": None,
+                            "error": status.split(": ", 1)[1]})  # fmt: skip
         else:
             todo.append(cell)
     if not todo:
@@ -290,22 +402,21 @@ def run_grid(
     # Propagate the data locations to the workers (a remote cluster may differ: then
     # set them in the workers' environment instead).
     env = {k: os.environ[k] for k in ("D4RL_DATASET_DIR", "HRL_PHASE1_DIR") if k in os.environ}
-    env.update({"OMP_NUM_THREADS": str(threads_per_cell), "MKL_NUM_THREADS": str(threads_per_cell)})
-    cluster = None
+    own_cluster = None
     if scheduler:
         client = Client(scheduler)
-    else:
-        n = workers or default_workers()
-        cluster = LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
-        )
+    elif cluster is not None:
         client = Client(cluster)
+    else:
+        specs = plan_workers(visible_gpus(), os.cpu_count() or 1, cells_per_gpu, workers, threads_per_cell)
+        own_cluster = local_cluster(specs)
+        client = Client(own_cluster)
     try:
         futures = {}
         for cell in todo:
             cfg = cell.config
-            if getattr(cfg, "threads", 0) is None:
-                cfg.threads = threads_per_cell
+            if getattr(cfg, "threads", 0) is None and not own_cluster:
+                cfg.threads = threads_per_cell  # a worker of someone else's cluster: the grid's choice
             params = notebook_parameters(cfg)
             out = Path(executed_dir) / f"{cell.run_name}.ipynb"
             cell.notebook_out = out
@@ -318,35 +429,48 @@ def run_grid(
                 cell.run_name,
                 key=f"cell-{cell.run_name}",
                 pure=False,
+                retries=0,
             )
             futures[fut] = cell
         bar = tqdm(total=len(todo), desc="grid", unit="cell", disable=not progress)
-        done = failed = 0
+        counts = {"complete": 0, "failed": 0, RUNNING_ELSEWHERE: 0}
         t0 = time.time()
         for fut in as_completed(futures):
-            res = fut.result()
+            try:
+                res = fut.result()
+            except Exception as exc:  # noqa: BLE001 - a worker lost (e.g. its Slurm job ended)
+                cell = futures[fut]
+                error = f"worker lost ({exc.__class__.__name__}); run the grid again to resume the cell"
+                res = {"run_name": cell.run_name, "status": "failed", "notebook": str(cell.notebook_out)}
+                res["error"] = error
             results.append(res)
-            done += res["status"] == "complete"
-            failed += res["status"] != "complete"
-            finished = done + failed
+            counts[res["status"]] = counts.get(res["status"], 0) + 1
+            finished = sum(counts.values())
             eta = (time.time() - t0) / finished * (len(todo) - finished)
-            running = min(len(todo) - finished, len(client.scheduler_info()["workers"]) or 1)
-            bar.set_postfix(done=done, failed=failed, running=running, eta=format_duration(eta), refresh=False)
+            bar.set_postfix(done=counts["complete"], failed=counts["failed"], elsewhere=counts[RUNNING_ELSEWHERE],
+                            eta=format_duration(eta), refresh=False)  # fmt: skip
             bar.update(1)
         bar.close()
     finally:
         client.close()
-        if cluster is not None:
-            cluster.close()
+        if own_cluster is not None:
+            own_cluster.close()
     return results
 
 
 def print_results(results: list[dict], out=sys.stdout) -> int:
-    """Summary lines; returns the number of failed cells."""
+    """Summary lines; returns the number of failed cells (cells running elsewhere are not failures)."""
     failed = [r for r in results if r["status"] == "failed"]
     ran = [r for r in results if r["status"] == "complete"]
     skipped = [r for r in results if r["status"].startswith("skipped")]
-    print(f"grid: {len(ran)} ran, {len(skipped)} skipped (already complete), {len(failed)} failed", file=out)
+    elsewhere = [r for r in results if r["status"] == RUNNING_ELSEWHERE]
+    print(
+        f"grid: {len(ran)} ran, {len(skipped)} skipped (already complete), {len(elsewhere)} running elsewhere, "
+        f"{len(failed)} failed",
+        file=out,
+    )
+    for r in elsewhere:
+        print(f"  ELSEWHERE {r['run_name']}: {r.get('error')}", file=out)
     for r in failed:
         print(f"  FAILED {r['run_name']}: {r['error']}\n         notebook: {r['notebook']}", file=out)
     return len(failed)

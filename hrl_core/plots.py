@@ -1,88 +1,39 @@
-"""Figures and the summary table of Phase II results (plotly; pure functions of metrics).
+"""Figures and the summary table of Phase II results (pure functions of the runs).
 
-``hrl plot`` writes, for everything under ``results_phase2/``:
+``hrl plot`` writes, for the runs of a grid file's cells:
 
 - ``finetune_curves_<algo>_<dataset>``: normalized return vs online steps, one colour
   per corruption level, solid = ensemble bonus, dashed = vanilla, mean ± std over
   seeds, the Phase I level (step 0) as a dotted line;
 - ``sample_efficiency_<dataset>``: online steps to reach 80% of the clean (k=0) Phase I
   checkpoint's normalized return, per method and corruption level; runs that never
-  get there are drawn as "not reached" at the right edge, not dropped;
+  get there are drawn as "not reached" at the top, not dropped;
 - ``disagreement_<algo>_<dataset>``: ensemble disagreement over training, and the
   mean bonus beside the mean env reward;
 - ``summary.md`` / ``summary.csv``: per (algo, dataset, k, bonus) the step-0 and final
-  return, area under the curve, steps to threshold, and ensemble − vanilla with a
-  bootstrap 95% confidence interval over seeds; cells still missing are listed.
+  return, area under the curve, steps to threshold, and ensemble − vanilla (final and
+  AUC) with Welch's 95% t-interval over seeds and a verdict (``hrl_core.stats``); cells
+  still missing are listed.
 
-Every figure is written as interactive HTML (plotly.js embedded, no CDN needed) and,
-when a browser engine is available for kaleido, as PNG and SVG.
+Every figure is written as PNG and SVG with matplotlib (``hrl_core.static``: no browser
+needed) and as interactive HTML with plotly (plotly.js embedded, no CDN needed).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from hrl_core import stats
+from hrl_core.errors import HrlError
+from hrl_core.runs import Run
+
 THRESHOLD_FRACTION = 0.8  # "recovered" = 80% of the clean Phase I checkpoint's return
 K_COLOURS = {0.0: "#1b9e77", 30.0: "#d95f02", 60.0: "#7570b3"}
 METHOD_DASH = {"ensemble": "solid", "none": "dash"}
-
-
-@dataclass
-class Run:
-    """One Phase II run folder, read back."""
-
-    run_name: str
-    algo: str
-    dataset: str
-    k: float
-    bonus_type: str
-    seed: int
-    status: str
-    metrics: dict
-    data_kind: str  # provenance label of the offline data
-    arm: str = ""  # study arm (grid files with arms:), "" otherwise
-
-    @property
-    def steps(self) -> np.ndarray:
-        return np.asarray(self.metrics["step"], dtype=float)
-
-    @property
-    def returns(self) -> np.ndarray:
-        return np.asarray(self.metrics["normalized_return"], dtype=float)
-
-
-def load_runs(save_dir: str | Path, include_unfinished: bool = True) -> list[Run]:
-    """Every run folder with a readable metrics.json (unfinished ones too, flagged)."""
-    runs = []
-    for mpath in sorted(Path(save_dir).glob("*/metrics.json")):
-        try:
-            metrics = json.loads(mpath.read_text())
-            config = json.loads((mpath.parent / "config.json").read_text())
-        except (OSError, ValueError):
-            continue
-        if not metrics.get("step"):
-            continue
-        s = config["settings"]
-        run = Run(
-            run_name=mpath.parent.name,
-            algo=s["algo"],
-            dataset=s["env"],
-            k=float(s["remove_top_k"]),
-            bonus_type=s["bonus_type"],
-            seed=int(s["seed"]),
-            status=metrics.get("status", "running"),
-            metrics=metrics,
-            data_kind=config.get("provenance", {}).get("dataset", {}).get("kind", "unknown"),
-            arm=s.get("arm", ""),
-        )
-        if include_unfinished or run.status == "complete":
-            runs.append(run)
-    return runs
 
 
 # --------------------------------------------------------------------------------------
@@ -114,29 +65,11 @@ def clean_thresholds(runs: list[Run]) -> dict[tuple[str, str], float]:
     return out
 
 
-def bootstrap_diff_ci(a, b, n_boot: int = 10_000, seed: int = 0) -> tuple[float, float, float]:
-    """mean(a) - mean(b) and its 95% percentile bootstrap CI (seeds resampled per group)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if len(a) == 0 or len(b) == 0:
-        return math.nan, math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    boot_a = rng.choice(a, size=(n_boot, len(a))).mean(1)
-    boot_b = rng.choice(b, size=(n_boot, len(b))).mean(1)
-    lo, hi = np.percentile(boot_a - boot_b, [2.5, 97.5])
-    return float(a.mean() - b.mean()), float(lo), float(hi)
+def summary_rows(runs: list[Run], missing: list[str] | None = None) -> tuple[list[dict], list[str]]:
+    """Summary per (algo, dataset, k, bonus) over complete runs, and the missing cells' names.
 
-
-def aligned(runs: list[Run]) -> tuple[np.ndarray, np.ndarray]:
-    """Common evaluation steps of several runs and their returns [runs, steps]."""
-    n = min(len(r.steps) for r in runs)
-    return runs[0].steps[:n], np.stack([r.returns[:n] for r in runs])
-
-
-def summary_rows(runs: list[Run], expected: list[tuple] | None = None) -> tuple[list[dict], list[str]]:
-    """Summary per (algo, dataset, k, bonus) and the names of expected cells not yet done.
-
-    Only ``complete`` runs enter the numbers; ``expected`` (tuples of algo, dataset,
-    k, bonus, seed) lets the caller say which cells should exist.
+    Ensemble rows carry ensemble − vanilla for the final return and the AUC with Welch's
+    95% t-interval over seeds and a verdict (better | worse | inconclusive | no interval).
     """
     done = [r for r in runs if r.status == "complete"]
     thresholds = clean_thresholds(runs)
@@ -147,6 +80,7 @@ def summary_rows(runs: list[Run], expected: list[tuple] | None = None) -> tuple[
     for (algo, dataset, k, bonus), members in sorted(groups.items()):
         thr = thresholds.get((algo, dataset), math.nan)
         finals = [r.returns[-1] for r in members]
+        aucs = [auc(r.steps, r.returns) for r in members]
         reach = [steps_to_threshold(r.steps, r.returns, thr) for r in members]
         row = {
             "algo": algo,
@@ -158,24 +92,24 @@ def summary_rows(runs: list[Run], expected: list[tuple] | None = None) -> tuple[
             "data": "; ".join(sorted({r.data_kind.split(":")[0] for r in members})),
             "step0_return": float(np.mean([r.returns[0] for r in members])),
             "final_return_mean": float(np.mean(finals)),
-            "final_return_std": float(np.std(finals)),
-            "auc_mean_return": float(np.mean([auc(r.steps, r.returns) for r in members])),
+            "final_return_std": float(np.std(finals, ddof=1)) if len(finals) > 1 else math.nan,
+            "auc_mean_return": float(np.mean(aucs)),
             "threshold": thr,
             "steps_to_threshold_median": float(np.median(reach)) if reach else math.nan,
+            "steps_to_threshold_each": reach,
             "reached": f"{sum(np.isfinite(reach))}/{len(reach)}" if not math.isnan(thr) else "no k=0 run",
         }
         if bonus == "ensemble":
             vanilla = groups.get((algo, dataset, k, "none"), [])
-            diff, lo, hi = bootstrap_diff_ci(finals, [r.returns[-1] for r in vanilla])
-            row.update(ens_minus_vanilla_final=diff, ci95_low=lo, ci95_high=hi)
-            diff, lo, hi = bootstrap_diff_ci(
-                [auc(r.steps, r.returns) for r in members], [auc(r.steps, r.returns) for r in vanilla]
-            )
-            row.update(ens_minus_vanilla_auc=diff, auc_ci95_low=lo, auc_ci95_high=hi)
+            for key, mine, theirs in (
+                ("final", finals, [r.returns[-1] for r in vanilla]),
+                ("auc", aucs, [auc(r.steps, r.returns) for r in vanilla]),
+            ):
+                d = stats.welch_interval(mine, theirs)
+                row.update({f"ens_minus_vanilla_{key}": d.estimate, f"{key}_ci95_low": d.low,
+                            f"{key}_ci95_high": d.high, f"{key}_verdict": stats.verdict(d)})  # fmt: skip
         rows.append(row)
-    have = {(r.algo, r.dataset, r.k, r.bonus_type, r.seed) for r in done}
-    missing = [c for c in (expected or []) if (c[0], c[1], float(c[2]), c[3], c[4]) not in have]
-    return rows, [f"{a} {d} k={k:g} {b} seed {s}" for a, d, k, b, s in missing]
+    return rows, list(missing or [])
 
 
 def write_summary(rows: list[dict], missing: list[str], out_dir: Path, n_runs: int) -> tuple[Path, Path]:
@@ -183,9 +117,9 @@ def write_summary(rows: list[dict], missing: list[str], out_dir: Path, n_runs: i
 
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out_dir / "summary.csv", out_dir / "summary.md"
-    keys = list(dict.fromkeys(k for row in rows for k in row))
+    keys = [k for k in dict.fromkeys(k for row in rows for k in row) if k != "steps_to_threshold_each"]
     with open(csv_path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
 
@@ -194,13 +128,20 @@ def write_summary(rows: list[dict], missing: list[str], out_dir: Path, n_runs: i
             return "never" if math.isinf(v) else ("–" if math.isnan(v) else f"{v:.1f}")
         return str(v)
 
+    def diff(row, key):
+        if f"ens_minus_vanilla_{key}" not in row:
+            return ""
+        d = stats.Diff(row[f"ens_minus_vanilla_{key}"], row[f"{key}_ci95_low"], row[f"{key}_ci95_high"])
+        return f"{d.text()} {row[f'{key}_verdict']}"
+
     lines = [
         "# Phase II summary",
         "",
-        f"{n_runs} run folders read; numbers use complete runs only. Returns are D4RL-normalized.",
-        "`threshold` = 80% of the clean (k=0) Phase I checkpoint's step-0 return; `steps_to_threshold_median`",
-        "is `never` when most seeds never reached it (see `reached`). Differences are ensemble − vanilla",
-        "with a 95% bootstrap CI over seeds (wide with 3 seeds: read it as a rough range).",
+        f"{n_runs} runs read; numbers use complete runs only. Returns are D4RL-normalized.",
+        "`threshold` = 80% of the clean (k=0) Phase I checkpoint's step-0 return; `steps to 80%` (median over",
+        "seeds) is `never` when most seeds never reached it (see `reached`). `ens − van` is ensemble − vanilla",
+        "with Welch's 95% t-interval over seeds (no interval below 2 seeds on a side) and a verdict:",
+        "better/worse only when the interval excludes 0, else inconclusive. AUC = mean return over the run.",
         "",
     ]
     kinds = sorted({row["data"] for row in rows})
@@ -214,18 +155,16 @@ def write_summary(rows: list[dict], missing: list[str], out_dir: Path, n_runs: i
         ("n_seeds", "seeds"),
         ("step0_return", "step 0"),
         ("final_return_mean", "final"),
-        ("final_return_std", "± std"),
+        ("final_return_std", "± sd"),
         ("auc_mean_return", "AUC"),
         ("steps_to_threshold_median", "steps to 80%"),
         ("reached", "reached"),
-        ("ens_minus_vanilla_final", "ens − van (final)"),
-        ("ci95_low", "CI low"),
-        ("ci95_high", "CI high"),
     ]
-    lines.append("| " + " | ".join(c[1] for c in cols) + " |")
-    lines.append("|" + "---|" * len(cols))
+    lines.append("| " + " | ".join(c[1] for c in cols) + " | ens − van final [95% CI] | ens − van AUC [95% CI] |")
+    lines.append("|" + "---|" * (len(cols) + 2))
     for row in rows:
-        lines.append("| " + " | ".join(fmt(row.get(c[0], "")) for c in cols) + " |")
+        lines.append("| " + " | ".join(fmt(row.get(c[0], "")) for c in cols) + f" | {diff(row, 'final')} | "
+                     f"{diff(row, 'auc')} |")  # fmt: skip
     lines.append("")
     if missing:
         lines += [f"## Missing cells ({len(missing)})", ""] + [f"- {m}" for m in missing]
@@ -250,6 +189,7 @@ def _band(fig, x, mean, std, colour, name, dash, legendgroup, row=None, col=None
             fill="toself",
             fillcolor=f"rgba{rgb + (0.15,)}",
             line={"width": 0},
+            mode="lines",
             hoverinfo="skip",
             showlegend=False,
             legendgroup=legendgroup,
@@ -257,7 +197,8 @@ def _band(fig, x, mean, std, colour, name, dash, legendgroup, row=None, col=None
         **kw,
     )
     fig.add_trace(
-        go.Scatter(x=x, y=mean, name=name, line={"color": colour, "dash": dash}, legendgroup=legendgroup), **kw
+        go.Scatter(x=x, y=mean, name=name, mode="lines", line={"color": colour, "dash": dash}, legendgroup=legendgroup),
+        **kw,
     )
 
 
@@ -293,7 +234,9 @@ def curves_figure(runs: list[Run], algo: str, dataset: str, metric: str = "norma
     title = f"{algo.upper()} {dataset}: {metric.replace('_', ' ')}{data_note(sel)}"
     if metric == "normalized_return":
         title += " (dotted: Phase I level)"
-    fig.update_layout(title=title, xaxis_title="online steps", yaxis_title=metric, template="plotly_white")
+    fig.update_layout(
+        title=title, xaxis_title="online steps", yaxis_title=metric.replace("_", " "), template="plotly_white"
+    )
     return fig
 
 
@@ -351,47 +294,21 @@ def disagreement_figure(runs: list[Run], algo: str, dataset: str):
                 return np.array([[np.nan if v is None else v for v in r.metrics[key][1:n]] for r in group], float)
 
             d = series("ensemble_disagreement")
-            _band(
-                fig,
-                x,
-                np.nanmean(d, 0),
-                np.nanstd(d, 0),
-                colour,
-                f"k={k:g} {tag}",
-                METHOD_DASH[bonus],
-                f"{k}{bonus}",
-                1,
-                1,
-            )
+            with np.errstate(all="ignore"):
+                mean, std = np.nanmean(d, 0), np.nanstd(d, 0)
+            _band(fig, x, mean, std, colour, f"k={k:g} {tag} std(Q)", METHOD_DASH[bonus], f"{k}{bonus}", 1, 1)
             if bonus == "ensemble":
                 b, rw = series("bonus_mean"), series("reward_mean")
-                fig.add_scatter(x=x, y=np.nanmean(b, 0), name=f"k={k:g} bonus", line={"color": colour}, row=1, col=2)
+                fig.add_scatter(x=x, y=np.nanmean(b, 0), name=f"k={k:g} bonus (ensemble runs)", mode="lines",
+                                line={"color": colour}, row=1, col=2)  # fmt: skip
                 fig.add_scatter(
-                    x=x, y=np.nanmean(rw, 0), name=f"k={k:g} env reward", line={"color": colour, "dash": "dot"},
-                    row=1, col=2,
+                    x=x, y=np.nanmean(rw, 0), name=f"k={k:g} env reward (ensemble runs)", mode="lines",
+                    line={"color": colour, "dash": "dot"}, row=1, col=2,
                 )  # fmt: skip
     fig.update_layout(title=f"{algo.upper()} {dataset}: exploration signal{data_note(sel)}", template="plotly_white")
     fig.update_xaxes(title_text="online steps")
-    return fig
-
-
-def run_figure(metrics: dict, title: str = ""):
-    """One run's curves: return, disagreement, bonus vs reward, critic loss."""
-    from plotly.subplots import make_subplots
-
-    steps = metrics["step"]
-    fig = make_subplots(
-        rows=2,
-        cols=2,
-        subplot_titles=("normalized return", "ensemble disagreement", "bonus vs env reward", "critic loss"),
-    )
-    fig.add_scatter(x=steps, y=metrics["normalized_return"], name="normalized return", row=1, col=1)
-    fig.add_scatter(x=steps[1:], y=metrics.get("ensemble_disagreement", [])[1:], name="std(Q)", row=1, col=2)
-    fig.add_scatter(x=steps[1:], y=metrics.get("bonus_mean", [])[1:], name="bonus", row=2, col=1)
-    fig.add_scatter(x=steps[1:], y=metrics.get("reward_mean", [])[1:], name="env reward", row=2, col=1)
-    fig.add_scatter(x=steps[1:], y=metrics.get("critic_loss_avg", [])[1:], name="critic loss", row=2, col=2)
-    fig.update_layout(title=title, template="plotly_white", height=600)
-    fig.update_xaxes(title_text="online steps")
+    fig.update_yaxes(title_text="std(Q) at the action taken", row=1, col=1)
+    fig.update_yaxes(title_text="mean per online step", row=1, col=2)
     return fig
 
 
@@ -402,54 +319,50 @@ def setup_notebook_plotly() -> None:
     pio.renderers.default = "plotly_mimetype+notebook"
 
 
-def export_figure(fig, out_dir: Path, name: str, static: bool = True) -> list[Path]:
-    """HTML (plotly.js embedded) always; PNG and SVG when kaleido finds a browser."""
+def export_html(fig, out_dir: Path, name: str) -> Path:
+    """Interactive HTML with plotly.js embedded (opens offline)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = [out_dir / f"{name}.html"]
-    fig.write_html(written[0], include_plotlyjs=True, full_html=True)
-    if static:
-        for ext in ("png", "svg"):
-            path = out_dir / f"{name}.{ext}"
-            fig.write_image(path, width=1000, height=550)
-            written.append(path)
-    return written
+    path = out_dir / f"{name}.html"
+    fig.write_html(path, include_plotlyjs=True, full_html=True)
+    return path
 
 
-def static_export_available() -> str | None:
-    """None if kaleido can render static images here, else the reason."""
-    try:
-        import plotly.graph_objects as go
+def write_all(cells, out_dir: Path, static: bool = True, html: bool = True) -> dict:
+    """Every figure and the summary for the runs of a grid file's cells."""
+    from hrl_core import runs as runs_mod
+    from hrl_core import static as mpl
 
-        go.Figure().to_image(format="png", width=10, height=10)
-        return None
-    except Exception as exc:  # noqa: BLE001 - any failure means "no static export"
-        return f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-
-
-def write_all(save_dir: Path, out_dir: Path, expected: list[tuple] | None = None, static: bool = True) -> dict:
-    """Every figure and the summary for the runs under ``save_dir``."""
-    runs = load_runs(save_dir)
-    if any(r.arm for r in runs):
-        from hrl_core.errors import HrlError
-
+    if any(c.arm for c in cells):
         # Arms of a variants study share (algo, dataset, k, bonus): this summary would pool them.
-        raise HrlError(f"{save_dir} holds a variants study (runs with arms): use hrl study --save_dir {save_dir}")
+        raise HrlError("this grid file has arms (a variants study): use hrl study --params with it")
+    runs = runs_mod.load_cells(cells)
+    done = {r.run_name for r in runs if r.status == "complete"}
+    missing = [c.run_name for c in cells if c.run_name not in done]
+    out_dir = Path(out_dir)
     written: list[Path] = []
-    reason = static_export_available() if static else "disabled"
+    rows, _ = summary_rows(runs, missing)
     for algo, dataset in sorted({(r.algo, r.dataset) for r in runs}):
-        written += export_figure(
-            curves_figure(runs, algo, dataset), out_dir, f"finetune_curves_{algo}_{dataset}", reason is None
-        )
-        written += export_figure(
-            disagreement_figure(runs, algo, dataset), out_dir, f"disagreement_{algo}_{dataset}", reason is None
-        )
+        sel = [r for r in runs if r.algo == algo and r.dataset == dataset]
+        name = f"{algo}_{dataset}"
+        if html:
+            written.append(export_html(curves_figure(runs, algo, dataset), out_dir, f"finetune_curves_{name}"))
+            written.append(export_html(disagreement_figure(runs, algo, dataset), out_dir, f"disagreement_{name}"))
+        if static:
+            written += mpl.save(mpl.curves_figure(runs, algo, dataset, data_note(sel)), out_dir,
+                                f"finetune_curves_{algo}_{dataset}")  # fmt: skip
+            written += mpl.save(mpl.disagreement_figure(runs, algo, dataset, data_note(sel)), out_dir,
+                                f"disagreement_{algo}_{dataset}")  # fmt: skip
     for dataset in sorted({r.dataset for r in runs}):
-        written += export_figure(
-            sample_efficiency_figure(runs, dataset), out_dir, f"sample_efficiency_{dataset}", reason is None
-        )
-    rows, missing = summary_rows(runs, expected)
+        sel = [r for r in runs if r.dataset == dataset and r.status == "complete"]
+        if html:
+            fig = sample_efficiency_figure(runs, dataset)
+            written.append(export_html(fig, out_dir, f"sample_efficiency_{dataset}"))
+        if static and sel:
+            max_step = max(r.steps[-1] for r in sel)
+            written += mpl.save(mpl.sample_efficiency_figure(rows, dataset, max_step, data_note(sel)), out_dir,
+                                f"sample_efficiency_{dataset}")  # fmt: skip
     written += list(write_summary(rows, missing, out_dir, len(runs)))
-    return {"runs": len(runs), "files": written, "missing": missing, "static_export": reason or "ok", "rows": rows}
+    return {"runs": len(runs), "files": written, "missing": missing, "rows": rows}
 
 
 def pretrain_figure(run_dir: str | Path):

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass
+import typing
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -22,12 +24,14 @@ import torch
 from hrl_core import io
 from hrl_core.agents import make_agent
 from hrl_core.checkpoint import phase1_run_name
+from hrl_core.config import DatasetName
 from hrl_core.data import HybridSampler, OfflineData, ReplayBuffer
 from hrl_core.envs import dataset_spec
 from hrl_core.errors import DivergenceError, HrlError
 from hrl_core.evaluation import Evaluator
-from hrl_core.finetune import check_finite, resolve_device, seed_everything, versions
+from hrl_core.lock import RunLock
 from hrl_core.perf import tune_allocator
+from hrl_core.runtime import check_finite, resolve_device, seed_everything, set_threads, versions
 
 PHASE1_CQL_ALPHA = 5.0  # conservative penalty weight offline
 QUICK_STEPS = 20_000  # --quick budget of a Phase I cell (Phase I's quick runs)
@@ -37,8 +41,8 @@ QUICK_STEPS = 20_000  # --quick budget of a Phase I cell (Phase I's quick runs)
 class PretrainConfig:
     """One Phase I run (field names as in Phase I's config.json)."""
 
-    algo: str = "iql"  # cql | iql
-    env_name: str = "hopper-medium-v2"  # D4RL dataset id
+    algo: Literal["cql", "iql"] = "iql"  # Phase I algorithm
+    env_name: DatasetName = "hopper-medium-v2"  # D4RL dataset id
     remove_top_k: float = 0.0  # % of highest-return trajectories removed
     reward_noise_std: float = 0.0  # Gaussian reward noise
     corruption_seed: int = 0  # seed of the reward noise
@@ -48,9 +52,32 @@ class PretrainConfig:
     eval_episodes: int = 10  # deterministic episodes per evaluation
     log_interval: int = 1_000  # steps between training-statistics records
     seed: int = 0  # torch / numpy / evaluation seed
-    device: str = "auto"  # auto | cpu | cuda
+    device: str = "auto"  # torch device: auto | cpu | cuda | cuda:N
     save_dir: str = "results"  # where run folders go
-    dataset_source: str = "auto"  # auto | d4rl | generated (where the offline data comes from)
+    dataset_source: Literal["auto", "d4rl", "generated", "minari"] = "auto"  # where the offline data comes from
+    threads: int | None = None  # torch CPU threads; None: chosen for the machine
+
+    def __post_init__(self):
+        from hrl_core.config import base_type, literal_choices
+
+        hints = typing.get_type_hints(PretrainConfig)
+        for f in fields(self):
+            value, kind = getattr(self, f.name), base_type(hints[f.name])
+            if kind is float and isinstance(value, int):
+                setattr(self, f.name, float(value))
+            choices = literal_choices(hints[f.name])
+            if choices and getattr(self, f.name) not in choices:
+                raise HrlError(f"{f.name}={value!r}: use one of {', '.join(choices)}")
+        for name in ("total_steps", "batch_size", "eval_interval", "eval_episodes", "log_interval"):
+            if getattr(self, name) < 1:
+                raise HrlError(f"{name}={getattr(self, name)} must be at least 1")
+        if not 0 <= self.remove_top_k < 100:
+            raise HrlError(f"remove_top_k={self.remove_top_k} is outside [0, 100)")
+
+    def result_settings(self) -> dict:
+        """Settings that change the trained checkpoint (a complete run is reused only if equal)."""
+        skip = {"device", "save_dir", "dataset_source", "threads"}
+        return {k: v for k, v in asdict(self).items() if k not in skip}
 
     @property
     def run_name(self) -> str:
@@ -74,21 +101,53 @@ def phase1_checkpoint(agent, step: int) -> dict:
 
 def pretrain(cfg: PretrainConfig, progress: bool = True) -> Path:
     """Train one Phase I cell offline; returns its run folder. Skips a complete one."""
-    from tqdm.auto import tqdm
-
-    from hrl_core.data.sources import load_offline_data
+    from hrl_core.data.sources import load_offline_data, locate_source
 
     spec = dataset_spec(cfg.env_name)
-    if cfg.algo not in ("cql", "iql"):
-        raise HrlError(f"unknown algo {cfg.algo!r}: use cql or iql")
     run_dir = Path(cfg.save_dir) / cfg.run_name
+    device = resolve_device(cfg.device)
+    file = locate_source(cfg.env_name, cfg.dataset_source)
+    wanted = {"settings": cfg.result_settings(), "dataset_sha256": file.sha256}
     if (run_dir / "metrics.json").exists() and io.read_json(run_dir / "metrics.json").get("status") == "complete":
+        diffs = _differences(run_dir, wanted)
+        if diffs:
+            raise HrlError(
+                f"{run_dir} holds a complete Phase I run with other settings or data ({'; '.join(diffs)}); "
+                "pass another --save_dir (Phase I run names cannot tell the two apart) or delete that folder"
+            )
         print(f"{cfg.run_name}: already complete in {run_dir}")
         return run_dir
+    created = not run_dir.exists()
+    lock = RunLock(run_dir).acquire()
+    try:
+        return _pretrain_locked(cfg, spec, run_dir, device, file, wanted, lock, progress, load_offline_data)
+    finally:
+        lock.release()
+        if created and run_dir.exists() and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+
+
+def _differences(run_dir: Path, wanted: dict) -> list[str]:
+    try:
+        config = io.read_json(run_dir / "config.json")
+    except (OSError, ValueError):
+        return ["its config.json is unreadable"]
+    out = []
+    for key, value in wanted["settings"].items():
+        if key in config and config[key] != value:
+            out.append(f"{key} {config[key]!r} there, {value!r} here")
+    recorded = config.get("provenance", {}).get("dataset", {}).get("sha256")
+    if recorded and recorded != wanted["dataset_sha256"]:
+        out.append(f"dataset sha256 {recorded[:12]}… there, {wanted['dataset_sha256'][:12]}… here")
+    return out
+
+
+def _pretrain_locked(cfg, spec, run_dir, device, file, wanted, lock, progress, load_offline_data) -> Path:
+    from tqdm.auto import tqdm
+
     tune_allocator()
-    device = resolve_device(cfg.device)
-    data = load_offline_data(cfg.env_name, cfg.remove_top_k, cfg.reward_noise_std, cfg.corruption_seed,
-                             cfg.dataset_source)  # fmt: skip
+    set_threads(cfg.threads)
+    data = load_offline_data(file, cfg.remove_top_k, cfg.reward_noise_std, cfg.corruption_seed)
     seed_everything(cfg.seed)
     overrides = {"cql_alpha": PHASE1_CQL_ALPHA} if cfg.algo == "cql" else {}
     agent = make_agent(cfg.algo, spec.obs_dim, spec.act_dim, 2, device, **overrides)
@@ -96,13 +155,13 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> Path:
     sampler = HybridSampler(offline, ReplayBuffer(1, spec.obs_dim, spec.act_dim, device), cfg.batch_size, 0.0)
     evaluator = Evaluator(cfg.env_name, cfg.eval_episodes, cfg.seed, data.provenance.get("eval_env_id"),
                           data.provenance.get("ref_scores"))  # fmt: skip
-    run_dir.mkdir(parents=True, exist_ok=True)
     config = asdict(cfg) | {
         "phase": "I (offline pretraining)",
         "cql_alpha": PHASE1_CQL_ALPHA if cfg.algo == "cql" else None,
         "provenance": {"dataset": data.provenance},
         "versions": versions(),
         "command": sys.argv,
+        "dataset_sha256": wanted["dataset_sha256"],
     }
     io.write_json(run_dir / "config.json", config)
 
@@ -141,8 +200,10 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> Path:
                 metrics["step"].append(step)
                 metrics["train_step"].append(step)
                 metrics["wall_time"] = time.perf_counter() - t0
+                lock.check()
                 io.write_torch(run_dir / "checkpoint.pt", phase1_checkpoint(agent, step))
                 io.write_json(run_dir / "metrics.json", metrics)
+                lock.refresh()
                 bar.write(f"{cfg.run_name} step {step}: normalized return {result['normalized_return']:.1f}")
     except DivergenceError as exc:
         metrics.update(status="diverged", diverged_at_step=exc.step, diverged_quantity=exc.quantity)

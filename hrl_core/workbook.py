@@ -1,33 +1,71 @@
-"""Helpers that keep the notebooks thin: parameters -> config, and the run's record."""
+"""Helpers that keep the notebooks thin: the parameters cell, parameters -> config, the record.
+
+The ``parameters`` cell of ``notebooks/finetune.ipynb`` is generated from
+:class:`~hrl_core.config.FinetuneConfig` by :func:`parameters_source` (a test fails when
+the notebook's cell differs; ``python -m hrl_core.workbook`` rewrites it), so the notebook,
+the command line and the grid offer the same settings with the same defaults.
+"""
 
 from __future__ import annotations
 
-from dataclasses import fields
+import json
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 from hrl_core.config import FinetuneConfig
 
 REPO = Path(__file__).resolve().parents[1]
+FINETUNE_NOTEBOOK = REPO / "notebooks" / "finetune.ipynb"
+# Notebook-only parameters (not settings of the run), after the settings.
+EXTRA_PARAMETERS = (
+    ("restart", False, "True: discard an existing run of this cell and start over"),
+    ("progress", True, "progress bar (off under hrl grid)"),
+)
 
 
-def _resolve(path: str) -> str:
-    """Relative paths in notebooks mean 'from the repository root' (papermill runs
-    notebooks with notebooks/ as working directory)."""
-    p = Path(path).expanduser()
-    return str(p if p.is_absolute() else REPO / p)
+def parameters_source() -> str:
+    """The ``parameters`` cell: every FinetuneConfig field, its default and its help."""
+    import typing
+
+    from hrl_core.config import field_help, literal_choices, range_text
+
+    hints = typing.get_type_hints(FinetuneConfig)
+    helps = field_help()
+    lines = ["# Parameters (papermill overrides these). Generated from hrl_core.config.FinetuneConfig:",
+             "# python -m hrl_core.workbook rewrites this cell after a setting is added."]  # fmt: skip
+    for f in fields(FinetuneConfig):
+        default = f.default_factory() if f.default is MISSING else f.default
+        if f.name == "phase1_dir":
+            default = "results"  # not the machine's $HRL_PHASE1_DIR: the notebook must not depend on it
+        choices = literal_choices(hints[f.name])
+        allowed = f" [{' | '.join(map(str, choices))}]" if choices else ""
+        if f.metadata.get("lo") is not None or f.metadata.get("hi") is not None:
+            allowed = f" [range {range_text(f)}]"
+        lines.append(f"{f.name} = {default!r}  # {helps.get(f.name, '')}{allowed}")
+    for name, default, text in EXTRA_PARAMETERS:
+        lines.append(f"{name} = {default!r}  # {text}")
+    return "\n".join(lines)
+
+
+def write_parameters_cell(notebook: Path = FINETUNE_NOTEBOOK) -> bool:
+    """Rewrite the notebook's ``parameters`` cell from the config; True if it changed."""
+    nb = json.loads(notebook.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    new = parameters_source()
+    if "".join(cell["source"]) == new:
+        return False
+    cell["source"] = new.splitlines(keepends=True)
+    notebook.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    return True
 
 
 def config_from_parameters(namespace: dict) -> FinetuneConfig:
-    """Build and check the run's config from the notebook's parameter variables."""
+    """The run's config from the notebook's parameter variables (checked on construction).
+
+    Relative paths mean "from the repository root": Jupyter and papermill start the
+    notebook in notebooks/ (``hrl grid`` passes absolute paths)."""
     values = {f.name: namespace[f.name] for f in fields(FinetuneConfig) if f.name in namespace}
-    if values.get("phase1_seed", -1) is not None and values.get("phase1_seed", -1) < 0:
-        values["phase1_seed"] = None
-    if not values.get("threads"):
-        values["threads"] = None
-    for key in ("phase1_dir", "save_dir"):
-        if key in values:
-            values[key] = _resolve(values[key])
-    return FinetuneConfig(**values).validate()
+    return FinetuneConfig(**values).resolve_paths(REPO)
 
 
 def show_config(cfg: FinetuneConfig) -> None:
@@ -37,10 +75,18 @@ def show_config(cfg: FinetuneConfig) -> None:
     display(Markdown(f"**Run `{cfg.run_name}`**\n\n| setting | value |\n|---|---|\n{rows}"))
 
 
+def show_run(result, title: str = "") -> None:
+    """The run's curves as one static PNG (a few tens of kB: the executed notebook stays
+    small enough to share; interactive plots live in notebooks/analysis.ipynb)."""
+    from IPython.display import Image, display
+
+    from hrl_core import static
+
+    display(Image(static.run_figure_png(result.metrics, title or result.run_dir.name)))
+
+
 def record_summary(result) -> dict:
     """Headline numbers and file locations, displayed and returned."""
-    import json
-
     from IPython.display import Markdown, display
 
     m = result.metrics
@@ -53,6 +99,7 @@ def record_summary(result) -> dict:
         "step0_normalized_return": m["normalized_return"][0],
         "final_normalized_return": m["normalized_return"][-1],
         "final_step": m["step"][-1],
+        "settings_hash": config.get("identity", {}).get("settings_hash") or "(the spec's settings)",
         "dataset": f"{ds['path']} ({ds['kind']}; sha256 {ds['sha256'][:12]}…)",
         "phase1_checkpoint": f"{ck['path']} (seed {ck['used_seed']}"
         + (", substituted" if ck["substituted"] else "")
@@ -68,5 +115,11 @@ def pretrain_config_from_parameters(namespace: dict):
 
     values = {f.name: namespace[f.name] for f in fields(PretrainConfig) if f.name in namespace}
     if "save_dir" in values:
-        values["save_dir"] = _resolve(values["save_dir"])
+        p = Path(values["save_dir"]).expanduser()
+        values["save_dir"] = str(p if p.is_absolute() else REPO / p)
     return PretrainConfig(**values)
+
+
+if __name__ == "__main__":
+    changed = write_parameters_cell()
+    print(f"{FINETUNE_NOTEBOOK}: parameters cell {'rewritten' if changed else 'already current'}")

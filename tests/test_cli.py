@@ -15,7 +15,15 @@ import torch
 
 from hrl_core.checkpoint import phase1_run_name
 
-RUN = "ft_iql_hopper-medium-v2_k60_noise0.0_ensemble_s1"
+def run_name(*extra) -> str:
+    """The folder name hrl finetune gives to hrl_cmd's settings (plus ``extra`` flag pairs)."""
+    from hrl_core.config import FinetuneConfig
+
+    base = {"algo": "iql", "env": "hopper-medium-v2", "remove_top_k": 60, "bonus_type": "ensemble", "seed": 1,
+            "batch_size": 64, "eval_episodes": 2}  # fmt: skip
+    pairs = dict(zip(extra[::2], extra[1::2], strict=True))
+    base.update({k.lstrip("-"): v for k, v in pairs.items()})
+    return FinetuneConfig(**base).run_name
 
 
 def hrl_cmd(phase1_dir, save_dir, *extra):
@@ -47,17 +55,21 @@ def snapshot_files(tree: Path) -> dict:
 
 
 def test_cli_run_writes_outputs(tmp_path, phase1_dir, d4rl_dir):
-    out = run(hrl_cmd(phase1_dir, tmp_path, "--online_steps", "40", "--eval_interval", "20"), d4rl_dir)
+    steps = ("--online_steps", "40", "--eval_interval", "20")
+    out = run(hrl_cmd(phase1_dir, tmp_path, *steps), d4rl_dir)
     assert out.returncode == 0, out.stderr
     assert "done:" in out.stdout and "not D4RL" in out.stderr
+    RUN = run_name(*steps)
     m = metrics_of(tmp_path / RUN)
     assert m["status"] == "complete" and m["step"] == [0, 20, 40]
     assert (tmp_path / RUN / "checkpoint.pt").exists() and not (tmp_path / RUN / "snapshot.pt").exists()
+    assert not (tmp_path / RUN / ".hrl.lock").exists()  # released at the end
 
 
 @pytest.mark.parametrize("damage", ["none", "truncate_newest_snapshot"])
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path, phase1_dir, d4rl_dir, damage):
     steps = ["--online_steps", "300", "--eval_interval", "60"]
+    RUN = run_name(*steps)
     ref = run(hrl_cmd(phase1_dir, tmp_path / "ref", *steps), d4rl_dir)
     assert ref.returncode == 0, ref.stderr
 
@@ -96,6 +108,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, phase1_dir, d4rl_dir
 def test_sigterm_leaves_loadable_snapshot_and_resumes(tmp_path, phase1_dir, d4rl_dir):
     env = {**os.environ, "D4RL_DATASET_DIR": str(d4rl_dir)}
     cmd = hrl_cmd(phase1_dir, tmp_path, "--online_steps", "2000", "--eval_interval", "1000")
+    RUN = run_name("--online_steps", "2000", "--eval_interval", "1000")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     metrics_path = tmp_path / RUN / "metrics.json"
     while not metrics_path.exists():
@@ -114,6 +127,7 @@ def test_sigterm_leaves_loadable_snapshot_and_resumes(tmp_path, phase1_dir, d4rl
 
 def test_divergence_stops_with_status_and_keeps_snapshot(tmp_path, phase1_dir, d4rl_dir):
     cmd = hrl_cmd(phase1_dir, tmp_path, "--online_steps", "100", "--eval_interval", "50", "--bonus_coeff", "inf")
+    RUN = run_name("--online_steps", "100", "--eval_interval", "50", "--bonus_coeff", "inf")
     out = run(cmd, d4rl_dir)
     assert out.returncode == 1
     assert out.stderr.strip().splitlines()[-1].startswith("hrl: error: training diverged at online step")
@@ -188,12 +202,14 @@ def _bad_inputs(tmp_path: Path, phase1_dir: Path, d4rl_dir: Path):
         ("key-less hdf5", [], data_dirs["keyless"], "lacks the D4RL keys"),
         ("unknown dataset", ["--env", "walker2d-medium-v2"], d4rl_dir, "invalid choice"),
         ("unknown algo", ["--algo", "td3"], d4rl_dir, "invalid choice"),
-        ("k out of range", ["--remove_top_k", "100"], d4rl_dir, "outside [0, 100)"),
-        ("k negative", ["--remove_top_k", "-5"], d4rl_dir, "outside [0, 100)"),
-        ("n_ensemble too small", ["--n_ensemble", "1"], d4rl_dir, "outside 2..10"),
-        ("n_ensemble too large", ["--n_ensemble", "11"], d4rl_dir, "outside 2..10"),
-        ("online_ratio", ["--online_ratio", "1.5"], d4rl_dir, "outside [0, 1]"),
-        ("negative bonus", ["--bonus_coeff", "-0.1"], d4rl_dir, "is negative"),
+        ("k out of range", ["--remove_top_k", "100"], d4rl_dir, "above its range [0, 100)"),
+        ("k negative", ["--remove_top_k", "-5"], d4rl_dir, "below its range [0, 100)"),
+        ("n_ensemble too small", ["--n_ensemble", "1"], d4rl_dir, "below its range [2, 10]"),
+        ("n_ensemble too large", ["--n_ensemble", "11"], d4rl_dir, "above its range [2, 10]"),
+        ("online_ratio", ["--online_ratio", "1.5"], d4rl_dir, "above its range [0, 1]"),
+        ("negative bonus", ["--bonus_coeff", "-0.1"], d4rl_dir, "below its range [0, inf]"),
+        ("cuda without a GPU", ["--device", "cuda"], d4rl_dir, "torch sees no CUDA GPU"),
+        ("bad device", ["--device", "gpu"], d4rl_dir, "use auto, cpu, cuda or cuda:N"),
         ("unwritable save_dir", ["--save_dir", str(readonly / "sub")], d4rl_dir, "cannot write to save_dir"),
     ]
 
@@ -214,9 +230,9 @@ def test_bad_inputs_give_one_line_and_touch_nothing(tmp_path, phase1_dir, d4rl_d
         lines = [ln for ln in out.stderr.strip().splitlines() if ln.strip()]
         if out.returncode == 0 or expected not in out.stderr or "Traceback" in out.stderr:
             failures.append(f"{label}: rc={out.returncode} stderr={out.stderr[-400:]!r}")
-        elif "invalid choice" not in expected and "outside" not in expected and "negative" not in expected:
-            errors = [ln for ln in lines if ln.startswith("hrl: error: ")]
-            if len(errors) != 1 or lines[-1] != errors[0]:
+        else:  # one error line (usage errors too), after at most notes about the inputs
+            errors = [ln for ln in lines if ": error: " in ln]
+            if len(errors) != 1 or lines[-1] != errors[0] or "usage:" in out.stderr:
                 failures.append(f"{label}: not one line: {lines}")
     assert not failures, "\n".join(failures)
     assert snapshot_files(other_run) == before

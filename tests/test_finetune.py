@@ -85,7 +85,7 @@ def test_run_writes_three_files_with_provenance(tmp_path, phase1_dir, d4rl_env):
     cfg = tiny(tmp_path, phase1_dir, algo="cql", n_ensemble=4)
     result = finetune(cfg, progress=False)
     run = result.run_dir
-    assert run.name == "ft_cql_hopper-medium-v2_k60_noise0.0_ensemble_s1"
+    assert run.name == cfg.run_name and run.name.startswith("ft_cql_hopper-medium-v2_k60_noise0.0_ensemble_s1_")
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "config.json", "metrics.json"]
 
     config = json.loads((run / "config.json").read_text())

@@ -10,7 +10,7 @@ import torch
 
 from hrl_core.config import FinetuneConfig
 from hrl_core.data import read_hdf5
-from hrl_core.data.generate import generate
+from hrl_core.generate import generate
 from hrl_core.finetune import finetune
 from hrl_core.pretrain import PretrainConfig, pretrain
 

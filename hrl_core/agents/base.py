@@ -2,7 +2,8 @@
 
 Agents follow the d3rlpy / SB3 shape: ``update(batch) -> dict`` of 0-dim tensors
 (read them only at log time: no per-step host sync), ``act(obs, deterministic)``,
-``state_dict()`` / ``load_state_dict()``. The training loop owns env and data.
+``state_dict()`` / ``load_state_dict()``. The training loop owns env and data;
+exploration during collection belongs to ``hrl_core.explorers``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import numpy as np
 import torch
 
 from hrl_core.networks import EnsembleQ, TanhGaussianPolicy, soft_update
-from hrl_core.variants import ucb_choice
 
 
 class EnsembleAgent:
@@ -27,7 +27,6 @@ class EnsembleAgent:
         self.actor = TanhGaussianPolicy(obs_dim, act_dim).to(self.device)
         self.critic = EnsembleQ(obs_dim, act_dim, n_ensemble).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.last_mean_abs_q = 0.0  # mean |Q| over members at the last explored action
 
     # -- loading ---------------------------------------------------------------------
     def load_phase1_common(self, ckpt: dict) -> None:
@@ -52,30 +51,6 @@ class EnsembleAgent:
         else:
             a = self.actor.sample(o)[0]
         return a.cpu().numpy()
-
-    @torch.no_grad()
-    def explore(self, obs: np.ndarray) -> tuple[np.ndarray, float]:
-        """Stochastic action and the ensemble disagreement std(Q_1..Q_N)(s, a).
-
-        One no-grad pass for both: the bonus needs Q at exactly the action taken.
-        """
-        o = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)  # [1, o]
-        a = self.actor.sample(o)[0]  # [1, a]
-        q = self.critic(o, a)[:, 0]  # [N]
-        # One host transfer for both: std for the bonus, mean |Q| for bonus_scale=normalized.
-        std, self.last_mean_abs_q = torch.stack([q.std(), q.abs().mean()]).tolist()
-        return a[0].cpu().numpy(), std
-
-    @torch.no_grad()
-    def explore_ucb(self, obs: np.ndarray, n_candidates: int, coeff: float) -> tuple[np.ndarray, float]:
-        """UCB action among policy samples (hrl_core.variants.ucb_choice) and its std(Q)."""
-        o = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)  # [1, o]
-        o = o.expand(n_candidates, -1)  # [K, o]
-        a = self.actor.sample(o)[0]  # [K, a]
-        q = self.critic(o, a)  # [N, K]
-        k = ucb_choice(q, coeff)
-        std, self.last_mean_abs_q = torch.stack([q[:, k].std(), q[:, k].abs().mean()]).tolist()
-        return a[k].cpu().numpy(), std
 
     def update_target(self, tau: float) -> None:
         soft_update(self.critic_target, self.critic, tau)

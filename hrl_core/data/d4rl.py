@@ -9,6 +9,7 @@ uses, so an existing cache is found without copying.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sys
@@ -58,10 +59,18 @@ def dataset_dir() -> Path:
     return Path(os.environ.get("D4RL_DATASET_DIR", "~/.d4rl/datasets")).expanduser()
 
 
-def sha256_of(path: Path, chunk: int = 1 << 22) -> str:
+def sha256_of(path: Path) -> str:
+    """sha256 of a file, computed once per process for an unchanged file (a run asks
+    for its inputs' digests for its identity and again for their provenance)."""
+    st = Path(path).stat()
+    return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256(path: str, _size: int, _mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        while block := fh.read(chunk):
+        while block := fh.read(1 << 22):
             digest.update(block)
     return digest.hexdigest()
 
@@ -86,6 +95,7 @@ def download(url: str, dest: Path, timeout: float = 30.0) -> None:
     """Download ``url`` into ``dest`` atomically: temporary file, check, rename."""
     from tqdm.auto import tqdm
 
+    created = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".part")
     try:
@@ -99,6 +109,9 @@ def download(url: str, dest: Path, timeout: float = 30.0) -> None:
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
+        for folder in created:  # a failed download leaves no empty folders behind
+            if folder.exists() and not any(folder.iterdir()):
+                folder.rmdir()
 
 
 def locate(dataset: str, allow_download: bool = True) -> Path:

@@ -7,65 +7,106 @@
   runs then evaluate there, with the dataset's reference scores).
 - ``auto``: the local D4RL file, else a download, else a generated file, else an
   error that spells out the next steps.
+
+The file is located once (:func:`locate_source`, which also gives its sha256 for the
+run's identity) and that :class:`DatasetFile` is passed along to the reader.
 """
 
 from __future__ import annotations
 
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from hrl_core.data.corruption import add_reward_noise, remove_top_k
-from hrl_core.data.d4rl import Transitions, dataset_dir, load_dataset, read_hdf5
+from hrl_core.data.d4rl import Transitions, dataset_dir, locate, read_hdf5, sha256_of
 from hrl_core.envs import dataset_spec
 from hrl_core.errors import HrlError
 
 SOURCES = ("auto", "d4rl", "generated", "minari")
 
 
+@dataclass(frozen=True)
+class DatasetFile:
+    """One dataset's file, found: what a run reads and records."""
+
+    dataset: str  # D4RL dataset id, e.g. "hopper-medium-v2"
+    path: Path  # the HDF5 file read
+    source: str  # d4rl-file | generated | minari
+    note: str = ""  # why this file was chosen when it is not the one asked for first
+
+    @property
+    def sha256(self) -> str:
+        return sha256_of(self.path)
+
+
 def generated_path(dataset: str) -> Path:
     return dataset_dir() / "generated" / dataset_spec(dataset).file_name
 
 
-def load_source(dataset: str, source: str = "auto") -> Transitions:
-    """The uncorrupted offline dataset from the chosen source."""
+def locate_source(dataset: str, source: str = "auto", allow_download: bool = True) -> DatasetFile:
+    """The file a run on ``dataset`` would read from ``source``, or a one-line error."""
     if source not in SOURCES:
         raise HrlError(f"dataset_source={source!r}: use one of {', '.join(SOURCES)}")
     spec = dataset_spec(dataset)
     gen = generated_path(dataset)
     if source == "minari":
-        from hrl_core.data.minari_source import read_minari
+        from hrl_core.data.minari_source import MINARI_IDS, minari_file
 
-        data = read_minari(dataset)
-        data.provenance["dataset"] = dataset
-        data.provenance["source"] = "minari"
-        return data
+        path = minari_file(dataset)
+        if not path.exists():
+            raise HrlError(
+                f"Minari dataset {MINARI_IDS[dataset][0]} not found at {path}; download it with "
+                f"`minari download {MINARI_IDS[dataset][0]}` or set MINARI_DATASETS_PATH"
+            )
+        return DatasetFile(dataset, path, "minari")
     if source == "generated":
         if not gen.exists():
             raise HrlError(f"no generated dataset at {gen}; run `hrl data generate {dataset}` first")
-        data = read_hdf5(gen)
-    elif source == "d4rl":
-        data = load_dataset(dataset)
+        return DatasetFile(dataset, gen, "generated")
+    if source == "d4rl":
+        return DatasetFile(dataset, locate(dataset, allow_download=allow_download), "d4rl-file")
+    local = dataset_dir() / spec.file_name
+    if local.exists():
+        return DatasetFile(dataset, local, "d4rl-file")
+    try:
+        return DatasetFile(dataset, locate(dataset, allow_download=allow_download), "d4rl-file")
+    except HrlError as exc:
+        if not gen.exists():
+            raise HrlError(
+                f"{exc}; or make a stand-in without network: `hrl data generate {dataset}` "
+                "(then runs use it and say 'generated')"
+            ) from None
+        note = f"{spec.file_name} not found in {dataset_dir()} ({str(exc).split('(')[-1].split(')')[0]}): using {gen}"
+        return DatasetFile(dataset, gen, "generated", note)
+
+
+def read_source(file: DatasetFile) -> Transitions:
+    """The uncorrupted transitions of a located file, with their provenance."""
+    if file.note:
+        print(f"hrl: note: {file.note}", file=sys.stderr)
+    if file.source == "minari":
+        from hrl_core.data.minari_source import read_minari
+
+        data = read_minari(file.dataset)
+        data.provenance["source"] = "minari"
     else:
-        local = dataset_dir() / spec.file_name
-        if local.exists():
-            data = load_dataset(dataset)
-        else:
-            try:
-                data = load_dataset(dataset)  # tries the download
-            except HrlError as exc:
-                if not gen.exists():
-                    raise HrlError(
-                        f"{exc}; or make a stand-in without network: `hrl data generate {dataset}` "
-                        "(then runs use it and say 'generated')"
-                    ) from None
-                data = read_hdf5(gen)
-    data.provenance["dataset"] = dataset
-    data.provenance["source"] = "generated" if data.provenance["kind"].startswith("generated") else "d4rl-file"
+        data = read_hdf5(file.path)
+        data.provenance["source"] = "generated" if data.provenance["kind"].startswith("generated") else "d4rl-file"
+    data.provenance["dataset"] = file.dataset
+    if file.note:
+        data.provenance["source_note"] = file.note
     return data
 
 
-def load_offline_data(dataset: str, k: float, noise_std: float, noise_seed: int, source: str = "auto") -> Transitions:
+def load_source(dataset: str, source: str = "auto") -> Transitions:
+    """The uncorrupted offline dataset from the chosen source."""
+    return read_source(locate_source(dataset, source))
+
+
+def load_offline_data(file: DatasetFile, k: float, noise_std: float, noise_seed: int) -> Transitions:
     """The offline data exactly as Phase I trained on it (same corruption)."""
-    data = remove_top_k(load_source(dataset, source), k)
+    data = remove_top_k(read_source(file), k)
     if noise_std > 0:
         data = add_reward_noise(data, noise_std, noise_seed)
     return data

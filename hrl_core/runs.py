@@ -1,0 +1,301 @@
+"""The run folder: its files, statuses, identity, snapshots, and reading runs back.
+
+A Phase II run folder ``<save_dir>/<run_name>/`` holds:
+
+``config.json``
+    ``run_name``; ``settings`` (every :class:`~hrl_core.config.FinetuneConfig` field);
+    ``identity`` (``settings``: the result settings that apply, ``settings_hash``,
+    ``inputs``: ``dataset_sha256``, ``phase1_checkpoint_sha256``); ``agent_config``;
+    ``environment`` (``env_id``, ``reference_scores``, ``eval_seeds``); ``provenance``
+    (``dataset``: path, sha256, size, HDF5 attributes, ``kind``, corruption counts;
+    ``phase1_checkpoint``: path, sha256, seeds, Phase I config); ``versions``; ``device``;
+    ``torch_threads``; ``speed``; ``warmstart``; ``command``; ``started``; ``resumed``.
+``metrics.json``
+    ``run_name``, ``status`` (:data:`STATUSES`), and one list entry per evaluation point
+    under :data:`POINT_KEYS` (plus per-algorithm window averages ``*_avg``); on failure
+    ``reason``/``failed_at_step``, ``diverged_at_step``/``diverged_quantity``,
+    ``interrupted_at_step``.
+``checkpoint.pt``
+    the final agent (written when the run completes).
+``snapshot.pt``, ``snapshot.prev.pt``
+    resume state, while the run is unfinished.
+``.hrl.lock``
+    while a process writes there (:mod:`hrl_core.lock`).
+
+Two runs are the same experiment when their identities are equal: the same result
+settings and the same inputs (dataset file and Phase I checkpoint, by sha256). A
+folder is reused (complete) or resumed (unfinished) only then.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hrl_core import io
+from hrl_core.errors import HrlError
+
+CONFIG = "config.json"
+METRICS = "metrics.json"
+CHECKPOINT = "checkpoint.pt"
+SNAPSHOT = "snapshot.pt"
+SNAPSHOT_PREV = "snapshot.prev.pt"
+# running: in progress, killed or interrupted; complete: the only status later tools
+# treat as done; diverged: a non-finite loss/Q/action; failed: an error (resumable).
+STATUSES = ("running", "complete", "diverged", "failed")
+# Per evaluation point in metrics.json (lists as long as "step"); "_avg" window means
+# of the agent's update statistics come on top (critic_loss_avg, q_member_avg, ...).
+POINT_KEYS = (
+    "step", "train_step", "normalized_return", "normalized_return_std", "raw_return_mean", "raw_return_std",
+    "ep_len_mean", "episode_returns", "reward_mean", "bonus_mean", "ensemble_disagreement", "train_episodes",
+    "train_episode_return", "eval_time", "wall_time", "online_buffer_size", "snapshot_time",
+)  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------
+# Inputs and identity
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Inputs:
+    """The files a run reads, found before anything is loaded."""
+
+    dataset: object  # hrl_core.data.sources.DatasetFile
+    checkpoint: Path  # the Phase I checkpoint.pt
+    requested_seed: int  # the Phase I seed asked for
+    phase1_seed_used: int  # the Phase I seed actually found
+    substituted: bool  # the requested Phase I seed was missing; seed 0 is used
+
+    def digests(self) -> dict:
+        from hrl_core.data.d4rl import sha256_of
+
+        return {"dataset_sha256": self.dataset.sha256, "phase1_checkpoint_sha256": sha256_of(self.checkpoint)}
+
+
+def resolve_inputs(cfg, allow_download: bool = True) -> Inputs:
+    """Find the run's Phase I checkpoint, then its dataset file (one-line errors).
+
+    The checkpoint comes first: a missing one is reported before any download is tried.
+    """
+    from hrl_core.checkpoint import find_phase1
+    from hrl_core.data.sources import locate_source
+
+    path, used, substituted = find_phase1(
+        cfg.phase1_dir, cfg.algo, cfg.env, cfg.remove_top_k, cfg.reward_noise_std, cfg.effective_phase1_seed
+    )
+    dataset = locate_source(cfg.env, cfg.dataset_source, allow_download=allow_download)
+    return Inputs(dataset, path, cfg.effective_phase1_seed, used, substituted)
+
+
+def identity(cfg, inputs: Inputs) -> dict:
+    """What makes a run this run: result settings that apply, and input digests."""
+    return {"settings": cfg.identity_settings(), "settings_hash": cfg.settings_hash, "inputs": inputs.digests()}
+
+
+def recorded_identity(run_dir: Path) -> dict | None:
+    """The identity recorded in a run folder's config.json (rebuilt from its settings and
+    provenance for folders written before identities were recorded); None if unreadable."""
+    from dataclasses import fields
+
+    from hrl_core.config import FinetuneConfig
+
+    try:
+        config = io.read_json(Path(run_dir) / CONFIG)
+    except (OSError, ValueError):
+        return None
+    if "identity" in config:
+        return config["identity"]
+    names = {f.name for f in fields(FinetuneConfig)}
+    try:
+        cfg = FinetuneConfig(**{k: v for k, v in config.get("settings", {}).items() if k in names})
+        prov = config["provenance"]
+        digests = {
+            "dataset_sha256": prov["dataset"]["sha256"],
+            "phase1_checkpoint_sha256": prov["phase1_checkpoint"]["sha256"],
+        }
+    except (HrlError, KeyError, TypeError):
+        return None
+    return {"settings": cfg.identity_settings(), "settings_hash": cfg.settings_hash, "inputs": digests}
+
+
+def identity_differences(recorded: dict, wanted: dict) -> list[str]:
+    """Human-readable differences between two identities ([] when they are equal)."""
+    out = []
+    rs, ws = recorded.get("settings", {}), wanted.get("settings", {})
+    for key in sorted(set(rs) | set(ws)):
+        if rs.get(key, "(unset)") != ws.get(key, "(unset)"):
+            out.append(f"{key} {rs.get(key, '(unset)')!r} there, {ws.get(key, '(unset)')!r} here")
+    ri, wi = recorded.get("inputs", {}), wanted.get("inputs", {})
+    for key, label in (("dataset_sha256", "dataset"), ("phase1_checkpoint_sha256", "Phase I checkpoint")):
+        if ri.get(key) != wi.get(key):
+            out.append(f"{label} sha256 {str(ri.get(key))[:12]}… there, {str(wi.get(key))[:12]}… here")
+    return out
+
+
+@dataclass
+class Existing:
+    """What a run folder holds relative to a requested run."""
+
+    status: str  # new | complete | running | diverged | failed | other (identity differs)
+    differences: list[str] = field(default_factory=list)  # for "other"
+
+    def conflict_error(self, run_dir: Path) -> HrlError:
+        return HrlError(
+            f"{run_dir} holds another run ({'; '.join(self.differences)}); pass --restart to replace it "
+            "or --save_dir to keep both"
+        )
+
+
+def existing(run_dir: Path, wanted: dict) -> Existing:
+    """Compare a folder's recorded run with the requested identity."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG).exists():
+        return Existing("new")
+    recorded = recorded_identity(run_dir)
+    if recorded is None:
+        return Existing("other", ["its config.json is unreadable"])
+    diffs = identity_differences(recorded, wanted)
+    if diffs:
+        return Existing("other", diffs)
+    return Existing(read_status(run_dir) or "running")
+
+
+# --------------------------------------------------------------------------------------
+# Status and snapshots
+# --------------------------------------------------------------------------------------
+def read_status(run_dir: Path) -> str | None:
+    try:
+        return io.read_json(Path(run_dir) / METRICS).get("status")
+    except (OSError, ValueError):
+        return None
+
+
+def load_snapshot(run_dir: Path) -> dict | None:
+    """Newest loadable snapshot; a truncated one is reported and the previous used."""
+    from hrl_core.checkpoint import load_state
+
+    for name in (SNAPSHOT, SNAPSHOT_PREV):
+        path = Path(run_dir) / name
+        if not path.exists():
+            continue
+        try:
+            return load_state(path)
+        except HrlError as exc:
+            print(f"hrl: warning: {exc} -- trying the previous snapshot", file=sys.stderr)
+    return None
+
+
+def write_snapshot(run_dir: Path, snapshot: dict) -> None:
+    """Keep the last two snapshots so a damaged newest one still leaves a good one."""
+    current = Path(run_dir) / SNAPSHOT
+    tmp = Path(run_dir) / f".{SNAPSHOT}.new"
+    io.write_torch(tmp, snapshot)
+    if current.exists():
+        current.replace(Path(run_dir) / SNAPSHOT_PREV)
+    tmp.replace(current)
+
+
+def clear_snapshots(run_dir: Path) -> None:
+    for name in (SNAPSHOT, SNAPSHOT_PREV):
+        (Path(run_dir) / name).unlink(missing_ok=True)
+
+
+def clear_folder(run_dir: Path, keep: tuple[str, ...]) -> None:
+    """Delete a run folder's contents except ``keep`` (``--restart`` keeps its own lock)."""
+    import shutil
+
+    for path in Path(run_dir).iterdir():
+        if path.name in keep:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+@dataclass
+class RunResult:
+    run_dir: Path  # folder of the run
+    status: str  # complete | already_complete
+    metrics: dict  # contents of metrics.json
+    replay: object = None  # the online ReplayBuffer (in memory; for inspection)
+    offline: object = None  # the OfflineData as trained on (in memory)
+
+
+# --------------------------------------------------------------------------------------
+# Reading runs back (plots, study, explorer)
+# --------------------------------------------------------------------------------------
+@dataclass
+class Run:
+    """One Phase II run folder, read back."""
+
+    run_name: str
+    algo: str
+    dataset: str
+    k: float
+    bonus_type: str
+    seed: int
+    status: str
+    metrics: dict
+    data_kind: str  # provenance label of the offline data
+    arm: str = ""  # the study arm this run stands for (from the grid file), "" otherwise
+    config: dict = field(default_factory=dict, repr=False)  # the whole config.json
+
+    @property
+    def steps(self) -> np.ndarray:
+        return np.asarray(self.metrics["step"], dtype=float)
+
+    @property
+    def returns(self) -> np.ndarray:
+        return np.asarray(self.metrics["normalized_return"], dtype=float)
+
+    def series(self, key: str) -> list:
+        """A per-point metric (None where a point has no value)."""
+        return self.metrics.get(key) or [None] * len(self.metrics["step"])
+
+
+def read_run(run_dir: Path, arm: str = "") -> Run | None:
+    """A run folder with readable config.json and metrics.json and at least one point."""
+    run_dir = Path(run_dir)
+    try:
+        metrics = io.read_json(run_dir / METRICS)
+        config = io.read_json(run_dir / CONFIG)
+    except (OSError, ValueError):
+        return None
+    if not metrics.get("step"):
+        return None
+    s = config["settings"]
+    return Run(
+        run_name=run_dir.name,
+        algo=s["algo"],
+        dataset=s["env"],
+        k=float(s["remove_top_k"]),
+        bonus_type=s["bonus_type"],
+        seed=int(s["seed"]),
+        status=metrics.get("status", "running"),
+        metrics=metrics,
+        data_kind=config.get("provenance", {}).get("dataset", {}).get("kind", "unknown"),
+        arm=arm,
+        config=config,
+    )
+
+
+def load_runs(save_dir: str | Path, include_unfinished: bool = True) -> list[Run]:
+    """Every run folder under ``save_dir`` with a readable record (unfinished ones too)."""
+    runs = [read_run(p.parent) for p in sorted(Path(save_dir).glob(f"*/{METRICS}"))]
+    return [r for r in runs if r is not None and (include_unfinished or r.status == "complete")]
+
+
+def load_cells(cells) -> list[Run]:
+    """The runs of a grid file's cells (``hrl_core.grid.Cell``), each labelled with its arm.
+
+    A run shared by two grid files (the same settings and inputs) is read once per cell,
+    so each record labels it its own way."""
+    runs = []
+    for cell in cells:
+        run = read_run(cell.run_dir, arm=cell.arm)
+        if run is not None:
+            runs.append(run)
+    return runs
