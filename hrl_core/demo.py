@@ -74,7 +74,7 @@ def run_demo(out_root: Path, phase1_dir: Path, budget: Budget = QUICK, workers: 
                 "eval_interval": max(budget.sac_steps // 3, 1),
                 "random_steps": min(2_000, budget.sac_steps // 3),
             }
-            generate(DATASET, gen, quick=True, **sac)
+            generate(DATASET, gen, from_scratch=True, quick=True, **sac)
             _say(f"generated {gen} in {time.time() - t0:.0f} s")
 
     # 2. Phase I: existing checkpoints are used as they are; missing ones are pretrained.
@@ -115,10 +115,9 @@ def run_demo(out_root: Path, phase1_dir: Path, budget: Budget = QUICK, workers: 
     failed = grid.print_results(results)
 
     # 4. Figures and summary.
-    expected = [(ALGO, DATASET, k, b, SEED) for k in KS for b in ("ensemble", "none")]
-    out = plots.write_all(save_dir, out_root / "figures", expected)
+    out = plots.write_all(cells, out_root / "figures")
     figs = out_root / "figures"
-    _say(f"figures and summary: {figs} ({len(out['files'])} files; static export: {out['static_export']})")
+    _say(f"figures and summary: {figs} ({len(out['files'])} files)")
     for row in out["rows"]:
         _say(f"  {row['algo']} k={row['k']:g} {row['bonus_type']:<8} step 0 {row['step0_return']:5.1f} -> "
              f"final {row['final_return_mean']:5.1f} (data: {row['data']})")  # fmt: skip

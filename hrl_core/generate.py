@@ -227,7 +227,7 @@ def generate(dataset: str, out_path: Path, from_scratch: bool = False, quick: bo
         actor, record = load_policy(path, dataset)
         origin = f"behaviour policy {path.name} shipped with hrl (trained by hrl data generate --from_scratch)"
     data = rollout(actor, dataset, budget["n_transitions"], seed)
-    attrs = {"policy_origin": origin, "rollout_seed": int(seed), "quick": bool(quick)}
+    attrs = {"policy_origin": origin, "seed": int(seed), "rollout_seed": int(seed), "quick": bool(quick)}
     attrs.update({k: v for k, v in record.items() if k not in ("eval_history", "quick")})
     attrs["eval_history"] = str(record.get("eval_history", []))
     attrs["policy"] = record.get("policy", "unknown") + "; stochastic rollouts"

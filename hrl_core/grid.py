@@ -8,6 +8,7 @@ A grid file (``params/*.yaml``) lists the axes and shared settings::
     bonus_types: [ensemble, none]
     seeds: [0, 1, 2]
     settings: {online_steps: 250000, eval_interval: 5000, eval_episodes: 10}
+    algo_settings: {cql: {online_steps: 2000}}   # optional: per-algorithm settings
 
 An optional ``arms:`` mapping turns a grid into a study of variants: each arm is a
 name and the settings it changes (``warmstart: {member_init: warmstart}``); every
@@ -55,7 +56,7 @@ AXES = {
     "seeds": "seed",
 }
 # Keys a grid file may have besides its axes.
-OPTIONAL_KEYS = {"settings", "description", "kind", "arms", "comparisons", "executed_dir", "cpu_hours"}
+OPTIONAL_KEYS = {"settings", "algo_settings", "description", "kind", "arms", "comparisons", "executed_dir", "cpu_hours"}
 # ``kind: pretrain`` grids (Phase I) have no bonus axis and name the dataset env_name.
 PRETRAIN_AXES = {"algos": "algo", "datasets": "env_name", "remove_top_k": "remove_top_k", "seeds": "seed"}
 PRETRAIN_NOTEBOOK = REPO / "notebooks" / "pretrain.ipynb"
@@ -116,6 +117,10 @@ def load_grid(path: str | Path) -> dict:
     bad = set(spec.get("settings") or {}) - known
     if bad:
         raise HrlError(f"grid file {path}: unknown settings {sorted(bad)}; valid: {', '.join(sorted(known))}")
+    for algo, settings in (spec.get("algo_settings") or {}).items():
+        bad = set(settings or {}) - known
+        if algo not in spec.get("algos", []) or bad:
+            raise HrlError(f"grid file {path}: algo_settings {algo!r} must be one of its algos with known settings")
     arms = spec.get("arms")
     if arms is not None:
         if not isinstance(arms, dict) or not arms or config_cls is not FinetuneConfig:
@@ -143,10 +148,8 @@ def expand(spec: dict, filters: dict | None = None, overrides: dict | None = Non
     """
     filters = filters or {}
     axis_names, config_cls, quick_budget, notebook = _kind(spec)
-    base = dict(spec.get("settings") or {})
-    if quick:
-        base.update(quick_budget)
-    base.update(overrides or {})
+    shared = dict(spec.get("settings") or {})
+    late = {**(quick_budget if quick else {}), **(overrides or {})}  # beat the file's settings
     present = {k: v for k, v in axis_names.items() if k in spec}  # bonus_types is optional with arms
     axes = [list(spec[key]) for key in present]
     arms = spec.get("arms") or {None: {}}
@@ -158,8 +161,9 @@ def expand(spec: dict, filters: dict | None = None, overrides: dict | None = Non
     cells, by_name = [], {}
     for *combo, (arm, arm_settings) in itertools.product(*axes, arms.items()):
         values = {present[k]: v for k, v in zip(present, combo, strict=True)}
-        values.update(arm_settings or {})  # an arm's settings beat the shared ones
-        cfg = config_cls(**{**base, **values})
+        per_algo = (spec.get("algo_settings") or {}).get(values.get("algo"), {})
+        # Precedence: shared settings < per-algorithm settings < --quick/overrides < axes < the arm's settings.
+        cfg = config_cls(**{**shared, **per_algo, **late, **values, **(arm_settings or {})})
         if not all(_matches(getattr(cfg, name), wanted) for name, wanted in axis_filters.items()):
             continue
         # Absolute paths: notebooks run with notebooks/ as working directory (and a

@@ -73,25 +73,33 @@ def write_d4rl_slice(src: Path, dst: Path, n: int, *, float_flags=False, drop_ne
     return dst
 
 
-def write_result_fixture(save_dir: Path, algo, dataset, k, bonus, seed, returns, status="complete", step=1000, arm=""):
-    """A Phase II run folder with the given return curve (the files hrl finetune writes)."""
+def write_result_fixture(save_dir: Path, algo, dataset, k, bonus, seed, returns, status="complete", step=1000,
+                         arm="", **settings):  # fmt: skip
+    """A Phase II run folder with the given return curve (the files hrl finetune writes),
+    named by its settings as hrl finetune names it. Returns the grid cell it stands for."""
     import json
 
-    tag = "ensemble" if bonus == "ensemble" else "vanilla"
-    run = save_dir / (f"ft_{algo}_{dataset}_k{k:g}_noise0.0_{tag}_s{seed}" + (f"_{arm}" if arm else ""))
+    from hrl_core.config import FinetuneConfig
+    from hrl_core.grid import Cell
+
+    cfg = FinetuneConfig(algo=algo, env=dataset, remove_top_k=k, bonus_type=bonus, seed=seed,
+                         save_dir=str(save_dir), **settings)  # fmt: skip
+    run = Path(save_dir) / cfg.run_name
     run.mkdir(parents=True, exist_ok=True)
     n = len(returns)
     steps = [i * step for i in range(n)]
     config = {
-        "settings": {
-            "algo": algo,
-            "env": dataset,
-            "remove_top_k": float(k),
-            "bonus_type": bonus,
-            "seed": seed,
-            "arm": arm,
+        "run_name": cfg.run_name,
+        "settings": cfg.to_dict(),
+        "identity": {
+            "settings": cfg.identity_settings(),
+            "settings_hash": cfg.settings_hash,
+            "inputs": {"dataset_sha256": "d" * 64, "phase1_checkpoint_sha256": "c" * 64},
+        },  # fmt: skip
+        "provenance": {
+            "dataset": {"kind": "not D4RL: test fixture", "path": "/data/fixture.hdf5", "sha256": "d" * 64},
+            "phase1_checkpoint": {"path": "/phase1/fixture.pt", "sha256": "c" * 64, "gradient_steps": 500_000},
         },
-        "provenance": {"dataset": {"kind": "not D4RL: test fixture"}},
     }
     metrics = {
         "status": status,
@@ -105,4 +113,4 @@ def write_result_fixture(save_dir: Path, algo, dataset, k, bonus, seed, returns,
     }
     (run / "config.json").write_text(json.dumps(config))
     (run / "metrics.json").write_text(json.dumps(metrics))
-    return run
+    return Cell(cfg, arm=arm)

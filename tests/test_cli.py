@@ -15,6 +15,7 @@ import torch
 
 from hrl_core.checkpoint import phase1_run_name
 
+
 def run_name(*extra) -> str:
     """The folder name hrl finetune gives to hrl_cmd's settings (plus ``extra`` flag pairs)."""
     from hrl_core.config import FinetuneConfig

@@ -46,7 +46,7 @@ def test_filters():
     # Filters select on the cell's settings, so they also see what an arm sets.
     study = {**spec, "remove_top_k": [0], "arms": {"heavy": {"remove_top_k": 60}, "clean": {}}}
     picked = grid.expand(study, {"remove_top_k": [60], "algos": ["cql"]})
-    assert {(c.config.arm, c.config.remove_top_k, c.config.algo) for c in picked} == {("heavy", 60.0, "cql")}
+    assert {(c.arm, c.config.remove_top_k, c.config.algo) for c in picked} == {("heavy", 60.0, "cql")}
     # Relative paths are fixed where `hrl grid` runs: notebooks run from notebooks/.
     assert all(Path(c.config.save_dir).is_absolute() and Path(c.config.phase1_dir).is_absolute() for c in cells)
 
@@ -65,38 +65,64 @@ def test_bad_grid_files(tmp_path):
 
 
 def test_study_grid_arms_give_distinct_runs_with_the_arm_settings():
-    spec = grid.load_grid(REPO / "params" / "study_bonus.yaml")
+    spec = grid.load_grid(REPO / "params" / "study_iql.yaml")
     cells = grid.expand(spec)
     names = [c.run_name for c in cells]
-    assert len(cells) == 2 * 6 * 3 and len(set(names)) == len(cells)  # no two arms share a folder
+    assert len(cells) == 2 * 2 * 6 * 3 and len(set(names)) == len(cells)  # no two arms share a folder
     by_arm = {}
     for c in cells:
-        by_arm.setdefault(c.config.arm, []).append(c.config)
+        by_arm.setdefault(c.arm, []).append(c.config)
     assert sorted(by_arm) == sorted(spec["arms"])
     for arm, cfgs in by_arm.items():
         for cfg in cfgs:  # every arm setting reached the cell, the shared ones too
             assert all(getattr(cfg, k) == v for k, v in spec["arms"][arm].items()), arm
-            assert (cfg.online_steps, cfg.eval_interval, cfg.eval_episodes, cfg.phase1_seed) == (30_000, 3_000, 10, 1)
-    assert {c.member_init for c in by_arm["warmstart+normalized"]} == {"warmstart"}
-    assert {c.bonus_scale for c in by_arm["warmstart+normalized"]} == {"normalized"}
-    assert {c.bonus_type for c in by_arm["vanilla"]} == {"none"}
+            assert (cfg.online_steps, cfg.eval_interval, cfg.eval_episodes, cfg.phase1_seed) == (10_000, 1_000, 10, 1)
+    assert {c.n_ensemble for c in by_arm["double_q"]} == {2}
+    assert {c.bonus_type for c in by_arm["warmstart"]} == {"none"}
     # Seed-major: a grid stopped early leaves every arm with the same seeds.
     seeds = [c.config.seed for c in cells]
     assert seeds == sorted(seeds)
     only = grid.expand(spec, {"arms": ["vanilla", "spec"], "seeds": [2], "bonus_types": ["none"]})
-    assert [(c.config.arm, c.config.seed) for c in only] == [("vanilla", 2), ("vanilla", 2)]
+    assert [(c.arm, c.config.seed) for c in only] == [("vanilla", 2)] * 4
 
 
-def test_arm_and_variant_settings_name_the_run():
+def test_the_cpu_grid_and_the_iql_study_share_the_vanilla_and_spec_runs():
+    cpu = {c.run_name: c for c in grid.expand(grid.load_grid(REPO / "params" / "grid_cpu.yaml"))}
+    study = grid.expand(grid.load_grid(REPO / "params" / "study_iql.yaml"))
+    shared = [c for c in study if c.run_name in cpu]
+    assert sorted({c.arm for c in shared}) == ["spec", "vanilla"] and len(shared) == 24
+    for c in shared:  # a shared name means the same identity settings
+        assert c.config.identity_settings() == cpu[c.run_name].config.identity_settings()
+    cql = [c for c in cpu.values() if c.config.algo == "cql"]
+    assert {(c.config.online_steps, c.config.eval_interval) for c in cql} == {(2_000, 500)}  # algo_settings
+
+
+def test_runs_that_differ_in_a_result_setting_never_share_a_folder():
     from hrl_core.config import FinetuneConfig
 
     spec_name = FinetuneConfig(seed=1).run_name
     assert spec_name == "ft_iql_hopper-medium-v2_k0_noise0.0_ensemble_s1"  # the spec's name is unchanged
+    for key, value in [("bonus_coeff", 2.0), ("n_ensemble", 5), ("online_ratio", 0.25), ("batch_size", 128),
+                       ("eval_interval", 1000), ("online_steps", 5000), ("phase1_seed", 0)]:  # fmt: skip
+        other = FinetuneConfig(seed=1, **{key: value})
+        assert other.run_name != spec_name and other.run_name.startswith(spec_name + "_"), key
+    assert FinetuneConfig(algo="cql", cql_alpha=2.0).run_name != FinetuneConfig(algo="cql").run_name
+    # A setting that does not apply to the run changes nothing: it is the same experiment.
+    assert FinetuneConfig(cql_alpha=2.0).run_name == FinetuneConfig().run_name  # IQL has no CQL penalty
+    assert FinetuneConfig(bonus_type="none", bonus_coeff=9.0).run_name == FinetuneConfig(bonus_type="none").run_name
+    assert FinetuneConfig(phase1_seed=1, seed=1).run_name == spec_name  # phase1_seed None means the online seed
+    # Settings that do not change results stay out of the name.
+    assert FinetuneConfig(seed=1, device="cpu", threads=1, save_dir="x", logger="csv").run_name == spec_name
     variant = FinetuneConfig(seed=1, member_init="warmstart", bonus_scale="normalized").run_name
-    assert variant != spec_name and "warmstart" in variant and "normalized" in variant
-    assert FinetuneConfig(seed=1, arm="mine", member_init="warmstart").run_name == spec_name + "_mine"
-    with pytest.raises(HrlError, match="folder name"):
-        FinetuneConfig(arm="a/b").validate()
+    assert "warmstart-normalized" in variant
+
+
+def test_two_arms_with_the_same_settings_are_refused(tmp_path):
+    f = tmp_path / "twins.yaml"
+    f.write_text("algos: [iql]\ndatasets: [hopper-medium-v2]\nremove_top_k: [0]\nseeds: [0]\n"
+                 "arms: {a: {bonus_type: none}, b: {bonus_type: none, cql_alpha: 3}}\n")  # fmt: skip
+    with pytest.raises(HrlError, match="arms 'a' and 'b' have the same settings"):
+        grid.expand(grid.load_grid(f))
 
 
 def test_bad_arms(tmp_path):
@@ -134,15 +160,19 @@ def test_real_cells_through_papermill_on_dask(tmp_path, d4rl_dir, phase1_dir):
     args = ["grid", "--params", params, "--save_dir", results, "--executed_dir", executed, "--no_progress"]
     first = run_hrl(args, tmp_path, d4rl_dir, phase1_dir)
     assert first.returncode == 1, first.stdout + first.stderr
-    assert "grid: 1 ran, 0 skipped (already complete), 1 failed" in first.stdout
-    good, bad = "ft_iql_hopper-medium-v2_k60_noise0.0_ensemble_s1", "ft_iql_hopper-medium-v2_k45_noise0.0_ensemble_s1"
+    assert "grid: 1 ran, 0 skipped (already complete), 0 running elsewhere, 1 failed" in first.stdout
+    good, bad = (c.run_name for c in grid.expand(grid.load_grid(params)))
+    assert "k60" in good and "k45" in bad
     assert f"FAILED {bad}" in first.stdout and str(executed / f"{bad}.ipynb") in first.stdout
 
-    nb = nbformat.read(executed / f"{good}.ipynb", as_version=4)
+    nb_path = executed / f"{good}.ipynb"
+    nb = nbformat.read(nb_path, as_version=4)
     injected = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
     assert "remove_top_k = 60" in injected.source and "online_steps = 30" in injected.source
+    assert "phase1_seed = None" in injected.source  # settings cross as they are, no stand-in values
     outputs = [o for c in nb.cells for o in c.get("outputs", [])]
-    assert any("application/vnd.plotly.v1+json" in o.get("data", {}) for o in outputs)
+    assert any("image/png" in o.get("data", {}) for o in outputs)  # the run's curves, static
+    assert nb_path.stat().st_size <= 300_000  # small enough to commit and share
     metrics = json.loads((results / good / "metrics.json").read_text())
     assert metrics["status"] == "complete" and metrics["step"] == [0, 15, 30]
 
@@ -151,7 +181,13 @@ def test_real_cells_through_papermill_on_dask(tmp_path, d4rl_dir, phase1_dir):
     assert errors and "k45_noise0.0_s1/checkpoint.pt not found" in str(errors[0])
 
     second = run_hrl(args, tmp_path, d4rl_dir, phase1_dir)
-    assert "grid: 0 ran, 1 skipped (already complete), 1 failed" in second.stdout
+    assert "grid: 0 ran, 1 skipped (already complete), 0 running elsewhere, 1 failed" in second.stdout
+
+    # A setting changed in the grid file: the cells run again (into their own folders).
+    params.write_text(params.read_text().replace("batch_size: 32", "batch_size: 48"))
+    third = run_hrl(args, tmp_path, d4rl_dir, phase1_dir)
+    assert "grid: 1 ran, 0 skipped (already complete)" in third.stdout, third.stdout
+    assert len(list(results.glob("ft_iql_hopper-medium-v2_k60_*"))) == 2
 
 
 def test_pretrain_grid_file_expands_to_36_phase1_cells():

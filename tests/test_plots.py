@@ -7,24 +7,25 @@ import math
 import numpy as np
 import pytest
 
-from hrl_core import plots
+from hrl_core import plots, runs
 from tests.conftest import write_result_fixture
 
 H = "hopper-medium-v2"
 
 
 @pytest.fixture
-def results(tmp_path):
+def cells(tmp_path):
     d = tmp_path / "res"
     # Clean Phase I level 50 -> threshold 40 for IQL on hopper.
-    write_result_fixture(d, "iql", H, 0, "ensemble", 0, [50, 45, 50, 55])
-    write_result_fixture(d, "iql", H, 0, "none", 0, [50, 40, 42, 44])
-    write_result_fixture(d, "iql", H, 60, "ensemble", 0, [30, 35, 41, 47])  # reaches 40 at step 2000
-    write_result_fixture(d, "iql", H, 60, "ensemble", 1, [30, 32, 38, 45])  # at step 3000
-    write_result_fixture(d, "iql", H, 60, "none", 0, [30, 31, 33, 35])  # never
-    write_result_fixture(d, "iql", H, 60, "none", 1, [30, 30, 32, 37])  # never
-    write_result_fixture(d, "iql", H, 30, "none", 0, [40, 41], status="running")  # unfinished
-    return d
+    return [
+        write_result_fixture(d, "iql", H, 0, "ensemble", 0, [50, 45, 50, 55]),
+        write_result_fixture(d, "iql", H, 0, "none", 0, [50, 40, 42, 44]),
+        write_result_fixture(d, "iql", H, 60, "ensemble", 0, [30, 35, 41, 47]),  # reaches 40 at step 2000
+        write_result_fixture(d, "iql", H, 60, "ensemble", 1, [30, 32, 38, 45]),  # at step 3000
+        write_result_fixture(d, "iql", H, 60, "none", 0, [30, 31, 33, 35]),  # never
+        write_result_fixture(d, "iql", H, 60, "none", 1, [30, 30, 32, 37]),  # never
+        write_result_fixture(d, "iql", H, 30, "none", 0, [40, 41], status="running"),  # unfinished
+    ]
 
 
 def test_auc_and_threshold_helpers():
@@ -35,16 +36,10 @@ def test_auc_and_threshold_helpers():
     assert math.isnan(plots.steps_to_threshold(steps, np.array([1.0, 2, 3]), math.nan))
 
 
-def test_bootstrap_ci_brackets_the_difference():
-    diff, lo, hi = plots.bootstrap_diff_ci([46, 45, 47], [36, 35, 37])
-    assert diff == pytest.approx(10.0) and lo < 10 < hi and lo > 5
-    assert all(math.isnan(v) for v in plots.bootstrap_diff_ci([1.0], []))
-
-
-def test_summary_rows_values(results):
-    runs = plots.load_runs(results)
-    assert len(runs) == 7
-    rows, missing = plots.summary_rows(runs, expected=[("iql", H, 30, "none", 0), ("iql", H, 0, "none", 0)])
+def test_summary_rows_values(cells):
+    found = runs.load_cells(cells)
+    assert len(found) == 7
+    rows, missing = plots.summary_rows(found, ["iql hopper-medium-v2 k=30 none seed 0"])
     by = {(r["k"], r["bonus_type"]): r for r in rows}
     assert (30.0, "none") not in by  # unfinished runs do not enter the numbers
     assert missing == ["iql hopper-medium-v2 k=30 none seed 0"]
@@ -54,47 +49,72 @@ def test_summary_rows_values(results):
     assert math.isinf(van["steps_to_threshold_median"]) and van["reached"] == "0/2"
     assert ens["final_return_mean"] == pytest.approx(46.0) and ens["step0_return"] == pytest.approx(30.0)
     assert ens["ens_minus_vanilla_final"] == pytest.approx(46.0 - 36.0)
-    assert ens["ci95_low"] <= 10.0 <= ens["ci95_high"]
+    # Welch by hand: ensemble 47, 45 (s^2 = 2), vanilla 35, 37 (s^2 = 2): se = sqrt(2/2 + 2/2) = sqrt 2,
+    # df = (1 + 1)^2 / (1/1 + 1/1) = 2, t(0.975, 2) = 4.3027 -> 10 -+ 6.085.
+    assert ens["final_ci95_low"] == pytest.approx(10 - 4.302653 * math.sqrt(2), abs=1e-4)
+    assert ens["final_ci95_high"] == pytest.approx(10 + 4.302653 * math.sqrt(2), abs=1e-4)
+    assert ens["final_verdict"] == "better"
     # Trapezoids: (32.5 + 38 + 44) / 3 = 38.1667 and (31 + 35 + 41.5) / 3 = 35.8333 -> mean 37.0
     assert ens["auc_mean_return"] == pytest.approx(37.0)
+    # One seed a side (k=0): an estimate but no interval, and no verdict.
+    k0 = by[(0.0, "ensemble")]
+    assert k0["ens_minus_vanilla_final"] == pytest.approx(11.0) and math.isnan(k0["final_ci95_low"])
+    assert k0["final_verdict"] == "no interval"
 
 
-def test_summary_files_say_never_and_missing_and_data_kind(results, tmp_path):
-    runs = plots.load_runs(results)
-    rows, missing = plots.summary_rows(runs, expected=[("iql", H, 30, "none", 0)])
-    md, csv = plots.write_summary(rows, missing, tmp_path / "fig", len(runs))
+def test_summary_files_say_never_and_missing_and_data_kind(cells, tmp_path):
+    found = runs.load_cells(cells)
+    rows, missing = plots.summary_rows(found, ["a missing cell"])
+    md, csv = plots.write_summary(rows, missing, tmp_path / "fig", len(found))
     text = md.read_text()
     assert "never" in text and "Missing cells (1)" in text and "not D4RL" in text
+    assert "+10.0 [+3.9, +16.1] better" in text  # Welch's interval, not a zero-width one
+    assert "+11.0 (no interval: < 2 seeds) no interval" in text
     assert csv.read_text().count("\n") == len(rows) + 1
 
 
-def test_curves_figure_styles(results):
-    fig = plots.curves_figure(plots.load_runs(results), "iql", H)
+def test_curves_figure_styles(cells):
+    fig = plots.curves_figure(runs.load_cells(cells), "iql", H)
     named = [t for t in fig.data if t.name]
     styles = {t.name.split(" (")[0]: t.line.dash for t in named}
     assert styles["k=60 ensemble"] == "solid" and styles["k=60 vanilla"] == "dash"
     k60 = next(t for t in named if t.name.startswith("k=60 ensemble"))
     np.testing.assert_allclose(k60.y, [30, 33.5, 39.5, 46])  # mean over the two seeds
     assert "(n=2)" in k60.name
+    assert fig.layout.yaxis.title.text == "normalized return"
+    assert all(t.mode == "lines" for t in fig.data)  # bands draw no stray markers
     # Phase I levels drawn as horizontal lines, one per corruption level.
     assert len(fig.layout.shapes) == 3
 
 
-def test_sample_efficiency_shows_never_reached(results):
-    fig = plots.sample_efficiency_figure(plots.load_runs(results), H)
+def test_sample_efficiency_shows_never_reached(cells):
+    fig = plots.sample_efficiency_figure(runs.load_cells(cells), H)
     vanilla = next(t for t in fig.data if t.name == "IQL vanilla")
     k60 = [i for i, x in enumerate(vanilla.x) if x == "k=60"]
     assert all("not reached" in vanilla.text[i] for i in k60) and len(k60) == 2
     assert all(vanilla.marker.symbol[i] == "x-open" for i in k60)
 
 
-def test_write_all_html(results, tmp_path):
-    out = plots.write_all(results, tmp_path / "figs", static=False)
+def test_write_all_static_and_html_without_a_browser(cells, tmp_path, monkeypatch):
+    """PNG/SVG come from matplotlib: they are written with no Chrome/Chromium on PATH."""
+    monkeypatch.setenv("PATH", "/nonexistent")  # no browser (nor anything else) to be found
+    monkeypatch.setenv("BROWSER_PATH", "/nonexistent/chrome")
+    out = plots.write_all(cells, tmp_path / "figs")
     names = {p.name for p in out["files"]}
-    assert {
-        "finetune_curves_iql_hopper-medium-v2.html",
-        "disagreement_iql_hopper-medium-v2.html",
-        "sample_efficiency_hopper-medium-v2.html",
-        "summary.md",
-        "summary.csv",
-    } <= names
+    for stem in ("finetune_curves_iql_hopper-medium-v2", "disagreement_iql_hopper-medium-v2",
+                 "sample_efficiency_hopper-medium-v2"):  # fmt: skip
+        assert {f"{stem}.html", f"{stem}.png", f"{stem}.svg"} <= names
+    assert {"summary.md", "summary.csv"} <= names
+    png = (tmp_path / "figs" / "finetune_curves_iql_hopper-medium-v2.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    svg = (tmp_path / "figs" / "finetune_curves_iql_hopper-medium-v2.svg").read_text()
+    assert "IQL hopper-medium-v2" in svg and "k=60 ensemble (n=2)" in svg and "not D4RL" in svg
+    assert out["missing"] == [cells[-1].run_name]  # the unfinished cell
+
+
+def test_hrl_plot_refuses_a_grid_with_arms(cells, tmp_path):
+    from hrl_core.errors import HrlError
+
+    cells[0].arm = "vanilla"
+    with pytest.raises(HrlError, match="use hrl study"):
+        plots.write_all(cells, tmp_path / "figs")

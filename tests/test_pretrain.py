@@ -10,8 +10,8 @@ import torch
 
 from hrl_core.config import FinetuneConfig
 from hrl_core.data import read_hdf5
-from hrl_core.generate import generate
 from hrl_core.finetune import finetune
+from hrl_core.generate import generate
 from hrl_core.pretrain import PretrainConfig, pretrain
 
 
@@ -47,7 +47,7 @@ def test_generated_data_chain(tmp_path, monkeypatch):
     monkeypatch.setenv("D4RL_DATASET_DIR", str(tmp_path / "d4rl"))
     out = tmp_path / "d4rl" / "generated" / "hopper_medium-v2.hdf5"
     budget = {"max_train_steps": 300, "random_steps": 200, "eval_interval": 150, "n_transitions": 2500}
-    path = generate("hopper-medium-v2", out, quick=True, progress=False, **budget)
+    path = generate("hopper-medium-v2", out, from_scratch=True, quick=True, progress=False, **budget)
     data = read_hdf5(path)
     assert len(data) > 2000 and data.provenance["kind"].startswith("generated")
     with h5py.File(path) as f:
