@@ -15,10 +15,6 @@ from dataclasses import MISSING, fields
 
 from hrl_core.errors import HrlError
 
-# Waiting OpenMP threads sleep instead of spinning on a core that another process needs
-# (libgomp reads this when torch loads it, so it is set before torch is imported).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (README: errors are one line)."""

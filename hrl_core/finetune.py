@@ -42,7 +42,7 @@ from hrl_core.explorers import make_explorer
 from hrl_core.lock import LOCK_NAME, RunLock
 from hrl_core.perf import tune_allocator
 from hrl_core.runs import RunResult
-from hrl_core.runtime import check_finite, check_writable, resolve_device, seed_everything, set_threads, versions
+from hrl_core.runtime import ThreadGovernor, check_finite, check_writable, resolve_device, seed_everything, versions
 from hrl_core.variants import perturb_fresh_members, warmstart_fresh_members
 
 
@@ -134,6 +134,7 @@ class Parts:
     env: object  # the training environment
     evaluator: Evaluator  # deterministic evaluation environments
     explorer: object  # hrl_core.explorers.Explorer
+    threads: ThreadGovernor  # torch CPU threads (fixed, or following the machine's load)
 
 
 @dataclass
@@ -265,7 +266,7 @@ def _run_locked(cfg, run_dir, device, inputs, ident, lock, restart, progress) ->
         return RunResult(run_dir, "already_complete", io.read_json(run_dir / runs.METRICS))
     spec = dataset_spec(cfg.env)
     allocator_tuned = tune_allocator()
-    threads = set_threads(cfg.threads) if device.type == "cpu" or cfg.threads else torch.get_num_threads()
+    threads = ThreadGovernor(cfg.threads)
     data = load_offline(cfg, inputs.dataset)
     ckpt = load_phase1_file(inputs, cfg.algo, spec.obs_dim, spec.act_dim)
     snapshot = None
@@ -313,6 +314,7 @@ def _run_locked(cfg, run_dir, device, inputs, ident, lock, restart, progress) ->
         env=make_env(cfg.env, env_id),
         evaluator=Evaluator(cfg.env, cfg.eval_episodes, cfg.seed, env_id, ref_scores),
         explorer=make_explorer(cfg),
+        threads=threads,
     )
 
     config = {
@@ -329,7 +331,8 @@ def _run_locked(cfg, run_dir, device, inputs, ident, lock, restart, progress) ->
         "provenance": {"dataset": data.provenance, "phase1_checkpoint": ckpt.provenance},
         "versions": versions(),
         "device": str(device),
-        "torch_threads": threads,
+        "torch_threads": threads.threads,
+        "threads_policy": threads.policy,
         "speed": {"allocator_tuned": allocator_tuned, "compiled_cql_critic": compile_critic},
         "warmstart": warmstart,
         "command": sys.argv,
@@ -378,6 +381,7 @@ def train(cfg: FinetuneConfig, run_dir: Path, parts: Parts, state: RunState, ide
         point["eval_time"] = time.perf_counter() - t_eval
         point["wall_time"] = state.wall()
         point["online_buffer_size"] = buffer.size
+        point["torch_threads"] = parts.threads.threads
         point["snapshot_time"] = None  # filled in below, once the snapshot is written
         append_point(state.metrics, point)
         state.window = Window()
@@ -436,6 +440,7 @@ def train(cfg: FinetuneConfig, run_dir: Path, parts: Parts, state: RunState, ide
                 state.window.add_update(info)
                 state.step += 1
                 bar.update(1)
+                parts.threads.maybe_adjust()
 
                 if state.step % cfg.eval_interval == 0 or state.step == cfg.online_steps:
                     evaluate_and_save()

@@ -37,7 +37,7 @@ from hrl_core.errors import HrlError
 from hrl_core.evaluation import Evaluator
 from hrl_core.networks import TanhGaussianPolicy
 from hrl_core.perf import tune_allocator
-from hrl_core.runtime import check_finite, seed_everything, set_threads
+from hrl_core.runtime import ThreadGovernor, check_finite, seed_everything
 
 MEDIUM_TARGET = 100.0 / 3  # D4RL "medium": about a third of expert normalized return
 QUICK = {"n_transitions": 50_000, "max_train_steps": 15_000, "random_steps": 2_000, "eval_interval": 5_000}
@@ -49,7 +49,7 @@ POLICY_PACKAGE = "hrl_core.policies"  # shipped behaviour policies: <dataset>.pt
 # Training a behaviour policy (--from_scratch)
 # --------------------------------------------------------------------------------------
 def train_sac(dataset: str, max_train_steps: int, random_steps: int, eval_interval: int, target: float,
-              seed: int, batch_size: int = 256, progress: bool = True):  # fmt: skip
+              seed: int, batch_size: int = 256, progress: bool = True, threads: int | None = None):  # fmt: skip
     """Online SAC until ``target`` normalized return or the step budget.
 
     Returns (agent, steps, score, history of (step, score))."""
@@ -63,6 +63,7 @@ def train_sac(dataset: str, max_train_steps: int, random_steps: int, eval_interv
     obs, _ = env.reset(seed=seed)
     env.action_space.seed(seed)
     score, step, history, t0 = -np.inf, 0, [], time.time()
+    governor = ThreadGovernor(threads)  # None: follow the machine's load
     bar = tqdm(total=max_train_steps, desc=f"SAC {dataset}", unit="step", disable=not progress,
                mininterval=1.0 if sys.stderr.isatty() else 30.0)  # fmt: skip
     for step in range(1, max_train_steps + 1):
@@ -74,6 +75,7 @@ def train_sac(dataset: str, max_train_steps: int, random_steps: int, eval_interv
             idx = buffer.sample_idx(batch_size)
             info = agent.update({k: v[idx] for k, v in buffer.tensors.items()})
             check_finite(info, step)
+        governor.maybe_adjust()
         bar.update(1)
         if step % eval_interval == 0:
             score = evaluator.run(lambda o: agent.act(o, deterministic=True))["normalized_return"]
@@ -191,7 +193,7 @@ def write_dataset(data: dict, dataset: str, out_path: Path, attrs: dict) -> Path
 
 def generate(dataset: str, out_path: Path, from_scratch: bool = False, quick: bool = False, seed: int = 0,
              progress: bool = True, policy_path: Path | None = None, save_policy_to: Path | None = None,
-             **overrides) -> Path:  # fmt: skip
+             threads: int | None = None, **overrides) -> Path:  # fmt: skip
     """Make the dataset file; returns its path.
 
     Default: roll out the shipped behaviour policy (or ``policy_path``). ``from_scratch``:
@@ -203,7 +205,7 @@ def generate(dataset: str, out_path: Path, from_scratch: bool = False, quick: bo
         t0 = time.time()
         agent, steps, score, history = train_sac(
             dataset, budget["max_train_steps"], budget["random_steps"], budget["eval_interval"], MEDIUM_TARGET, seed,
-            progress=progress,
+            progress=progress, threads=threads,
         )  # fmt: skip
         actor = agent.actor
         record = {
@@ -237,11 +239,11 @@ def generate(dataset: str, out_path: Path, from_scratch: bool = False, quick: bo
 def main_generate(args) -> int:
     from hrl_core.data.sources import generated_path
 
-    set_threads(args.threads)
     out = Path(args.out) if args.out else generated_path(args.dataset)
     path = generate(args.dataset, out, from_scratch=args.from_scratch, quick=args.quick, seed=args.seed,
                     n_transitions=args.transitions, max_train_steps=args.max_train_steps,
-                    save_policy_to=Path(args.save_policy) if args.save_policy else None)  # fmt: skip
+                    save_policy_to=Path(args.save_policy) if args.save_policy else None,
+                    threads=args.threads)  # fmt: skip
     with h5py.File(path) as f:
         a = dict(f.attrs)
     score, target = a.get("sac_eval_normalized_return", float("nan")), a.get("target_normalized_return", 0.0)

@@ -31,7 +31,7 @@ from hrl_core.errors import DivergenceError, HrlError
 from hrl_core.evaluation import Evaluator
 from hrl_core.lock import RunLock
 from hrl_core.perf import tune_allocator
-from hrl_core.runtime import check_finite, resolve_device, seed_everything, set_threads, versions
+from hrl_core.runtime import ThreadGovernor, check_finite, resolve_device, seed_everything, versions
 
 PHASE1_CQL_ALPHA = 5.0  # conservative penalty weight offline
 QUICK_STEPS = 20_000  # --quick budget of a Phase I cell (Phase I's quick runs)
@@ -146,7 +146,7 @@ def _pretrain_locked(cfg, spec, run_dir, device, file, wanted, lock, progress, l
     from tqdm.auto import tqdm
 
     tune_allocator()
-    set_threads(cfg.threads)
+    threads = ThreadGovernor(cfg.threads)
     data = load_offline_data(file, cfg.remove_top_k, cfg.reward_noise_std, cfg.corruption_seed)
     seed_everything(cfg.seed)
     overrides = {"cql_alpha": PHASE1_CQL_ALPHA} if cfg.algo == "cql" else {}
@@ -178,6 +178,7 @@ def _pretrain_locked(cfg, spec, run_dir, device, file, wanted, lock, progress, l
         for step in range(1, cfg.total_steps + 1):
             info = agent.update(sampler.sample())
             check_finite(info, step)
+            threads.maybe_adjust()
             window_q.append(info["q_member"])
             window_loss.append(info["critic_loss"])
             bar.update(1)

@@ -11,6 +11,7 @@ import platform
 import random
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -39,34 +40,107 @@ def resolve_device(name: str, cuda_count: int | None = None) -> torch.device:
     return torch.device(name)
 
 
-def default_threads(cpu_count: int | None = None, load: float | None = None) -> int:
-    """Torch threads for a run that was not told how many.
+def _cpu_times() -> tuple[float, float] | None:
+    """(busy, total) jiffies of the whole machine from /proc/stat (None off Linux)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return None
+    values = [float(v) for v in fields]
+    idle = values[3] + (values[4] if len(values) > 4 else 0.0)  # idle + iowait
+    return sum(values) - idle, sum(values)
 
-    Torch's default (one per core) spins its OpenMP threads on every core; beside another
-    busy process on a 2-core machine that made an update 100x slower (929 vs 8.8 ms,
-    ``hrl bench``), because the threads wait for each other while the other process holds a
-    core. So: the cores that are idle now (1-minute load average subtracted), at least one.
+
+def _own_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def _others_busy(start, own0, t0, end, own1, t1) -> float | None:
+    """Cores kept busy by other processes between two readings (None: unknown)."""
+    if start is None or end is None or t1 <= t0:
+        return None
+    per_core = (end[1] - start[1]) / (os.cpu_count() or 1)  # jiffies per core in the interval
+    if per_core <= 0:
+        return None
+    return max(0.0, (end[0] - start[0]) / per_core - (own1 - own0) / (t1 - t0))
+
+
+def busy_cores_of_others(interval: float = 0.25) -> float | None:
+    """Cores kept busy by other processes over ``interval`` seconds (None: unknown)."""
+    start, own0, t0 = _cpu_times(), _own_cpu_seconds(), time.monotonic()
+    time.sleep(interval)
+    return _others_busy(start, own0, t0, _cpu_times(), _own_cpu_seconds(), time.monotonic())
+
+
+def idle_cores(others_busy: float, cores: int) -> int:
+    """Threads to use beside ``others_busy`` busy cores (a core 70% idle counts as free), >= 1."""
+    return max(1, min(cores, int(cores - others_busy + 0.3)))
+
+
+def default_threads(cpu_count: int | None = None, others_busy: float | None = None) -> int:
+    """Torch threads for a run that was not told how many: the cores other processes leave idle.
+
+    Torch's default (one thread per core) makes its OpenMP threads wait for each other by
+    spinning; beside another busy 2-thread torch process on 2 cores an IQL update took
+    920 ms instead of 7.4 (``hrl bench``, README "Performance"), while one thread took
+    11.8 ms. So: ``$OMP_NUM_THREADS`` if set, else the cores not busy with other processes
+    now (measured over 0.25 s from /proc/stat; the load average where that is missing).
     """
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
     cores = cpu_count or os.cpu_count() or 1
-    if load is None:
+    if others_busy is None:
+        others_busy = busy_cores_of_others()
+    if others_busy is None:
         try:
-            load = os.getloadavg()[0]
+            others_busy = os.getloadavg()[0]
         except OSError:
-            load = 0.0
-    return max(1, min(cores, round(cores - load)))
+            others_busy = 0.0
+    return idle_cores(others_busy, cores)
 
 
 def set_threads(threads: int | None) -> int:
-    """Apply a thread count (None: :func:`default_threads`) and return it.
-
-    OpenMP's passive wait policy is requested too (it must be set before the first
-    parallel region, so only the environment of a fresh process can honour it):
-    waiting threads sleep instead of spinning on a core another process needs.
-    """
+    """Apply a thread count (None: :func:`default_threads`) and return it."""
     n = threads or default_threads()
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     torch.set_num_threads(n)
     return n
+
+
+class ThreadGovernor:
+    """The run's torch thread count: fixed when given, otherwise following the machine.
+
+    Without ``--threads`` (or ``$OMP_NUM_THREADS``) a run starts with the idle cores
+    (:func:`default_threads`) and, every ``every`` seconds, shrinks to the cores other
+    processes leave idle, or grows back when they finish; so a run beside another busy
+    process takes its share instead of spinning against it. The thread count does not
+    change the numbers (a run at 1 and at 2 threads gives identical metrics: tests).
+    """
+
+    def __init__(self, threads: int | None, every: float = 10.0):
+        self.fixed = threads is not None or os.environ.get("OMP_NUM_THREADS", "").isdigit()
+        self.threads = set_threads(threads)
+        self.every = every
+        self.changes = 0
+        self._mark = (_cpu_times(), _own_cpu_seconds(), time.monotonic())
+
+    @property
+    def policy(self) -> str:
+        return "fixed" if self.fixed else "adaptive (the cores other processes leave idle, checked every 10 s)"
+
+    def maybe_adjust(self) -> int:
+        """Cheap to call every step; measures and adjusts at most every ``every`` seconds."""
+        if self.fixed or time.monotonic() - self._mark[2] < self.every:
+            return self.threads
+        mark = (_cpu_times(), _own_cpu_seconds(), time.monotonic())
+        others = _others_busy(*self._mark, *mark)
+        self._mark = mark
+        if others is not None:
+            wanted = idle_cores(others, os.cpu_count() or 1)
+            if wanted != self.threads:
+                self.threads, self.changes = wanted, self.changes + 1
+                torch.set_num_threads(wanted)
+        return self.threads
 
 
 # --------------------------------------------------------------------------------------

@@ -138,3 +138,13 @@ def test_complete_run_is_left_alone(tmp_path, phase1_dir, d4rl_env, capsys):
     again = finetune(cfg, progress=False)
     assert again.status == "already_complete" and "already complete" in capsys.readouterr().out
     assert {p.name: p.read_bytes() for p in first.run_dir.iterdir()} == before
+
+
+@pytest.mark.parametrize("algo", ["iql", "cql"])
+def test_thread_count_does_not_change_results(tmp_path, phase1_dir, d4rl_env, algo):
+    """Runs adapt their threads to the machine's load, so the numbers must not depend on them."""
+    one = finetune(tiny(tmp_path / "1", phase1_dir, algo=algo, online_steps=60, eval_interval=30, threads=1),
+                   progress=False)  # fmt: skip
+    two = finetune(tiny(tmp_path / "2", phase1_dir, algo=algo, online_steps=60, eval_interval=30, threads=2),
+                   progress=False)  # fmt: skip
+    assert without_timing(one.metrics) == {**without_timing(two.metrics), "torch_threads": [1, 1, 1]}
