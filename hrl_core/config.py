@@ -85,7 +85,7 @@ class FinetuneConfig:
     remove_top_k: float = setting(0.0, lo=0, hi=100, hi_open=True)  # % of top-return trajectories removed: 0, 30, 60
     bonus_type: Literal["ensemble", "none"] = setting("ensemble")  # ensemble: lambda*std(Q) bonus; none: vanilla
     seed: int = setting(0)  # online seed (torch, numpy, env); also picks the Phase I seed
-    online_steps: int = setting(250_000, lo=1, quick=5_000)  # online env steps = gradient updates
+    online_steps: int = setting(250_000, lo=1, quick=5_000)  # online env steps, one gradient update each
     n_ensemble: int = setting(3, lo=2, hi=10)  # Q-ensemble members; members 0-1 come from Phase I q1/q2
     bonus_coeff: float = setting(1.0, lo=0, when=_reward_bonus_on)  # lambda of the bonus lambda*std(Q)(s, a)
     online_ratio: float = setting(0.5, lo=0, hi=1)  # online fraction of each batch

@@ -20,3 +20,7 @@ class DivergenceError(HrlError):
             f"training diverged at online step {step}: {quantity} is not finite "
             "(lower the learning rate or bonus_coeff, or resume from the last snapshot)"
         )
+
+
+class AlreadyComplete(HrlError):
+    """The run is already complete (raised instead of returning it when a grid asks)."""

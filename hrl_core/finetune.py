@@ -36,7 +36,7 @@ from hrl_core.checkpoint import load_phase1_file
 from hrl_core.config import FinetuneConfig
 from hrl_core.data import HybridSampler, OfflineData, ReplayBuffer
 from hrl_core.envs import dataset_spec, get_env_state, make_env, set_env_state
-from hrl_core.errors import DivergenceError, HrlError
+from hrl_core.errors import AlreadyComplete, DivergenceError, HrlError
 from hrl_core.evaluation import Evaluator, eval_seeds
 from hrl_core.explorers import make_explorer
 from hrl_core.lock import LOCK_NAME, RunLock
@@ -228,8 +228,11 @@ class _Signals:
 # --------------------------------------------------------------------------------------
 # The run
 # --------------------------------------------------------------------------------------
-def finetune(cfg: FinetuneConfig, restart: bool = False, progress: bool = True) -> RunResult:
-    """Run (or resume) one fine-tuning cell; returns when it is complete."""
+def finetune(cfg: FinetuneConfig, restart: bool = False, progress: bool = True, grid_cell: bool = False) -> RunResult:
+    """Run (or resume) one fine-tuning cell; returns when it is complete.
+
+    ``grid_cell``: a complete run raises :class:`AlreadyComplete` instead of being returned,
+    so a grid never re-records a cell that another process finished meanwhile."""
     save_root = Path(cfg.save_dir)
     check_writable(save_root)
     run_dir = save_root / cfg.run_name
@@ -241,8 +244,7 @@ def finetune(cfg: FinetuneConfig, restart: bool = False, progress: bool = True) 
     if found.status == "other" and not restart:
         raise found.conflict_error(run_dir)
     if found.status == "complete" and not restart:
-        print(f"{cfg.run_name}: already complete in {run_dir}; pass --restart to run it again")
-        return RunResult(run_dir, "already_complete", io.read_json(run_dir / runs.METRICS))
+        return _already_complete(cfg, run_dir, grid_cell)
     if found.status == "diverged" and not restart:
         raise HrlError(
             f"{run_dir} holds a run that diverged; pass --restart (perhaps with other settings) to run it again"
@@ -251,19 +253,26 @@ def finetune(cfg: FinetuneConfig, restart: bool = False, progress: bool = True) 
     lock = RunLock(run_dir)
     lock.acquire()
     try:
-        return _run_locked(cfg, run_dir, device, inputs, ident, lock, restart, progress)
+        return _run_locked(cfg, run_dir, device, inputs, ident, lock, restart, progress, grid_cell)
     finally:
         lock.release()
         if created and run_dir.exists() and not any(run_dir.iterdir()):
             run_dir.rmdir()  # bad input found after the lock was taken: leave nothing behind
 
 
-def _run_locked(cfg, run_dir, device, inputs, ident, lock, restart, progress) -> RunResult:
+def _already_complete(cfg, run_dir: Path, grid_cell: bool) -> RunResult:
+    message = f"{cfg.run_name}: already complete in {run_dir}; pass --restart to run it again"
+    if grid_cell:
+        raise AlreadyComplete(message)
+    print(message)
+    return RunResult(run_dir, "already_complete", io.read_json(run_dir / runs.METRICS))
+
+
+def _run_locked(cfg, run_dir, device, inputs, ident, lock, restart, progress, grid_cell) -> RunResult:
     # Under the lock, look again: another process may have finished the run meanwhile.
     found = runs.existing(run_dir, ident)
     if found.status == "complete" and not restart:
-        print(f"{cfg.run_name}: already complete in {run_dir}; pass --restart to run it again")
-        return RunResult(run_dir, "already_complete", io.read_json(run_dir / runs.METRICS))
+        return _already_complete(cfg, run_dir, grid_cell)
     spec = dataset_spec(cfg.env)
     allocator_tuned = tune_allocator()
     threads = ThreadGovernor(cfg.threads)

@@ -320,10 +320,13 @@ def notebook_parameters(cfg) -> dict:
 
     params = asdict(cfg)
     params["progress"] = False  # papermill output stays readable; the grid shows progress
+    if isinstance(cfg, FinetuneConfig):
+        params["grid_cell"] = True  # finished meanwhile by another process: skip, do not re-record
     return params
 
 
 RUNNING_ELSEWHERE = "running elsewhere"
+SKIPPED = "skipped (complete)"
 
 
 def execute_cell(notebook: str, output: str, parameters: dict, env: dict, run_name: str = "") -> dict:
@@ -340,7 +343,7 @@ def execute_cell(notebook: str, output: str, parameters: dict, env: dict, run_na
     os.environ.update(env)
     t0 = time.time()
     result = {"run_name": run_name, "notebook": output, "error": None}
-    partial = Path(output).with_name(f".{Path(output).name}.partial")
+    partial = Path(output).with_name(f".{Path(output).stem}.partial.ipynb")
     try:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         papermill.execute_notebook(
@@ -354,7 +357,7 @@ def execute_cell(notebook: str, output: str, parameters: dict, env: dict, run_na
         )
         result["status"] = "complete"
     except PapermillExecutionError as exc:
-        result["status"] = RUNNING_ELSEWHERE if exc.ename == "RunLocked" else "failed"
+        result["status"] = {"RunLocked": RUNNING_ELSEWHERE, "AlreadyComplete": SKIPPED}.get(exc.ename, "failed")
         result["error"] = f"{exc.ename}: {str(exc.evalue).strip().splitlines()[0][:300]}" if exc.evalue else exc.ename
     except Exception as exc:  # noqa: BLE001 - a failed cell must not stop the grid
         lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
@@ -362,7 +365,7 @@ def execute_cell(notebook: str, output: str, parameters: dict, env: dict, run_na
         result["error"] = lines[-1][:300] if lines else exc.__class__.__name__
     finally:
         if partial.exists():
-            if result.get("status") == RUNNING_ELSEWHERE:
+            if result.get("status") in (RUNNING_ELSEWHERE, SKIPPED):  # another process's record stays
                 partial.unlink()
                 result["notebook"] = None
             else:
@@ -394,7 +397,7 @@ def run_grid(
     for cell in cells:
         status = cell_status(cell, allow_download=True)
         if status == "complete":
-            results.append({"run_name": cell.run_name, "status": "skipped (complete)", "notebook": None})
+            results.append({"run_name": cell.run_name, "status": SKIPPED, "notebook": None})
         elif status.startswith(RUNNING_ELSEWHERE):
             results.append({"run_name": cell.run_name, "status": RUNNING_ELSEWHERE, "notebook": None,
                             "error": status.split(": ", 1)[1]})  # fmt: skip

@@ -20,6 +20,7 @@ FINETUNE_NOTEBOOK = REPO / "notebooks" / "finetune.ipynb"
 EXTRA_PARAMETERS = (
     ("restart", False, "True: discard an existing run of this cell and start over"),
     ("progress", True, "progress bar (off under hrl grid)"),
+    ("grid_cell", False, "True under hrl grid: a complete run is reported, not recorded again"),
 )
 
 
@@ -38,9 +39,9 @@ def parameters_source() -> str:
         if f.name == "phase1_dir":
             default = "results"  # not the machine's $HRL_PHASE1_DIR: the notebook must not depend on it
         choices = literal_choices(hints[f.name])
-        allowed = f" [{' | '.join(map(str, choices))}]" if choices else ""
+        allowed = f" (one of: {', '.join(map(str, choices))})" if choices else ""
         if f.metadata.get("lo") is not None or f.metadata.get("hi") is not None:
-            allowed = f" [range {range_text(f)}]"
+            allowed = f" (range {range_text(f)})"
         lines.append(f"{f.name} = {default!r}  # {helps.get(f.name, '')}{allowed}")
     for name, default, text in EXTRA_PARAMETERS:
         lines.append(f"{name} = {default!r}  # {text}")
