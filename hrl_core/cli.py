@@ -156,8 +156,22 @@ def _add_grid(sub) -> None:
         "--executed_dir", default=None, help="where executed notebooks go (default: the grid file's, else executed)"
     )
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler (tcp://host:8786)")
-    p.add_argument("--workers", type=int, default=None, help="LocalCluster workers (default: one per core or GPU)")
-    p.add_argument("--threads_per_cell", type=int, default=1, help="torch threads per cell (default %(default)s)")
+    p.add_argument("--cluster", default="local", choices=("local", "slurm"),
+                   help="local: workers on this machine; slurm: workers as Slurm jobs (dask-jobqueue)")  # fmt: skip
+    p.add_argument("--workers", type=int, default=None, help="local workers (default: one per core, or per GPU slot)")
+    p.add_argument("--threads_per_cell", type=int, default=1, help="torch threads per cell on CPU workers (default 1)")
+    p.add_argument("--cells_per_gpu", type=int, default=1, help="cells sharing one GPU (default %(default)s)")
+    s = p.add_argument_group("Slurm (--cluster slurm)")
+    d = grid_slurm_defaults()
+    s.add_argument("--partition", default=d.partition, help="Slurm partition (default: the cluster's)")
+    s.add_argument("--walltime", default=d.walltime, help="per job, HH:MM:SS (default %(default)s)")
+    s.add_argument("--cores", type=int, default=d.cores, help="cores per job (default %(default)s)")
+    s.add_argument("--memory", default=d.memory, help="memory per job (default %(default)s)")
+    s.add_argument("--gpus_per_job", type=int, default=d.gpus_per_job, choices=(0, 1),
+                   help="0: CPU jobs, one cell per core; 1: one GPU per job for --cells_per_gpu cells")  # fmt: skip
+    s.add_argument("--jobs", type=int, default=d.jobs, help="jobs at once (default %(default)s)")
+    s.add_argument("--job_extra", action="append", default=[],
+                   help="an extra #SBATCH line, e.g. --job_extra=--account=myproj (repeatable)")  # fmt: skip
     p.add_argument("--logger", default=None, choices=("none", "csv", "tensorboard", "wandb"),
                    help="experiment tracking for every cell (default: the grid file's, else none)")  # fmt: skip
     p.add_argument("--dry_run", "--dry-run", dest="dry_run", action="store_true",
@@ -166,12 +180,18 @@ def _add_grid(sub) -> None:
     p.set_defaults(handler=_run_grid)
 
 
+def grid_slurm_defaults():
+    from hrl_core.grid import SlurmOptions
+
+    return SlurmOptions()
+
+
 def _run_grid(args) -> int:
     from pathlib import Path
 
     from hrl_core import grid
 
-    path = Path(args.params) if args.params else (grid.REPO / "params" / ("quick.yaml" if args.quick else "grid.yaml"))
+    path = args.params or ("quick.yaml" if args.quick else "grid.yaml")
     spec = grid.load_grid(path)
     filters = {"algos": args.algo, "datasets": args.env, "remove_top_k": args.remove_top_k,
                "bonus_types": args.bonus_type, "seeds": args.seed, "arms": args.arm}  # fmt: skip
@@ -185,27 +205,51 @@ def _run_grid(args) -> int:
     cells = grid.expand(spec, filters, overrides, quick=args.quick)
     if not cells:
         raise HrlError("no cell matches these filters")
-    workers = 1 if args.scheduler else (args.workers or grid.default_workers())
+    slurm = None
+    if args.cluster == "slurm":
+        slurm = grid.SlurmOptions(partition=args.partition, walltime=args.walltime, cores=args.cores,
+                                  memory=args.memory, gpus_per_job=args.gpus_per_job, jobs=args.jobs,
+                                  job_extra=tuple(args.job_extra), cells_per_gpu=args.cells_per_gpu)  # fmt: skip
+    plan = grid.plan_text(cells, args.scheduler, slurm, args.workers, args.cells_per_gpu, args.threads_per_cell)
+    if slurm is not None:
+        workers = slurm.jobs * slurm.cells_per_job
+    elif args.scheduler:
+        workers = 1
+    else:
+        workers = len(grid.plan_workers(grid.visible_gpus(), os.cpu_count() or 1, args.cells_per_gpu, args.workers))
     if args.dry_run:
         statuses = [grid.cell_status(c) for c in cells]
         todo = [c for c, s in zip(cells, statuses, strict=True) if s.startswith(("new", "running", "failed"))]
         for c, s in zip(cells, statuses, strict=True):
             print(f"{c.run_name:<70} {c.steps:>7} steps  {s}")
         est = grid.estimate_seconds(todo, grid.MS_PER_STEP_1_THREAD, workers)
+        print(f"plan: {plan}")
         print(
             f"{len(cells)} cells, {len(todo)} to run; estimated wall time {grid.format_duration(est)} on "
-            f"{workers} worker(s) at {grid.MS_PER_STEP_1_THREAD['cql']:.0f} ms (CQL) / "
-            f"{grid.MS_PER_STEP_1_THREAD['iql']:.0f} ms (IQL) per step (measured: 1 thread per cell, 2-core CPU)"
+            f"{workers} concurrent cell(s) at {grid.MS_PER_STEP_1_THREAD['cql']:.0f} ms (CQL) / "
+            f"{grid.MS_PER_STEP_1_THREAD['iql']:.0f} ms (IQL) per step (measured: 1 CPU thread per cell, "
+            "2-core machine; GPUs are faster)"
         )
         return 0
-    results = grid.run_grid(
-        cells,
-        executed_dir=Path(args.executed_dir or spec.get("executed_dir") or "executed").resolve(),
-        scheduler=args.scheduler,
-        workers=args.workers,
-        threads_per_cell=args.threads_per_cell,
-        progress=not args.no_progress,
-    )
+    print(f"grid: {plan}", flush=True)
+    cluster = None
+    if slurm is not None:
+        env = {k: os.environ[k] for k in ("D4RL_DATASET_DIR", "HRL_PHASE1_DIR") if k in os.environ}
+        cluster = grid.slurm_cluster(slurm, env)
+    try:
+        results = grid.run_grid(
+            cells,
+            executed_dir=Path(args.executed_dir or spec.get("executed_dir") or "executed").resolve(),
+            scheduler=args.scheduler,
+            workers=args.workers,
+            threads_per_cell=slurm.threads_per_cell if slurm else args.threads_per_cell,
+            progress=not args.no_progress,
+            cluster=cluster,
+            cells_per_gpu=args.cells_per_gpu,
+        )
+    finally:
+        if cluster is not None:
+            cluster.close()
     return 1 if grid.print_results(results) else 0
 
 
@@ -226,7 +270,7 @@ def _run_plot(args) -> int:
 
     from hrl_core import grid, plots
 
-    spec = grid.load_grid(args.params or grid.DEFAULT_GRID)
+    spec = grid.load_grid(args.params or "grid.yaml")
     overrides = {"save_dir": args.save_dir} if args.save_dir else {}
     cells = grid.expand(spec, overrides=overrides)
     out = plots.write_all(cells, Path(args.out), static=not args.no_static)
@@ -247,19 +291,21 @@ def _add_study(sub) -> None:
     def handler(args):
         from pathlib import Path
 
-        from hrl_core import grid
+        from hrl_core import grid, resources
 
+        args.params = str(resources.params_file(args.params))
         spec = grid.load_grid(args.params)
         if "arms" not in spec:
             raise HrlError(f"{args.params} has no arms: hrl study analyses a grid file with arms (params/study_*.yaml)")
         stem = Path(args.params).stem
-        params = {
+        save_dir = args.save_dir or (spec.get("settings") or {}).get("save_dir", "results_phase2")
+        params = {  # absolute: the notebook runs in notebooks/, relative paths mean "from here"
             "params": str(Path(args.params).resolve()),
-            "save_dir": str(Path(args.save_dir).resolve()) if args.save_dir else "",
+            "save_dir": str(Path(save_dir).resolve()),
             "figures_dir": str(Path(args.figures_dir or f"figures/{stem}").resolve()),
         }
         out = Path(args.out or f"executed/{stem}.ipynb").resolve()
-        res = grid.execute_cell(str(grid.REPO / "notebooks" / "study.ipynb"), str(out), params, {}, "study")
+        res = grid.execute_cell(str(resources.notebook("study.ipynb")), str(out), params, {}, "study")
         if res["status"] != "complete":
             raise HrlError(f"study notebook failed ({res['error']}); see {out}")
         print(f"hrl study: {out} ({res['seconds']:.0f} s)")
@@ -335,11 +381,12 @@ def _add_demo(sub) -> None:
     def handler(args):
         from pathlib import Path
 
+        from hrl_core import resources
         from hrl_core.demo import QUICK, TINY, run_demo
-        from hrl_core.grid import REPO
 
-        phase1 = Path(os.environ.get("HRL_PHASE1_DIR", REPO / "results")).resolve()
-        out_root = Path(args.out_root).resolve() if args.out_root else REPO
+        root = resources.base_dir()  # the checkout, or the current folder for an installed package
+        phase1 = Path(os.environ.get("HRL_PHASE1_DIR", root / "results")).resolve()
+        out_root = Path(args.out_root).resolve() if args.out_root else root
         return run_demo(out_root, phase1, TINY if args.tiny else QUICK, args.workers)
 
     p.set_defaults(handler=handler)

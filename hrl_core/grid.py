@@ -42,12 +42,13 @@ from pathlib import Path
 
 import yaml
 
+from hrl_core import resources
 from hrl_core.config import QUICK, FinetuneConfig
 from hrl_core.errors import HrlError
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_GRID = REPO / "params" / "grid.yaml"
-DEFAULT_NOTEBOOK = REPO / "notebooks" / "finetune.ipynb"
+REPO = resources.base_dir()  # the checkout (or, installed, the current folder)
+DEFAULT_GRID = resources.folder("params") / "grid.yaml"
+DEFAULT_NOTEBOOK = resources.folder("notebooks") / "finetune.ipynb"
 AXES = {
     "algos": "algo",
     "datasets": "env",
@@ -59,7 +60,7 @@ AXES = {
 OPTIONAL_KEYS = {"settings", "algo_settings", "description", "kind", "arms", "comparisons", "executed_dir", "cpu_hours"}
 # ``kind: pretrain`` grids (Phase I) have no bonus axis and name the dataset env_name.
 PRETRAIN_AXES = {"algos": "algo", "datasets": "env_name", "remove_top_k": "remove_top_k", "seeds": "seed"}
-PRETRAIN_NOTEBOOK = REPO / "notebooks" / "pretrain.ipynb"
+PRETRAIN_NOTEBOOK = resources.folder("notebooks") / "pretrain.ipynb"
 
 
 def _kind(spec: dict) -> tuple[dict, type, dict, Path]:
@@ -95,7 +96,7 @@ class Cell:
 
 
 def load_grid(path: str | Path) -> dict:
-    path = Path(path)
+    path = resources.params_file(path)
     try:
         spec = yaml.safe_load(path.read_text())
     except OSError:
@@ -311,6 +312,89 @@ def local_cluster(specs: list[WorkerSpec]):
     return SpecCluster(workers=workers, scheduler=scheduler, silence_logs=40)
 
 
+@dataclass
+class SlurmOptions:
+    """What a cluster user sets for ``hrl grid --cluster slurm`` (dask-jobqueue SLURMCluster)."""
+
+    partition: str | None = None  # Slurm partition (queue); None: the cluster's default
+    walltime: str = "24:00:00"  # per job; a cell cut by it resumes in the next job from its snapshot
+    cores: int = 2  # CPU cores per job
+    memory: str = "8GB"  # memory per job
+    gpus_per_job: int = 0  # 0: CPU jobs (one cell per core); 1: one GPU per job shared by cells_per_gpu cells
+    jobs: int = 4  # jobs at once
+    job_extra: tuple = ()  # extra #SBATCH lines, e.g. ("--account=myproj", "--qos=long")
+    cells_per_gpu: int = 1  # concurrent cells on a job's GPU
+    log_dir: str = "slurm-logs"  # the jobs' stdout/stderr
+
+    @property
+    def cells_per_job(self) -> int:
+        return self.cells_per_gpu if self.gpus_per_job else self.cores
+
+    @property
+    def threads_per_cell(self) -> int:
+        return max(1, self.cores // self.cells_per_job)
+
+    def describe(self) -> str:
+        where = f"partition {self.partition}" if self.partition else "the default partition"
+        gpu = f", {self.gpus_per_job} GPU ({self.cells_per_gpu} cell(s) on it)" if self.gpus_per_job else ""
+        return (f"slurm: up to {self.jobs} job(s) at once on {where}, each {self.cores} cores, {self.memory}{gpu}, "
+                f"walltime {self.walltime}; {self.cells_per_job} cell(s) per job, {self.threads_per_cell} torch "
+                f"thread(s) per cell")  # fmt: skip
+
+
+def slurm_cluster(opts: SlurmOptions, env: dict | None = None):
+    """A dask-jobqueue SLURMCluster for the grid, scaled to ``opts.jobs`` jobs.
+
+    Each job runs one Dask worker with one thread per concurrent cell (cells run in their
+    own kernel processes). At walltime or preemption Slurm sends SIGTERM to every process
+    of the job and SIGKILL ``KillWait`` seconds later (30 s by default): a running cell
+    writes a snapshot on SIGTERM, and the grid (or its re-run) resumes it in another job.
+    """
+    import sys
+
+    try:
+        from dask_jobqueue import SLURMCluster
+    except ImportError:
+        raise HrlError("--cluster slurm needs dask-jobqueue: pip install 'hrl[slurm]'") from None
+    exports = {**(env or {}), "OMP_NUM_THREADS": str(opts.threads_per_cell)}
+    directives = list(opts.job_extra)
+    if opts.gpus_per_job:
+        directives.append(f"--gres=gpu:{opts.gpus_per_job}")
+    Path(opts.log_dir).mkdir(parents=True, exist_ok=True)
+    cluster = SLURMCluster(
+        queue=opts.partition,
+        cores=opts.cells_per_job,  # worker threads = concurrent cells
+        job_cpu=opts.cores,
+        processes=1,
+        memory=opts.memory,
+        walltime=opts.walltime,
+        job_extra_directives=directives,
+        job_script_prologue=[f"export {k}={v}" for k, v in exports.items()],
+        python=sys.executable,
+        log_directory=opts.log_dir,
+        scheduler_options={"dashboard_address": None},
+    )
+    cluster.scale(jobs=opts.jobs)
+    return cluster
+
+
+def plan_text(cells: list[Cell], scheduler: str | None, slurm: SlurmOptions | None, workers: int | None,
+              cells_per_gpu: int, threads_per_cell: int, n_gpus: int | None = None,
+              cpu_count: int | None = None) -> str:  # fmt: skip
+    """What ``hrl grid`` would start to run these cells (for --dry_run)."""
+    if scheduler:
+        return f"an existing Dask cluster at {scheduler} (its workers' own resources)"
+    if slurm is not None:
+        return slurm.describe()
+    n_gpus = visible_gpus() if n_gpus is None else n_gpus
+    cpus = cpu_count or os.cpu_count() or 1
+    specs = plan_workers(n_gpus, cpus, cells_per_gpu, workers, threads_per_cell if not n_gpus else None)
+    if n_gpus:
+        return (f"local: {len(specs)} worker(s) on {n_gpus} GPU(s) ({cells_per_gpu} cell(s) per GPU), "
+                f"{specs[0].threads} torch thread(s) per cell")  # fmt: skip
+    return f"local: {len(specs)} worker(s), no GPU, {specs[0].threads} torch thread(s) per cell"
+
+
 # --------------------------------------------------------------------------------------
 # Execution
 # --------------------------------------------------------------------------------------
@@ -377,7 +461,7 @@ def execute_cell(notebook: str, output: str, parameters: dict, env: dict, run_na
 def run_grid(
     cells: list[Cell],
     notebook: Path = DEFAULT_NOTEBOOK,
-    executed_dir: Path = REPO / "executed",
+    executed_dir: Path = Path("executed"),
     scheduler: str | None = None,
     workers: int | None = None,
     threads_per_cell: int = 1,

@@ -47,12 +47,36 @@ class EnsembleLinear(nn.Module):
 
 
 PER_MEMBER_MIN_ROWS = 64  # below this (acting: 1 row) one baddbmm call beats N calls' overhead
+# None: choose per call (:func:`_per_member_pays`); "baddbmm" | "per_member": force one path
+# everywhere (tests run the GPU path on a CPU with it: see :func:`layer_path`).
+_FORCED_PATH: str | None = None
 
 
 def _per_member_pays(x: torch.Tensor) -> bool:
     """Use :class:`_PerMemberAffine` (CPU, batches of 64+ rows, not inside torch.compile,
-    which traces the plain ``baddbmm`` and fuses around it)."""
+    which traces the plain ``baddbmm`` and fuses around it); ``baddbmm`` otherwise (GPUs)."""
+    if _FORCED_PATH is not None:
+        return _FORCED_PATH == "per_member"
     return x.device.type == "cpu" and x.shape[-2] >= PER_MEMBER_MIN_ROWS and not torch.compiler.is_compiling()
+
+
+class layer_path:
+    """``with layer_path("baddbmm"): ...`` runs every ensemble layer on one path (the GPU
+    path on a CPU, for tests), restoring the automatic choice afterwards."""
+
+    def __init__(self, path: str):
+        if path not in ("baddbmm", "per_member"):
+            raise ValueError(f"unknown layer path {path!r}")
+        self.path, self._old = path, None
+
+    def __enter__(self):
+        global _FORCED_PATH
+        self._old, _FORCED_PATH = _FORCED_PATH, self.path
+        return self
+
+    def __exit__(self, *exc):
+        global _FORCED_PATH
+        _FORCED_PATH = self._old
 
 
 class _PerMemberAffine(torch.autograd.Function):

@@ -12,10 +12,11 @@ import json
 from dataclasses import MISSING, fields
 from pathlib import Path
 
+from hrl_core import resources
 from hrl_core.config import FinetuneConfig
 
-REPO = Path(__file__).resolve().parents[1]
-FINETUNE_NOTEBOOK = REPO / "notebooks" / "finetune.ipynb"
+REPO = resources.base_dir()  # relative paths in a notebook run by hand start here
+FINETUNE_NOTEBOOK = resources.folder("notebooks") / "finetune.ipynb"
 # Notebook-only parameters (not settings of the run), after the settings.
 EXTRA_PARAMETERS = (
     ("restart", False, "True: discard an existing run of this cell and start over"),

@@ -1,0 +1,1 @@
+"""Helpers the tests share (real services they start and stop themselves)."""
