@@ -372,10 +372,12 @@ def _add_demo(sub) -> None:
         "demo",
         help="the whole chain at a quick budget: data, Phase I, Phase II (ensemble vs vanilla), figures",
         description="Uses real inputs where they exist (D4RL file in $D4RL_DATASET_DIR, Phase I checkpoints in "
-        "$HRL_PHASE1_DIR or results/); makes what is missing (generated data, quick Phase I).",
+        "$HRL_PHASE1_DIR); makes what is missing (a medium-level dataset rolled out from the shipped behaviour "
+        "policy, quick Phase I) and prints each stage's time and what the results show.",
     )
     p.add_argument("--tiny", action="store_true", help="a smoke-test budget (seconds, not minutes)")
-    p.add_argument("--out_root", default=None, help="where results_phase2/, executed/, figures/ go (default: repo)")
+    p.add_argument("--out_root", default=None, help="where results/, results_phase2/, executed/, figures/ go "
+                   "(default: demo/ in the checkout or the current folder)")  # fmt: skip
     p.add_argument("--workers", type=int, default=None, help="Dask workers for Phase II (default: one per core)")
 
     def handler(args):
@@ -385,8 +387,8 @@ def _add_demo(sub) -> None:
         from hrl_core.demo import QUICK, TINY, run_demo
 
         root = resources.base_dir()  # the checkout, or the current folder for an installed package
-        phase1 = Path(os.environ.get("HRL_PHASE1_DIR", root / "results")).resolve()
-        out_root = Path(args.out_root).resolve() if args.out_root else root
+        out_root = Path(args.out_root).resolve() if args.out_root else root / "demo"
+        phase1 = Path(os.environ.get("HRL_PHASE1_DIR", out_root / "results")).resolve()
         return run_demo(out_root, phase1, TINY if args.tiny else QUICK, args.workers)
 
     p.set_defaults(handler=handler)

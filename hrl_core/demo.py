@@ -1,15 +1,17 @@
 """``hrl demo``: the whole pipeline in one command, from nothing if need be.
 
-On a bare machine (no Phase I results, no D4RL file, no network) it makes everything
-it needs at a quick budget: generated data (SAC, D4RL's "medium" recipe), Phase I
-pretraining for the cells it needs, a Phase II comparison of ensemble bonus vs vanilla
-(IQL, hopper-medium-v2, k = 0 and 60) through the papermill + Dask grid, then the
-figures and the summary. Wherever real inputs exist (a D4RL file, a Phase I
-checkpoint) it uses them instead, and it says which it used.
+On a bare machine (no Phase I results, no D4RL file, no network) it makes everything it
+needs: a medium-level dataset rolled out from the behaviour policy shipped with the
+package (``hrl data generate``; seconds), quick Phase I pretraining of the two cells it
+needs, a Phase II comparison of ensemble bonus vs vanilla (IQL, hopper-medium-v2, k = 0
+and 60) through the papermill + Dask grid, then the figures and the summary. Wherever
+real inputs exist (a D4RL file, Phase I checkpoints) it uses them instead, and says so.
+Every stage prints its wall time; outputs go to ``demo/`` (git-ignored) unless told.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,22 +31,34 @@ SEED = 0
 class Budget:
     """Step budgets of one demo."""
 
-    sac_steps: int  # SAC behaviour-policy training (generated data only)
-    transitions: int  # generated transitions
+    transitions: int  # rolled out from the shipped behaviour policy (generated data only)
     pretrain_steps: int  # Phase I gradient steps per cell
     online_steps: int  # Phase II online steps per cell
     eval_interval: int  # Phase II evaluation interval
     eval_episodes: int  # Phase II episodes per evaluation
 
 
-QUICK = Budget(sac_steps=15_000, transitions=50_000, pretrain_steps=20_000, online_steps=5_000,
-               eval_interval=1_000, eval_episodes=5)  # fmt: skip
-TINY = Budget(sac_steps=600, transitions=4_000, pretrain_steps=200, online_steps=100, eval_interval=50,
-              eval_episodes=1)  # fmt: skip
+QUICK = Budget(transitions=100_000, pretrain_steps=20_000, online_steps=5_000, eval_interval=1_000, eval_episodes=5)
+TINY = Budget(transitions=4_000, pretrain_steps=200, online_steps=100, eval_interval=50, eval_episodes=1)
 
 
 def _say(msg: str) -> None:
     print(f"[demo] {msg}", flush=True)
+
+
+class _Stage:
+    """Prints a stage's wall time when it ends."""
+
+    def __init__(self, name: str, times: dict):
+        self.name, self.times = name, times
+
+    def __enter__(self):
+        self.t0 = time.time()
+        return self
+
+    def __exit__(self, *exc):
+        self.times[self.name] = time.time() - self.t0
+        _say(f"{self.name}: {self.times[self.name]:.0f} s")
 
 
 def run_demo(out_root: Path, phase1_dir: Path, budget: Budget = QUICK, workers: int | None = None) -> int:
@@ -52,42 +66,51 @@ def run_demo(out_root: Path, phase1_dir: Path, budget: Budget = QUICK, workers: 
     from hrl_core import grid, plots
     from hrl_core.data.sources import generated_path
     from hrl_core.generate import generate
-    from hrl_core.pretrain import PretrainConfig, pretrain
+    from hrl_core.pretrain import PretrainConfig
 
-    t0 = time.time()
+    t0, times = time.time(), {}
     spec = dataset_spec(DATASET)
     d4rl_file = dataset_dir() / spec.file_name
-    # 1. Offline data: the D4RL file if there is one, else a generated stand-in.
-    if d4rl_file.exists():
-        source = "d4rl"
-        _say(f"offline data: {d4rl_file} (a D4RL-layout file found locally)")
-    else:
-        source = "generated"
-        gen = generated_path(DATASET)
-        if gen.exists():
-            _say(f"offline data: {gen} (generated earlier; no D4RL file in {dataset_dir()})")
+    # 1. Offline data: the D4RL file if there is one, else a medium-level stand-in.
+    with _Stage("data", times):
+        if d4rl_file.exists():
+            source = "d4rl"
+            _say(f"offline data: {d4rl_file} (a D4RL-layout file found locally)")
         else:
-            _say(f"no D4RL file in {dataset_dir()}: generating a stand-in at {gen} (SAC, {budget.sac_steps} steps)")
-            sac = {
-                "max_train_steps": budget.sac_steps,
-                "n_transitions": budget.transitions,
-                "eval_interval": max(budget.sac_steps // 3, 1),
-                "random_steps": min(2_000, budget.sac_steps // 3),
-            }
-            generate(DATASET, gen, from_scratch=True, quick=True, **sac)
-            _say(f"generated {gen} in {time.time() - t0:.0f} s")
+            source = "generated"
+            gen = generated_path(DATASET)
+            if gen.exists():
+                _say(f"offline data: {gen} (generated earlier; no D4RL file in {dataset_dir()})")
+            else:
+                _say(f"no D4RL file in {dataset_dir()}: generating a stand-in at {gen} by rolling out the "
+                     f"behaviour policy shipped with hrl ({budget.transitions:,} transitions)")  # fmt: skip
+                generate(DATASET, gen, n_transitions=budget.transitions, seed=SEED)
+                import h5py
 
-    # 2. Phase I: existing checkpoints are used as they are; missing ones are pretrained.
-    for k in KS:
-        name = phase1_run_name(ALGO, DATASET, k, 0.0, SEED)
-        if (phase1_dir / name / "checkpoint.pt").exists():
-            _say(f"Phase I {name}: using {phase1_dir / name / 'checkpoint.pt'}")
-            continue
-        _say(f"Phase I {name}: pretraining {budget.pretrain_steps} steps on {source} data into {phase1_dir}")
-        pretrain(PretrainConfig(algo=ALGO, env_name=DATASET, remove_top_k=k, seed=SEED,
-                                total_steps=budget.pretrain_steps,
-                                eval_interval=max(budget.pretrain_steps // 4, 1), eval_episodes=5,
-                                save_dir=str(phase1_dir), dataset_source=source), progress=False)  # fmt: skip
+                with h5py.File(gen) as f:
+                    _say(f"generated data: mean return {f.attrs['dataset_mean_normalized_return']:.1f} normalized "
+                         f"(not D4RL; its behaviour policy scored {f.attrs['sac_eval_normalized_return']:.1f} "
+                         f"after {f.attrs['sac_train_steps']:,} SAC steps)")  # fmt: skip
+
+    # 2. Phase I: existing checkpoints are used as they are; missing ones are pretrained, in parallel.
+    with _Stage("Phase I", times):
+        todo = []
+        for k in KS:
+            name = phase1_run_name(ALGO, DATASET, k, 0.0, SEED)
+            if (phase1_dir / name / "checkpoint.pt").exists():
+                _say(f"Phase I {name}: using {phase1_dir / name / 'checkpoint.pt'}")
+                continue
+            cfg = PretrainConfig(algo=ALGO, env_name=DATASET, remove_top_k=k, seed=SEED,
+                                 total_steps=budget.pretrain_steps,
+                                 eval_interval=max(budget.pretrain_steps // 4, 1), eval_episodes=5,
+                                 save_dir=str(phase1_dir), dataset_source=source)  # fmt: skip
+            todo.append(grid.Cell(cfg, notebook=grid.PRETRAIN_NOTEBOOK))
+        if todo:
+            _say(f"Phase I: pretraining {len(todo)} cell(s), {budget.pretrain_steps:,} steps each, into {phase1_dir}")
+            failed = grid.print_results(grid.run_grid(todo, executed_dir=out_root / "executed", workers=workers,
+                                                      progress=False))  # fmt: skip
+            if failed:
+                return 1
 
     # 3. Phase II: ensemble bonus vs vanilla, through the same grid machinery.
     save_dir = out_root / "results_phase2"
@@ -110,16 +133,33 @@ def run_demo(out_root: Path, phase1_dir: Path, budget: Budget = QUICK, workers: 
         for k in KS
         for b in ("ensemble", "none")
     ]
-    _say(f"Phase II: {len(cells)} cells x {budget.online_steps} online steps -> {save_dir}, notebooks -> executed/")
-    results = grid.run_grid(cells, executed_dir=out_root / "executed", workers=workers, progress=False)
-    failed = grid.print_results(results)
+    with _Stage("Phase II", times):
+        _say(f"Phase II: {len(cells)} cells x {budget.online_steps:,} online steps -> {save_dir}")
+        results = grid.run_grid(cells, executed_dir=out_root / "executed", workers=workers, progress=False)
+        failed = grid.print_results(results)
 
     # 4. Figures and summary.
-    out = plots.write_all(cells, out_root / "figures")
+    with _Stage("figures", times):
+        out = plots.write_all(cells, out_root / "figures")
     figs = out_root / "figures"
-    _say(f"figures and summary: {figs} ({len(out['files'])} files)")
-    for row in out["rows"]:
-        _say(f"  {row['algo']} k={row['k']:g} {row['bonus_type']:<8} step 0 {row['step0_return']:5.1f} -> "
-             f"final {row['final_return_mean']:5.1f} (data: {row['data']})")  # fmt: skip
-    _say(f"done in {time.time() - t0:.0f} s; executed notebooks in {out_root / 'executed'}")
+    _say(f"done in {time.time() - t0:.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in times.items())})")
+    _say(f"figures: {figs}/finetune_curves_{ALGO}_{DATASET}.png (and .svg/.html), sample_efficiency_{DATASET}.png, "
+         f"disagreement_{ALGO}_{DATASET}.png; summary: {figs}/summary.md")  # fmt: skip
+    _say(f"executed notebooks: {out_root / 'executed'}")
+    for line in what_it_shows(out["rows"]):
+        _say(line)
     return 1 if failed else 0
+
+
+def what_it_shows(rows: list[dict]) -> list[str]:
+    """The summary in words: step 0 -> final per cell, and whether 80% of clean was reached."""
+    lines = ["what the curves show (one seed, quick budget: an illustration, not a conclusion):"]
+    for row in rows:
+        method = "ensemble bonus" if row["bonus_type"] == "ensemble" else "vanilla"
+        reach = row["steps_to_threshold_median"]
+        reached = ("at step 0" if reach == 0 else "never" if math.isinf(reach) else
+                   f"after {reach:,.0f} steps" if not math.isnan(reach) else "no clean run")  # fmt: skip
+        lines.append(f"  k={row['k']:g} {method:<14} normalized return {row['step0_return']:5.1f} at step 0 -> "
+                     f"{row['final_return_mean']:5.1f} at the end (AUC {row['auc_mean_return']:.1f}); "
+                     f"80% of the clean checkpoint reached {reached} (data: {row['data']})")  # fmt: skip
+    return lines

@@ -21,7 +21,6 @@ needed) and as interactive HTML with plotly (plotly.js embedded, no CDN needed).
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -363,20 +362,3 @@ def write_all(cells, out_dir: Path, static: bool = True, html: bool = True) -> d
                                 f"sample_efficiency_{dataset}")  # fmt: skip
     written += list(write_summary(rows, missing, out_dir, len(runs)))
     return {"runs": len(runs), "files": written, "missing": missing, "rows": rows}
-
-
-def pretrain_figure(run_dir: str | Path):
-    """A Phase I run's curves: normalized return, Q means, critic loss."""
-    from plotly.subplots import make_subplots
-
-    m = json.loads((Path(run_dir) / "metrics.json").read_text())
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("normalized return", "mean Q (q1, q2)", "critic loss"))
-    fig.add_scatter(x=m["step"], y=m["normalized_return"], name="normalized return", row=1, col=1)
-    n = len(m["q1_mean_avg"])
-    log_steps = np.linspace(m["step"][-1] / n, m["step"][-1], n) if n else []
-    fig.add_scatter(x=log_steps, y=m["q1_mean_avg"], name="q1", row=1, col=2)
-    fig.add_scatter(x=log_steps, y=m["q2_mean_avg"], name="q2", row=1, col=2)
-    fig.add_scatter(x=log_steps, y=m["critic_loss_avg"], name="critic loss", row=1, col=3)
-    fig.update_layout(title=Path(run_dir).name, template="plotly_white")
-    fig.update_xaxes(title_text="gradient steps")
-    return fig

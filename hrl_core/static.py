@@ -267,3 +267,28 @@ def study_diagnostics_figure(runs, arms: list[str], diagnostics, data_note: str 
     fig.suptitle(f"Diagnostics per evaluation interval, mean over seeds{data_note}", fontsize=10)
     fig.tight_layout(rect=(0, 0.04, 1, 0.98))
     return fig
+
+
+def pretrain_figure(run_dir: str | Path):
+    """A Phase I run's curves: normalized return, mean Q of q1/q2, critic loss."""
+    import json
+
+    plt = _plt()
+    m = json.loads((Path(run_dir) / "metrics.json").read_text())
+    n = len(m["q1_mean_avg"])
+    log_steps = np.linspace(m["step"][-1] / n, m["step"][-1], n) if n else []
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    axes[0].plot(m["step"], m["normalized_return"], "o-", color="#1b9e77")
+    axes[0].set(title="evaluation", ylabel="normalized return")
+    axes[1].plot(log_steps, m["q1_mean_avg"], label="q1")
+    axes[1].plot(log_steps, m["q2_mean_avg"], label="q2")
+    axes[1].set(title="mean Q on the data", ylabel="Q")
+    axes[1].legend(frameon=False)
+    axes[2].plot(log_steps, m["critic_loss_avg"], color="#e7298a")
+    axes[2].set(title="critic loss", ylabel="mean over 1,000 steps")
+    for ax in axes:
+        ax.set_xlabel("gradient steps")
+        ax.grid(alpha=0.3)
+    fig.suptitle(Path(run_dir).name, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -10,10 +10,6 @@ import torch
 
 from hrl_core.networks import EnsembleQ
 
-TARGET_REDUCES = ("min_all", "min_random2")
-MEMBER_INITS = ("fresh", "perturb")
-EXPLORATIONS = ("reward_bonus", "ucb_action")
-
 
 def target_min(q_all: torch.Tensor, reduce: str = "min_all") -> torch.Tensor:
     """Pessimistic target from member values q_all [N, B] -> [B].
