@@ -237,3 +237,26 @@ def test_bad_inputs_give_one_line_and_touch_nothing(tmp_path, phase1_dir, d4rl_d
                 failures.append(f"{label}: not one line: {lines}")
     assert not failures, "\n".join(failures)
     assert snapshot_files(other_run) == before
+
+
+def test_a_missing_checkpoint_is_reported_before_any_data_is_read(tmp_path, d4rl_dir):
+    """No D4RL file and no checkpoint: the checkpoint is named, no download is tried."""
+    empty = tmp_path / "empty_d4rl"
+    empty.mkdir()
+    out = run(hrl_cmd(tmp_path / "no_phase1", tmp_path / "runs", "--online_steps", "10"), empty)
+    assert out.returncode == 1 and "Phase I checkpoint" in out.stderr and "not found" in out.stderr
+    assert "downloading" not in out.stderr and not (empty / "hopper_medium-v2.hdf5.part").exists()
+    assert list(empty.iterdir()) == []  # nothing created in the data folder either
+
+
+def test_dry_run_says_when_inputs_are_missing(tmp_path):
+    params = tmp_path / "g.yaml"
+    params.write_text(
+        "algos: [iql]\ndatasets: [hopper-medium-v2]\nremove_top_k: [45]\nbonus_types: [none]\nseeds: [0]\n"
+        f"settings: {{save_dir: {tmp_path / 'r'}, phase1_dir: {tmp_path / 'none'}}}\n"
+    )
+    from tests.conftest import run_hrl
+
+    out = run_hrl(["grid", "--params", params, "--dry_run"], tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "inputs missing: Phase I checkpoint" in out.stdout and "0 to run" in out.stdout
