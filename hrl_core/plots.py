@@ -207,29 +207,45 @@ def data_note(runs: list[Run]) -> str:
     return f" — data: {', '.join(kinds)}" if kinds else ""
 
 
+def method_groups(runs: list[Run], algo: str, dataset: str, metric: str | None = None):
+    """Per corruption level and method, in drawing order: (k, colour, bonus_type, label, runs).
+
+    The plotly (HTML, widgets) and matplotlib (PNG/SVG) figures draw the same groups."""
+    sel = [r for r in runs if r.algo == algo and r.dataset == dataset]
+    for k in sorted({r.k for r in sel}):
+        for bonus in ("ensemble", "none"):
+            group = [r for r in sel if r.k == k and r.bonus_type == bonus and (metric is None or metric in r.metrics)]
+            if group:
+                yield k, K_COLOURS.get(k, "#666666"), bonus, "ensemble" if bonus == "ensemble" else "vanilla", group
+
+
+def aligned_series(group: list[Run], key: str, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Common evaluation steps of a group from index ``start`` and its values [runs, steps] (None -> nan)."""
+    n = min(len(r.steps) for r in group)
+    x = group[0].steps[start:n]
+    return x, np.array([[np.nan if v is None else v for v in r.series(key)[start:n]] for r in group], float)
+
+
+def mean_std(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    with np.errstate(all="ignore"):
+        return np.nanmean(y, 0), np.nanstd(y, 0)
+
+
 def curves_figure(runs: list[Run], algo: str, dataset: str, metric: str = "normalized_return", ks=None):
     """Mean ± std over seeds of ``metric`` vs online steps, per corruption level and method."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
     sel = [r for r in runs if r.algo == algo and r.dataset == dataset]
-    for k in sorted({r.k for r in sel}):
-        if ks is not None and k not in ks:
-            continue
-        colour = K_COLOURS.get(k, "#666666")
-        for bonus in ("ensemble", "none"):
-            group = [r for r in sel if r.k == k and r.bonus_type == bonus and metric in r.metrics]
-            if not group:
-                continue
-            n = min(len(r.metrics["step"]) for r in group)
-            x = np.asarray(group[0].metrics["step"][:n], float)
-            y = np.array([[np.nan if v is None else v for v in r.metrics[metric][:n]] for r in group], float)
-            label = f"k={k:g} {'ensemble' if bonus == 'ensemble' else 'vanilla'} (n={len(group)})"
-            _band(fig, x, np.nanmean(y, 0), np.nanstd(y, 0), colour, label, METHOD_DASH[bonus], label)
-        if metric == "normalized_return":
-            phase1 = [r.returns[0] for r in sel if r.k == k]
-            if phase1:
-                fig.add_hline(y=float(np.mean(phase1)), line={"color": colour, "dash": "dot", "width": 1})
+    for k, colour, bonus, tag, group in method_groups(runs, algo, dataset, metric):
+        if ks is None or k in ks:
+            x, y = aligned_series(group, metric)
+            label = f"k={k:g} {tag} (n={len(group)})"
+            _band(fig, x, *mean_std(y), colour, label, METHOD_DASH[bonus], label)
+    if metric == "normalized_return":
+        for k in sorted({r.k for r in sel} & (set(ks) if ks is not None else {r.k for r in sel})):
+            level = float(np.mean([r.returns[0] for r in sel if r.k == k]))
+            fig.add_hline(y=level, line={"color": K_COLOURS.get(k, "#666666"), "dash": "dot", "width": 1})
     title = f"{algo.upper()} {dataset}: {metric.replace('_', ' ')}{data_note(sel)}"
     if metric == "normalized_return":
         title += " (dotted: Phase I level)"
@@ -278,32 +294,15 @@ def disagreement_figure(runs: list[Run], algo: str, dataset: str):
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("ensemble disagreement std(Q)", "bonus vs env reward"))
+    for k, colour, bonus, tag, group in method_groups(runs, algo, dataset):
+        x, d = aligned_series(group, "ensemble_disagreement", 1)
+        _band(fig, x, *mean_std(d), colour, f"k={k:g} {tag} std(Q)", METHOD_DASH[bonus], f"{k}{bonus}", 1, 1)
+        if bonus == "ensemble":
+            for key, name, dash in (("bonus_mean", "bonus", "solid"), ("reward_mean", "env reward", "dot")):
+                fig.add_scatter(x=x, y=mean_std(aligned_series(group, key, 1)[1])[0], mode="lines",
+                                name=f"k={k:g} {name} (ensemble runs)", line={"color": colour, "dash": dash},
+                                row=1, col=2)  # fmt: skip
     sel = [r for r in runs if r.algo == algo and r.dataset == dataset]
-    for k in sorted({r.k for r in sel}):
-        colour = K_COLOURS.get(k, "#666666")
-        for bonus in ("ensemble", "none"):
-            group = [r for r in sel if r.k == k and r.bonus_type == bonus]
-            if not group:
-                continue
-            n = min(len(r.steps) for r in group)
-            x = group[0].steps[1:n]
-            tag = "ensemble" if bonus == "ensemble" else "vanilla"
-
-            def series(key, group=group, n=n):
-                return np.array([[np.nan if v is None else v for v in r.metrics[key][1:n]] for r in group], float)
-
-            d = series("ensemble_disagreement")
-            with np.errstate(all="ignore"):
-                mean, std = np.nanmean(d, 0), np.nanstd(d, 0)
-            _band(fig, x, mean, std, colour, f"k={k:g} {tag} std(Q)", METHOD_DASH[bonus], f"{k}{bonus}", 1, 1)
-            if bonus == "ensemble":
-                b, rw = series("bonus_mean"), series("reward_mean")
-                fig.add_scatter(x=x, y=np.nanmean(b, 0), name=f"k={k:g} bonus (ensemble runs)", mode="lines",
-                                line={"color": colour}, row=1, col=2)  # fmt: skip
-                fig.add_scatter(
-                    x=x, y=np.nanmean(rw, 0), name=f"k={k:g} env reward (ensemble runs)", mode="lines",
-                    line={"color": colour, "dash": "dot"}, row=1, col=2,
-                )  # fmt: skip
     fig.update_layout(title=f"{algo.upper()} {dataset}: exploration signal{data_note(sel)}", template="plotly_white")
     fig.update_xaxes(title_text="online steps")
     fig.update_yaxes(title_text="std(Q) at the action taken", row=1, col=1)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-K_COLOURS = {0.0: "#1b9e77", 30.0: "#d95f02", 60.0: "#7570b3"}
+from hrl_core.plots import K_COLOURS, aligned_series, mean_std, method_groups
+
 METHOD_STYLE = {"ensemble": "-", "none": "--"}
 ARM_COLOURS = ["#444444", "#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d"]
 
@@ -30,23 +31,12 @@ def _plt():
     return plt
 
 
-def _values(run, key: str, start: int = 0) -> np.ndarray:
-    return np.array([np.nan if v is None else v for v in run.series(key)[start:]], dtype=float)
-
-
 def _band(ax, x, y, colour, style, label):
     """Mean ± std over the rows of y [runs, steps] (NaN-aware)."""
-    with np.errstate(all="ignore"):
-        mean, std = np.nanmean(y, 0), np.nanstd(y, 0)
+    mean, std = mean_std(y)
     ax.plot(x, mean, style, color=colour, label=label, linewidth=1.6)
     if len(y) > 1:
         ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.15, linewidth=0)
-
-
-def _common(group, key: str, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    n = min(len(r.steps) for r in group)
-    x = group[0].steps[start:n]
-    return x, np.stack([_values(r, key, start)[: n - start] for r in group])
 
 
 def save(fig, out_dir: str | Path, name: str, formats=("png", "svg"), dpi: int = 110) -> list[Path]:
@@ -109,18 +99,13 @@ def curves_figure(runs, algo: str, dataset: str, data_note: str = "", metric: st
     """Mean ± std over seeds per corruption level; solid = ensemble, dashed = vanilla."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(9, 5))
+    for k, colour, bonus, tag, group in method_groups(runs, algo, dataset, metric):
+        _band(ax, *aligned_series(group, metric), colour, METHOD_STYLE[bonus], f"k={k:g} {tag} (n={len(group)})")
     sel = [r for r in runs if r.algo == algo and r.dataset == dataset]
-    for k in sorted({r.k for r in sel}):
-        colour = K_COLOURS.get(k, "#666666")
-        for bonus in ("ensemble", "none"):
-            group = [r for r in sel if r.k == k and r.bonus_type == bonus]
-            if group:
-                x, y = _common(group, metric)
-                tag = "ensemble" if bonus == "ensemble" else "vanilla"
-                _band(ax, x, y, colour, METHOD_STYLE[bonus], f"k={k:g} {tag} (n={len(group)})")
-        phase1 = [r.returns[0] for r in sel if r.k == k]
-        if metric == "normalized_return" and phase1:
-            ax.axhline(float(np.mean(phase1)), color=colour, linestyle=":", linewidth=1)
+    if metric == "normalized_return":
+        for k in sorted({r.k for r in sel}):
+            level = float(np.mean([r.returns[0] for r in sel if r.k == k]))
+            ax.axhline(level, color=K_COLOURS.get(k, "#666666"), linestyle=":", linewidth=1)
     ax.set(xlabel="online steps", ylabel=metric.replace("_", " "))
     ax.set_title(f"{algo.upper()} {dataset}{data_note}\nmean ± std over seeds; dotted: Phase I level", fontsize=10)
     ax.grid(alpha=0.3)
@@ -170,22 +155,13 @@ def disagreement_figure(runs, algo: str, dataset: str, data_note: str = ""):
     """Ensemble disagreement over training; mean bonus beside mean env reward."""
     plt = _plt()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
-    sel = [r for r in runs if r.algo == algo and r.dataset == dataset]
-    for k in sorted({r.k for r in sel}):
-        colour = K_COLOURS.get(k, "#666666")
-        for bonus in ("ensemble", "none"):
-            group = [r for r in sel if r.k == k and r.bonus_type == bonus]
-            if not group:
-                continue
-            tag = "ensemble" if bonus == "ensemble" else "vanilla"
-            x, d = _common(group, "ensemble_disagreement", 1)
-            _band(left, x, d, colour, METHOD_STYLE[bonus], f"k={k:g} {tag}")
-            if bonus == "ensemble":
-                _, b = _common(group, "bonus_mean", 1)
-                _, rw = _common(group, "reward_mean", 1)
-                with np.errstate(all="ignore"):
-                    right.plot(x, np.nanmean(b, 0), "-", color=colour, label=f"k={k:g} bonus")
-                    right.plot(x, np.nanmean(rw, 0), ":", color=colour, label=f"k={k:g} env reward")
+    for k, colour, bonus, tag, group in method_groups(runs, algo, dataset):
+        x, d = aligned_series(group, "ensemble_disagreement", 1)
+        _band(left, x, d, colour, METHOD_STYLE[bonus], f"k={k:g} {tag}")
+        if bonus == "ensemble":
+            for key, name, style in (("bonus_mean", "bonus", "-"), ("reward_mean", "env reward", ":")):
+                right.plot(x, mean_std(aligned_series(group, key, 1)[1])[0], style, color=colour,
+                           label=f"k={k:g} {name}")  # fmt: skip
     left.set(title="ensemble disagreement", xlabel="online steps", ylabel="std(Q) at the action taken")
     right.set(title="bonus vs env reward (ensemble runs)", xlabel="online steps", ylabel="mean per online step")
     for ax in (left, right):
@@ -211,7 +187,7 @@ def study_curves_figure(runs, arms: list[str], data_note: str = ""):
         for i, arm in enumerate(arms):
             group = [r for r in sel if r.arm == arm]
             if group:
-                x, y = _common(group, "normalized_return")
+                x, y = aligned_series(group, "normalized_return")
                 _band(ax, x, y, ARM_COLOURS[i % len(ARM_COLOURS)], "-", f"{arm} (n={len(group)})")
         ax.axhline(float(np.mean([r.returns[0] for r in sel])), color="grey", linestyle=":", linewidth=1)
         ax.set_title(f"{algo.upper()} {dataset.split('-')[0]} k={k:g}", fontsize=9)

@@ -177,56 +177,51 @@ def _f(v: float, fmt: str = ".1f") -> str:
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
 
+def _table(columns: list[str], rows: list[list]) -> str:
+    """A markdown table."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def table_markdown(rows: list[dict]) -> str:
     """Per setting and arm: returns, thresholds, bonus/reward, disagreement trend."""
-    head = (
-        "| algo | dataset | k | arm | seeds | step 0 | final (mean ± sd) | AUC (mean ± sd) | steps to 80% "
-        "| steps to 100% | bonus / reward | disagreement last/first (fell) |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
-    )
-    lines = [
-        f"| {r['algo']} | {r['dataset']} | {r['k']:g} | {r['arm']} | {r['n_seeds']} | {r['step0_return']:.1f} "
-        f"| {r['final_mean']:.1f} ± {_f(r['final_sd'])} | {r['auc_mean']:.1f} ± {_f(r['auc_sd'])} "
-        f"| {_fmt_steps(r['steps_to_80_median'], r['reached_80'])} "
-        f"| {_fmt_steps(r['steps_to_100_median'], r['reached_100'])} "
-        f"| {_f(r['bonus_reward_ratio'], '.3f')} | {_f(r['disagreement_trend'], '.2f')} ({r['disagreement_fell']}) |"
+    columns = ["algo", "dataset", "k", "arm", "seeds", "step 0", "final (mean ± sd)", "AUC (mean ± sd)", "steps to 80%",
+               "steps to 100%", "bonus / reward", "disagreement last/first (fell)"]  # fmt: skip
+    return _table(columns, [
+        [r["algo"], r["dataset"], f"{r['k']:g}", r["arm"], r["n_seeds"], f"{r['step0_return']:.1f}",
+         f"{r['final_mean']:.1f} ± {_f(r['final_sd'])}", f"{r['auc_mean']:.1f} ± {_f(r['auc_sd'])}",
+         _fmt_steps(r["steps_to_80_median"], r["reached_80"]), _fmt_steps(r["steps_to_100_median"], r["reached_100"]),
+         _f(r["bonus_reward_ratio"], ".3f"), f"{_f(r['disagreement_trend'], '.2f')} ({r['disagreement_fell']})"]
         for r in rows
-    ]
-    return head + "\n".join(lines)
+    ])  # fmt: skip
 
 
 def effects_markdown(rows: list[dict]) -> str:
     """The effect table: each comparison per setting, Welch 95% intervals and verdicts."""
     if not rows:
         return "No comparison has complete runs on both sides yet."
-    head = (
-        "| effect | algo | dataset | k | seeds | final: diff [95% CI] | verdict | AUC: diff [95% CI] | verdict |\n"
-        "|---|---|---|---|---|---|---|---|---|\n"
-    )
-    lines = [
-        f"| {r['comparison']} | {r['algo']} | {r['dataset']} | {r['k']:g} | {r['n_arm']} vs {r['n_reference']} "
-        f"| {r['final'].text()} | {r['final_verdict']} | {r['auc'].text()} | {r['auc_verdict']} |"
+    columns = ["effect", "algo", "dataset", "k", "seeds", "final: diff [95% CI]", "verdict", "AUC: diff [95% CI]",
+               "verdict"]  # fmt: skip
+    return _table(columns, [
+        [r["comparison"], r["algo"], r["dataset"], f"{r['k']:g}", f"{r['n_arm']} vs {r['n_reference']}",
+         r["final"].text(), r["final_verdict"], r["auc"].text(), r["auc_verdict"]]
         for r in rows
-    ]
-    return head + "\n".join(lines)
+    ])  # fmt: skip
 
 
 def pooled_markdown(rows: list[dict]) -> str:
     if not rows:
         return "No pooled comparison yet."
-    head = (
-        "| effect | settings | AUC: mean difference [95% CI] | verdict | IQM arm / reference | IQM difference "
-        "[interval] | P(arm > reference) [95% CI] |\n|---|---|---|---|---|---|---|\n"
-    )
-    lines = []
-    for r in rows:
-        p = r["pooled"]
-        lines.append(
-            f"| {r['comparison']} | {p.n_settings} | {p.mean_difference.text()} | {r['verdict']} "
-            f"| {p.iqm_arm:.1f} / {p.iqm_reference:.1f} | {p.iqm_difference.text()} ({p.iqm_difference.method}) "
-            f"| {p.probability_of_improvement.text(2)} ({p.probability_of_improvement.method}) |"
-        )
-    return head + "\n".join(lines)
+    columns = ["effect", "settings", "AUC: mean difference [95% CI]", "verdict", "IQM arm / reference",
+               "IQM difference [interval]", "P(arm > reference) [95% CI]"]  # fmt: skip
+    return _table(columns, [
+        [r["comparison"], r["pooled"].n_settings, r["pooled"].mean_difference.text(), r["verdict"],
+         f"{r['pooled'].iqm_arm:.1f} / {r['pooled'].iqm_reference:.1f}",
+         f"{r['pooled'].iqm_difference.text()} ({r['pooled'].iqm_difference.method})",
+         f"{r['pooled'].probability_of_improvement.text(2)} ({r['pooled'].probability_of_improvement.method})"]
+        for r in rows
+    ])  # fmt: skip
 
 
 def conclusion_markdown(effects: list[dict], pooled: list[dict], rows: list[dict]) -> str:
@@ -324,19 +319,15 @@ def diagnostics_markdown(rows: list[dict]) -> str:
     if not rows:
         return "No runs yet."
     names = [name for name, _, _ in DIAGNOSTICS]
-    head = "| algo | dataset | k | arm | " + " | ".join(f"{n}: first / run" for n in names) + " |\n"
-    head += "|---|---|---|---|" + "---|" * len(names) + "\n"
 
     def cell(a, b):
         return f"{a:.3g} / {b:.3g}" if np.isfinite(a) else "—"
 
-    lines = [
-        f"| {r['algo']} | {r['dataset']} | {r['k']:g} | {r['arm']} | "
-        + " | ".join(cell(r[f"{n} | first"], r[f"{n} | run"]) for n in names)
-        + " |"
+    columns = ["algo", "dataset", "k", "arm"] + [f"{n}: first / run" for n in names]
+    return _table(columns, [
+        [r["algo"], r["dataset"], f"{r['k']:g}", r["arm"]] + [cell(r[f"{n} | first"], r[f"{n} | run"]) for n in names]
         for r in rows
-    ]
-    return head + "\n".join(lines)
+    ])  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------
