@@ -32,14 +32,17 @@ class Budget:
     """Step budgets of one demo."""
 
     transitions: int  # rolled out from the shipped behaviour policy (generated data only)
+    sac_steps: int  # SAC training when no behaviour policy is shipped
     pretrain_steps: int  # Phase I gradient steps per cell
     online_steps: int  # Phase II online steps per cell
     eval_interval: int  # Phase II evaluation interval
     eval_episodes: int  # Phase II episodes per evaluation
 
 
-QUICK = Budget(transitions=100_000, pretrain_steps=20_000, online_steps=5_000, eval_interval=1_000, eval_episodes=5)
-TINY = Budget(transitions=4_000, pretrain_steps=200, online_steps=100, eval_interval=50, eval_episodes=1)
+QUICK = Budget(transitions=100_000, sac_steps=15_000, pretrain_steps=20_000, online_steps=5_000, eval_interval=1_000,
+               eval_episodes=5)  # fmt: skip
+TINY = Budget(transitions=4_000, sac_steps=600, pretrain_steps=200, online_steps=100, eval_interval=50,
+              eval_episodes=1)  # fmt: skip
 
 
 def _say(msg: str) -> None:
@@ -65,7 +68,7 @@ def run_demo(out_root: Path, phase1_dir: Path, budget: Budget = QUICK, workers: 
     """Run the chain; results_phase2/, executed/ and figures/ go under ``out_root``."""
     from hrl_core import grid, plots
     from hrl_core.data.sources import generated_path
-    from hrl_core.generate import generate
+    from hrl_core.generate import generate, shipped_policy_path
     from hrl_core.pretrain import PretrainConfig
 
     t0, times = time.time(), {}
@@ -81,16 +84,22 @@ def run_demo(out_root: Path, phase1_dir: Path, budget: Budget = QUICK, workers: 
             gen = generated_path(DATASET)
             if gen.exists():
                 _say(f"offline data: {gen} (generated earlier; no D4RL file in {dataset_dir()})")
-            else:
+            elif shipped_policy_path(DATASET).exists():
                 _say(f"no D4RL file in {dataset_dir()}: generating a stand-in at {gen} by rolling out the "
                      f"behaviour policy shipped with hrl ({budget.transitions:,} transitions)")  # fmt: skip
                 generate(DATASET, gen, n_transitions=budget.transitions, seed=SEED)
-                import h5py
+            else:  # an install without the policy file: D4RL's recipe from scratch, at a small budget
+                _say(f"no D4RL file in {dataset_dir()} and no shipped behaviour policy: generating a stand-in at "
+                     f"{gen} by training SAC for {budget.sac_steps:,} steps (weak: expect low returns)")  # fmt: skip
+                generate(DATASET, gen, from_scratch=True, quick=True, seed=SEED, n_transitions=budget.transitions,
+                         max_train_steps=budget.sac_steps, eval_interval=max(budget.sac_steps // 3, 1),
+                         random_steps=min(2_000, budget.sac_steps // 3))  # fmt: skip
+            import h5py
 
-                with h5py.File(gen) as f:
-                    _say(f"generated data: mean return {f.attrs['dataset_mean_normalized_return']:.1f} normalized "
-                         f"(not D4RL; its behaviour policy scored {f.attrs['sac_eval_normalized_return']:.1f} "
-                         f"after {f.attrs['sac_train_steps']:,} SAC steps)")  # fmt: skip
+            with h5py.File(gen) as f:
+                _say(f"generated data: mean return {f.attrs['dataset_mean_normalized_return']:.1f} normalized "
+                     f"(not D4RL; its behaviour policy scored {f.attrs['sac_eval_normalized_return']:.1f} "
+                     f"after {f.attrs['sac_train_steps']:,} SAC steps)")  # fmt: skip
 
     # 2. Phase I: existing checkpoints are used as they are; missing ones are pretrained, in parallel.
     with _Stage("Phase I", times):
