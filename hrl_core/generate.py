@@ -227,7 +227,9 @@ def generate(dataset: str, out_path: Path, from_scratch: bool = False, quick: bo
     else:
         path = policy_path or shipped_policy_path(dataset)
         actor, record = load_policy(path, dataset)
-        origin = f"behaviour policy {path.name} shipped with hrl (trained by hrl data generate --from_scratch)"
+        shipped = Path(path) == shipped_policy_path(dataset)
+        origin = (f"behaviour policy {Path(path).name} shipped with hrl (trained by hrl data generate --from_scratch)"
+                  if shipped else f"behaviour policy file {path}")  # fmt: skip
     data = rollout(actor, dataset, budget["n_transitions"], seed)
     attrs = {"policy_origin": origin, "seed": int(seed), "rollout_seed": int(seed), "quick": bool(quick)}
     attrs.update({k: v for k, v in record.items() if k not in ("eval_history", "quick")})
