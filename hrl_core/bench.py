@@ -208,8 +208,9 @@ def run_bench(
 
     dev = resolve_device(device)
     tune_allocator()  # as every run does
-    if threads:
-        torch.set_num_threads(threads)
+    from hrl_core.runtime import set_threads
+
+    set_threads(threads)  # None: the idle cores, as a run without --threads starts
     if compile_cql is None:
         compile_cql = dev.type == "cuda"
     gflops = gemm_gflops(device=dev)
