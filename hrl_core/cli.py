@@ -274,6 +274,8 @@ def _run_plot(args) -> int:
     overrides = {"save_dir": args.save_dir} if args.save_dir else {}
     cells = grid.expand(spec, overrides=overrides)
     out = plots.write_all(cells, Path(args.out), static=not args.no_static)
+    if not out["html"]:
+        print("hrl plot: no HTML figures (plotly is not installed: pip install 'hrl[lab]'); PNG/SVG written")
     print(
         f"hrl plot: {out['runs']} runs -> {len(out['files'])} files in {args.out}/ (summary.md); "
         f"{len(out['missing'])} cells missing"

@@ -333,6 +333,11 @@ def write_all(cells, out_dir: Path, static: bool = True, html: bool = True) -> d
     if any(c.arm for c in cells):
         # Arms of a variants study share (algo, dataset, k, bonus): this summary would pool them.
         raise HrlError("this grid file has arms (a variants study): use hrl study --params with it")
+    if html:
+        try:
+            import plotly  # noqa: F401 - the [lab] extra; a core install writes PNG/SVG only
+        except ImportError:
+            html = False
     runs = runs_mod.load_cells(cells)
     done = {r.run_name for r in runs if r.status == "complete"}
     missing = [c.run_name for c in cells if c.run_name not in done]
@@ -360,4 +365,4 @@ def write_all(cells, out_dir: Path, static: bool = True, html: bool = True) -> d
             written += mpl.save(mpl.sample_efficiency_figure(rows, dataset, max_step, data_note(sel)), out_dir,
                                 f"sample_efficiency_{dataset}")  # fmt: skip
     written += list(write_summary(rows, missing, out_dir, len(runs)))
-    return {"runs": len(runs), "files": written, "missing": missing, "rows": rows}
+    return {"runs": len(runs), "files": written, "missing": missing, "rows": rows, "html": html}
