@@ -273,11 +273,10 @@ def _run_locked(cfg, run_dir, device, inputs, ident, lock, restart, progress, gr
     found = runs.existing(run_dir, ident)
     if found.status == "complete" and not restart:
         return _already_complete(cfg, run_dir, grid_cell)
-    spec = dataset_spec(cfg.env)
     allocator_tuned = tune_allocator()
     threads = ThreadGovernor(cfg.threads)
     data = load_offline(cfg, inputs.dataset)
-    ckpt = load_phase1_file(inputs, cfg.algo, spec.obs_dim, spec.act_dim)
+    ckpt = load_phase1_file(inputs, cfg.algo, dataset_spec(cfg.env).obs_dim, dataset_spec(cfg.env).act_dim)
     snapshot = None
     if found.status in ("running", "failed") and not restart:
         snapshot = runs.load_snapshot(run_dir)
@@ -290,63 +289,8 @@ def _run_locked(cfg, run_dir, device, inputs, ident, lock, restart, progress, gr
     if restart:
         runs.clear_folder(run_dir, keep=(LOCK_NAME,))
 
-    seed_everything(cfg.seed)
-    compile_critic = cfg.compile_critic(device.type)
-    agent_cfg_cls = CQLConfig if cfg.algo == "cql" else IQLConfig
-    overrides = cfg.agent_settings(agent_cfg_cls)
-    if cfg.algo == "cql":
-        overrides["compile_critic"] = compile_critic
-    overrides.pop("n_ensemble", None)
-    agent = make_agent(cfg.algo, spec.obs_dim, spec.act_dim, cfg.n_ensemble, device, **overrides)
-    agent.load_phase1(ckpt.state)
-    if cfg.member_init == "perturb":
-        perturb_fresh_members(agent.critic, cfg.perturb_scale)
-        agent.critic_target.load_state_dict(agent.critic.state_dict())  # fresh members: same in target
-        agent.critic_target.load_double_q(ckpt.state["critic_target"])
-    offline = OfflineData(data, device)
-    buffer = ReplayBuffer(cfg.online_steps, spec.obs_dim, spec.act_dim, device)
-    sampler = HybridSampler(offline, buffer, cfg.batch_size, cfg.online_ratio)
-    # Data that brings its own environment and reference scores (Minari: -v5) is
-    # evaluated there; otherwise the D4RL v2 counterparts (-v4) and D4RL's scores.
-    env_id = data.provenance.get("eval_env_id") or spec.env_id
-    ref_scores = data.provenance.get("ref_scores")
-    warmstart = None
-    if cfg.member_init == "warmstart" and snapshot is None:
-        losses = warmstart_fresh_members(agent, sampler.sample, cfg.warmstart_steps)
-        warmstart = {"steps": cfg.warmstart_steps, "loss_first": losses[0] if losses else None,
-                     "loss_last": losses[-1] if losses else None}  # fmt: skip
-        print(f"warm start: {cfg.warmstart_steps} offline steps on the fresh members, loss {warmstart}")
-    parts = Parts(
-        agent=agent,
-        buffer=buffer,
-        sampler=sampler,
-        env=make_env(cfg.env, env_id),
-        evaluator=Evaluator(cfg.env, cfg.eval_episodes, cfg.seed, env_id, ref_scores),
-        explorer=make_explorer(cfg),
-        threads=threads,
-    )
-
-    config = {
-        "run_name": cfg.run_name,
-        "phase": "II (online fine-tuning)",
-        "settings": cfg.to_dict(),
-        "identity": ident,
-        "agent_config": dict(vars(agent.cfg)),
-        "environment": {
-            "env_id": env_id,
-            "reference_scores": ref_scores or [spec.ref_min_score, spec.ref_max_score],
-            "eval_seeds": eval_seeds(cfg.seed, cfg.eval_episodes),
-        },
-        "provenance": {"dataset": data.provenance, "phase1_checkpoint": ckpt.provenance},
-        "versions": versions(),
-        "device": str(device),
-        "torch_threads": threads.threads,
-        "threads_policy": threads.policy,
-        "speed": {"allocator_tuned": allocator_tuned, "compiled_cql_critic": compile_critic},
-        "warmstart": warmstart,
-        "command": sys.argv,
-        "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-    }
+    parts, offline, warmstart = build_parts(cfg, device, data, ckpt, threads, fresh=snapshot is None)
+    config = run_record(cfg, ident, parts, data, ckpt, device, warmstart, allocator_tuned)
     if snapshot is not None:
         old = io.read_json(run_dir / runs.CONFIG) if (run_dir / runs.CONFIG).exists() else {}
         config["started"] = old.get("started", config["started"])
@@ -369,8 +313,77 @@ def _run_locked(cfg, run_dir, device, inputs, ident, lock, restart, progress, gr
         result = train(cfg, run_dir, parts, state, ident, lock, logger, progress)
     finally:
         logger.close()
-    result.replay, result.offline = buffer, offline
+    result.replay, result.offline = parts.buffer, offline
     return result
+
+
+def build_parts(cfg: FinetuneConfig, device, data, ckpt, threads: ThreadGovernor, fresh: bool):
+    """The agent (Phase I weights, N members), replay, envs and explorer of a run.
+
+    Returns (parts, offline data, warm-start record). The order of construction is part of
+    a seed's result (each draws random numbers): keep it."""
+    spec = dataset_spec(cfg.env)
+    seed_everything(cfg.seed)
+    agent_cfg_cls = CQLConfig if cfg.algo == "cql" else IQLConfig
+    overrides = cfg.agent_settings(agent_cfg_cls)
+    overrides.pop("n_ensemble", None)
+    if cfg.algo == "cql":
+        overrides["compile_critic"] = cfg.compile_critic(device.type)
+    agent = make_agent(cfg.algo, spec.obs_dim, spec.act_dim, cfg.n_ensemble, device, **overrides)
+    agent.load_phase1(ckpt.state)
+    if cfg.member_init == "perturb":
+        perturb_fresh_members(agent.critic, cfg.perturb_scale)
+        agent.critic_target.load_state_dict(agent.critic.state_dict())  # fresh members: same in target
+        agent.critic_target.load_double_q(ckpt.state["critic_target"])
+    offline = OfflineData(data, device)
+    buffer = ReplayBuffer(cfg.online_steps, spec.obs_dim, spec.act_dim, device)
+    sampler = HybridSampler(offline, buffer, cfg.batch_size, cfg.online_ratio)
+    warmstart = None
+    if cfg.member_init == "warmstart" and fresh:
+        losses = warmstart_fresh_members(agent, sampler.sample, cfg.warmstart_steps)
+        warmstart = {"steps": cfg.warmstart_steps, "loss_first": losses[0] if losses else None,
+                     "loss_last": losses[-1] if losses else None}  # fmt: skip
+        print(f"warm start: {cfg.warmstart_steps} offline steps on the fresh members, loss {warmstart}")
+    # Data that brings its own environment and reference scores (Minari: -v5) is
+    # evaluated there; otherwise the D4RL v2 counterparts (-v4) and D4RL's scores.
+    env_id = data.provenance.get("eval_env_id") or spec.env_id
+    parts = Parts(
+        agent=agent,
+        buffer=buffer,
+        sampler=sampler,
+        env=make_env(cfg.env, env_id),
+        evaluator=Evaluator(cfg.env, cfg.eval_episodes, cfg.seed, env_id, data.provenance.get("ref_scores")),
+        explorer=make_explorer(cfg),
+        threads=threads,
+    )
+    return parts, offline, warmstart
+
+
+def run_record(cfg: FinetuneConfig, ident: dict, parts: Parts, data, ckpt, device, warmstart, allocator_tuned) -> dict:
+    """The run's config.json (layout: hrl_core.runs)."""
+    spec = dataset_spec(cfg.env)
+    ref_scores = data.provenance.get("ref_scores")
+    return {
+        "run_name": cfg.run_name,
+        "phase": "II (online fine-tuning)",
+        "settings": cfg.to_dict(),
+        "identity": ident,
+        "agent_config": dict(vars(parts.agent.cfg)),
+        "environment": {
+            "env_id": data.provenance.get("eval_env_id") or spec.env_id,
+            "reference_scores": ref_scores or [spec.ref_min_score, spec.ref_max_score],
+            "eval_seeds": eval_seeds(cfg.seed, cfg.eval_episodes),
+        },
+        "provenance": {"dataset": data.provenance, "phase1_checkpoint": ckpt.provenance},
+        "versions": versions(),
+        "device": str(device),
+        "torch_threads": parts.threads.threads,
+        "threads_policy": parts.threads.policy,
+        "speed": {"allocator_tuned": allocator_tuned, "compiled_cql_critic": cfg.compile_critic(device.type)},
+        "warmstart": warmstart,
+        "command": sys.argv,
+        "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
 
 
 def train(cfg: FinetuneConfig, run_dir: Path, parts: Parts, state: RunState, ident: dict, lock, logger,
