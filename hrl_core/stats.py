@@ -53,12 +53,14 @@ class Diff:
     def has_interval(self) -> bool:
         return not (math.isnan(self.low) or math.isnan(self.high))
 
-    def text(self, digits: int = 1) -> str:
+    def text(self, digits: int = 1, signed: bool = True) -> str:
+        """``+1.2 [-0.3, +2.7]`` (``signed=False`` for probabilities: ``0.62 [0.40, 0.81]``)."""
+        f = f"{'+' if signed else ''}.{digits}f"
         if math.isnan(self.estimate):
             return "—"
         if not self.has_interval:
-            return f"{self.estimate:+.{digits}f} (no interval: < {MIN_SEEDS} seeds)"
-        return f"{self.estimate:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
+            return f"{self.estimate:{f}} (no interval: < {MIN_SEEDS} seeds)"
+        return f"{self.estimate:{f}} [{self.low:{f}}, {self.high:{f}}]"
 
 
 def _clean(x) -> np.ndarray:

@@ -210,6 +210,10 @@ def effects_markdown(rows: list[dict]) -> str:
     ])  # fmt: skip
 
 
+def _with_method(d, digits: int = 1, signed: bool = True) -> str:
+    return d.text(digits, signed) + (f" ({d.method})" if d.has_interval else "")
+
+
 def pooled_markdown(rows: list[dict]) -> str:
     if not rows:
         return "No pooled comparison yet."
@@ -218,8 +222,7 @@ def pooled_markdown(rows: list[dict]) -> str:
     return _table(columns, [
         [r["comparison"], r["pooled"].n_settings, r["pooled"].mean_difference.text(), r["verdict"],
          f"{r['pooled'].iqm_arm:.1f} / {r['pooled'].iqm_reference:.1f}",
-         f"{r['pooled'].iqm_difference.text()} ({r['pooled'].iqm_difference.method})",
-         f"{r['pooled'].probability_of_improvement.text(2)} ({r['pooled'].probability_of_improvement.method})"]
+         _with_method(r["pooled"].iqm_difference), _with_method(r["pooled"].probability_of_improvement, 2, False)]
         for r in rows
     ])  # fmt: skip
 
@@ -246,7 +249,7 @@ def conclusion_markdown(effects: list[dict], pooled: list[dict], rows: list[dict
         per = f"per setting: {counts['better']} better, {counts['worse']} worse, {counts['inconclusive']} inconclusive"
         per += f", {no_iv} without an interval" if no_iv else ""
         poi = p["pooled"].probability_of_improvement
-        out.append(f"- **{label}**: {reading}; {per} (of {len(mine)}); P(arm > reference) = {poi.text(2)}.")
+        out.append(f"- **{label}**: {reading}; {per} (of {len(mine)}); P(arm > reference) = {poi.text(2, False)}.")
     ratios = [r for r in rows if np.isfinite(r["bonus_reward_ratio"]) and r["bonus_reward_ratio"] > 0]
     if ratios:
         by_arm: dict[str, list[float]] = {}
