@@ -136,7 +136,9 @@ def test_two_grids_on_the_same_cells_run_each_cell_once(tmp_path, d4rl_dir, phas
                               cwd=tmp_path) for _ in range(2)]  # fmt: skip
     outs = [p.communicate(timeout=900)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
-    ran = sum(int(o.split("grid: ")[1].split(" ran")[0]) for o in outs)
+    import re
+
+    ran = sum(int(re.search(r"grid: (\d+) ran", o).group(1)) for o in outs)
     assert ran == 4, outs  # each of the 4 cells ran in exactly one of the two grids
     runs = sorted((tmp_path / "r").iterdir())
     assert len(runs) == 4
