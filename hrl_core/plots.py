@@ -162,7 +162,11 @@ def write_summary(rows: list[dict], missing: list[str], out_dir: Path, n_runs: i
     lines.append("| " + " | ".join(c[1] for c in cols) + " | ens − van final [95% CI] | ens − van AUC [95% CI] |")
     lines.append("|" + "---|" * (len(cols) + 2))
     for row in rows:
-        lines.append("| " + " | ".join(fmt(row.get(c[0], "")) for c in cols) + f" | {diff(row, 'final')} | "
+        shown = {**row, "k": f"{row['k']:g}"}
+        steps = row["steps_to_threshold_median"]
+        if isinstance(steps, float) and math.isfinite(steps):
+            shown["steps_to_threshold_median"] = f"{steps:,.0f}"
+        lines.append("| " + " | ".join(fmt(shown.get(c[0], "")) for c in cols) + f" | {diff(row, 'final')} | "
                      f"{diff(row, 'auc')} |")  # fmt: skip
     lines.append("")
     if missing:
