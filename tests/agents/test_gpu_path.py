@@ -47,15 +47,43 @@ def test_full_updates_on_the_gpu_layer_path_match_the_cpu_path(algo):
         torch.testing.assert_close(actor_g[k], actor_c[k], rtol=1e-4, atol=1e-5, msg=k)
 
 
-def test_a_snapshot_window_is_restored_onto_the_agent_device():
-    """Snapshots load on the CPU; the metric window's running sums must join the agent's device
-    (a CUDA run resumed after SIGTERM mid-window added CPU sums to CUDA tensors and failed)."""
-    from hrl_core.finetune import Window
+@pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter")
+def test_every_tensor_of_a_snapshot_is_restored_onto_the_agent_device(phase1_dir, d4rl_env):
+    """Snapshots load on the CPU; a run on another device (CUDA) must get every tensor on its own
+    device (a run resumed on CUDA after SIGTERM mid-window once added CPU window sums to CUDA
+    tensors and failed). Here the other device is torch's "meta" device, which a CPU has."""
+    from hrl_core import runs
+    from hrl_core.checkpoint import load_phase1_file
+    from hrl_core.config import FinetuneConfig
+    from hrl_core.finetune import RunState, build_parts, load_offline
+    from hrl_core.runtime import ThreadGovernor
 
-    window = Window()
-    window.add_update({"critic_loss": torch.tensor(2.0), "q_member": torch.tensor([1.0, 2.0, 3.0])})
-    saved = window.state_dict()
-    restored = Window()
-    restored.load_state_dict(saved, torch.device("meta"))  # any device other than the CPU
-    assert restored.updates == 1
-    assert all(v.device.type == "meta" for v in restored.sums.values())
+    cfg = FinetuneConfig(algo="cql", env="hopper-medium-v2", remove_top_k=60, seed=1, online_steps=50,
+                         eval_interval=50, eval_episodes=1, batch_size=32, threads=1,
+                         phase1_dir=str(phase1_dir))  # fmt: skip
+    inputs = runs.resolve_inputs(cfg)
+    data, ckpt = load_offline(cfg, inputs.dataset), load_phase1_file(inputs, "cql", 11, 3)
+    parts, _, _ = build_parts(cfg, torch.device("cpu"), data, ckpt, ThreadGovernor(1), fresh=True)
+    state = RunState.fresh(cfg, parts)
+    for _ in range(40):  # mid-window: online data, update sums, optimizer moments
+        action = parts.explorer.act(parts.agent, state.obs)
+        obs, reward, terminated, _, _ = parts.env.step(action)
+        parts.buffer.add(state.obs, action, reward, 0.0, obs, terminated)
+        state.obs = obs
+        state.window.add_update(parts.agent.update(parts.sampler.sample()))
+    snapshot = state.snapshot(parts, {"settings": {}})
+
+    other, _, _ = build_parts(cfg, torch.device("meta"), data, ckpt, ThreadGovernor(1), fresh=True)
+    restored = RunState.restore(snapshot, other, cfg.seed)
+    tensors = dict(restored.window.sums)
+    for name, obj in other.agent.modules().items():
+        if torch.is_tensor(obj):
+            tensors[name] = obj
+        elif isinstance(obj, torch.nn.Module):
+            tensors.update({f"{name}.{k}": v for k, v in obj.state_dict().items()})
+        else:  # an optimizer: its moment tensors
+            for i, st in enumerate(obj.state.values()):
+                tensors.update({f"{name}.{i}.{k}": v for k, v in st.items() if torch.is_tensor(v) and v.dim()})
+    tensors.update({f"buffer.{k}": v for k, v in other.buffer.tensors.items()})
+    assert len(tensors) > 30 and restored.window.updates == 40 and other.buffer.size == 40
+    assert {k for k, v in tensors.items() if v.device.type != "meta"} == set()
