@@ -3,8 +3,8 @@
 On a bare machine (no Phase I results, no D4RL file, no network) it makes everything it
 needs: a medium-level dataset rolled out from the behaviour policy shipped with the
 package (``hrl data generate``; seconds), quick Phase I pretraining of the two cells it
-needs, a Phase II comparison of ensemble bonus vs vanilla (IQL, hopper-medium-v2, k = 0
-and 60) through the papermill + Dask grid, then the figures and the summary. Wherever
+needs, a Phase II comparison of ensemble bonus vs vanilla (IQL, halfcheetah-medium-v2,
+k = 0 and 60) through the papermill + Dask grid, then the figures and the summary. Wherever
 real inputs exist (a D4RL file, Phase I checkpoints) it uses them instead, and says so.
 Every stage prints its wall time; outputs go to ``demo/`` (git-ignored) unless told.
 """
@@ -21,7 +21,9 @@ from hrl_core.config import FinetuneConfig
 from hrl_core.data.d4rl import dataset_dir
 from hrl_core.envs import dataset_spec
 
-DATASET = "hopper-medium-v2"
+# halfcheetah: the dataset whose behaviour policy ships with the package (hrl_core/policies);
+# hopper has none yet, so a bare-machine demo on hopper would fall back to a weak SAC.
+DATASET = "halfcheetah-medium-v2"
 ALGO = "iql"
 KS = (0.0, 60.0)
 SEED = 0

@@ -9,6 +9,9 @@ import sys
 
 import pytest
 
+from hrl_core.demo import DATASET
+from hrl_core.envs import dataset_spec
+
 
 @pytest.mark.slow
 def test_demo_from_nothing_marks_everything_generated(tmp_path):
@@ -31,9 +34,9 @@ def test_demo_from_nothing_marks_everything_generated(tmp_path):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "generating a stand-in" in run.stdout and "[demo] Phase II:" in run.stdout
     assert "what the curves show" in run.stdout and "summary.md" in run.stdout  # it ends by saying what it shows
-    assert (empty_d4rl / "generated" / "hopper_medium-v2.hdf5").exists()
-    assert (phase1 / "iql_hopper-medium-v2_k0_noise0.0_s0" / "checkpoint.pt").exists()
-    assert (phase1 / "iql_hopper-medium-v2_k60_noise0.0_s0" / "checkpoint.pt").exists()
+    assert (empty_d4rl / "generated" / dataset_spec(DATASET).file_name).exists()
+    assert (phase1 / f"iql_{DATASET}_k0_noise0.0_s0" / "checkpoint.pt").exists()
+    assert (phase1 / f"iql_{DATASET}_k60_noise0.0_s0" / "checkpoint.pt").exists()
     notebooks = sorted(p.name for p in (out / "executed").glob("*.ipynb"))
     assert len([n for n in notebooks if n.startswith("ft_")]) == 4  # Phase II cells
     assert len([n for n in notebooks if n.startswith("iql_")]) == 2  # Phase I cells, run in parallel
@@ -43,6 +46,6 @@ def test_demo_from_nothing_marks_everything_generated(tmp_path):
         assert json.loads((run_dir / "metrics.json").read_text())["status"] == "complete"
     summary = (out / "figures" / "summary.md").read_text()
     assert "generated" in summary and "No expected cell is missing" in summary
-    html = (out / "figures" / "finetune_curves_iql_hopper-medium-v2.html").read_text()
+    html = (out / "figures" / f"finetune_curves_iql_{DATASET}.html").read_text()
     assert "data: generated" in html
-    assert (out / "figures" / "finetune_curves_iql_hopper-medium-v2.png").stat().st_size > 10_000
+    assert (out / "figures" / f"finetune_curves_iql_{DATASET}.png").stat().st_size > 10_000
