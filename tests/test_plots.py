@@ -105,6 +105,10 @@ def test_write_all_static_and_html_without_a_browser(cells, tmp_path, monkeypatc
                  "sample_efficiency_hopper-medium-v2"):  # fmt: skip
         assert {f"{stem}.html", f"{stem}.png", f"{stem}.svg"} <= names
     assert {"summary.md", "summary.csv"} <= names
+    # plotly.js sits once beside the HTML figures (offline), not embedded in each of them.
+    html = (tmp_path / "figs" / "finetune_curves_iql_hopper-medium-v2.html").read_text()
+    assert 'src="plotly.min.js"' in html and len(html) < 500_000
+    assert (tmp_path / "figs" / "plotly.min.js").stat().st_size > 1_000_000
     png = (tmp_path / "figs" / "finetune_curves_iql_hopper-medium-v2.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     svg = (tmp_path / "figs" / "finetune_curves_iql_hopper-medium-v2.svg").read_text()
