@@ -231,8 +231,7 @@ def aligned_series(group: list[Run], key: str, start: int = 0) -> tuple[np.ndarr
 
 
 def mean_std(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    with np.errstate(all="ignore"):
-        return np.nanmean(y, 0), np.nanstd(y, 0)
+    return stats.nanmean(y, 0), stats.nanstd(y, 0)
 
 
 def curves_figure(runs: list[Run], algo: str, dataset: str, metric: str = "normalized_return", ks=None):

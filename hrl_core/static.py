@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hrl_core import stats
 from hrl_core.plots import K_COLOURS, aligned_series, mean_std, method_groups
 
 METHOD_STYLE = {"ensemble": "-", "none": "--"}
@@ -225,8 +226,7 @@ def study_diagnostics_figure(runs, arms: list[str], diagnostics, data_note: str 
                     continue
                 n = min(len(r.steps) for r in group)
                 y = np.array([[np.nan if v is None else v for v in fn(r)[1:n]] for r in group], float)
-                with np.errstate(all="ignore"):
-                    mean = np.nanmean(y, 0)
+                mean = stats.nanmean(y, 0)
                 if scale == "log":
                     mean = np.where(mean > 0, mean, np.nan)
                 ax.plot(group[0].steps[1:n], mean, color=ARM_COLOURS[i % len(ARM_COLOURS)], label=arm, linewidth=1.3)

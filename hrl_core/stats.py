@@ -28,6 +28,7 @@ counts, the nominal level whose actual coverage is 95%, and reports both.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from functools import cache
 
@@ -35,6 +36,21 @@ import numpy as np
 
 LEVEL = 0.95  # the coverage every interval in the project's records is meant to have
 MIN_SEEDS = 2  # fewer seeds than this on a side: no interval, no verdict
+
+
+def nanmean(y, axis=None):
+    """np.nanmean that returns nan for an all-missing slice without a RuntimeWarning (a metric
+    a run does not log, e.g. the bonus of a no-bonus arm, is expected, not a problem)."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(y, axis)
+
+
+def nanstd(y, axis=None):
+    """np.nanstd, quiet on all-missing slices (see nanmean)."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanstd(y, axis)
 
 
 @dataclass(frozen=True)

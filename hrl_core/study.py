@@ -311,9 +311,8 @@ def diagnostics_rows(study_runs: list[runs.Run], arms: list[str] | None = None) 
             for name, fn, _ in DIAGNOSTICS:
                 n = min(len(r.steps) for r in group)
                 y = np.array([[np.nan if v is None else v for v in fn(r)[:n]] for r in group], float)
-                with np.errstate(all="ignore"):
-                    row[f"{name} | first"] = float(np.nanmean(y[:, 1])) if n > 1 else math.nan
-                    row[f"{name} | run"] = float(np.nanmean(y[:, 1:])) if n > 1 else math.nan
+                row[f"{name} | first"] = float(stats.nanmean(y[:, 1])) if n > 1 else math.nan
+                row[f"{name} | run"] = float(stats.nanmean(y[:, 1:])) if n > 1 else math.nan
             rows.append(row)
     return rows
 

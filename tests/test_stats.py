@@ -86,3 +86,13 @@ def test_iqm_and_probability_of_improvement_definitions():
     assert p.n_settings == 2 and p.mean_difference.estimate == pytest.approx(5.5)
     assert stats.verdict(p.mean_difference) == "better" and p.probability_of_improvement.estimate == 1.0
     assert "simulated coverage" in p.iqm_difference.method
+
+
+def test_nanmean_of_a_metric_no_run_logs_is_nan_without_a_warning():
+    import warnings
+
+    y = np.array([[np.nan, 1.0], [np.nan, 3.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning would fail here (it would land in the records)
+        mean, std = stats.nanmean(y, 0), stats.nanstd(y, 0)
+    assert np.isnan(mean[0]) and mean[1] == 2.0 and np.isnan(std[0]) and std[1] == 1.0
