@@ -21,6 +21,7 @@ pooled over settings (``hrl_core.stats.pooled``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -34,6 +35,40 @@ REFERENCE_ARM = "vanilla"
 def load_study(cells) -> list[runs.Run]:
     """The runs of the study's cells (complete or not), labelled with their arms."""
     return runs.load_cells(cells)
+
+
+def clean_reference_cells(cells) -> list:
+    """The clean level of a study without k=0 cells (e.g. the CQL study, k=60 only).
+
+    Steps to 80%/100% are measured against the clean (k=0) Phase I checkpoint's step-0
+    return. Where the study has no k=0 cell for an (algo, dataset), these are the k=0 twins
+    of its reference-arm cells: the same settings on the clean checkpoint, so their step 0
+    is that checkpoint evaluated exactly as the study evaluates (same episodes, same seeds).
+    They are not run by the study; another record sharing the save_dir may hold them (the
+    CQL study reads grid_cpu's CQL k=0 vanilla cells)."""
+    have = {(c.config.algo, c.config.env) for c in cells if c.config.remove_top_k == 0}
+    out = {}
+    for c in cells:
+        if c.arm == REFERENCE_ARM and (c.config.algo, c.config.env) not in have:
+            twin = dataclasses.replace(c, config=dataclasses.replace(c.config, remove_top_k=0.0),
+                                       arm=f"{REFERENCE_ARM} k=0 (clean level)")  # fmt: skip
+            out.setdefault(twin.run_name, twin)
+    return list(out.values())
+
+
+def clean_reference_markdown(clean_runs: list[runs.Run], cells) -> str:
+    """Where the clean level came from, when it came from outside the study."""
+    wanted = clean_reference_cells(cells)
+    if not wanted:
+        return ""
+    found = {r.run_name for r in clean_runs if r.status == "complete"}
+    lines = ["**Clean level** (steps to 80%/100%): this study has no k=0 cells for "
+             + ", ".join(sorted({f"{c.config.algo} {c.config.env}" for c in wanted}))
+             + "; it is the step-0 return of the same settings on the clean checkpoint, read from these runs "
+             "(not part of the study):"]  # fmt: skip
+    lines += [f"- `{c.run_name}`: {'found' if c.run_name in found else 'missing (steps to 80% unavailable)'}"
+              for c in wanted]  # fmt: skip
+    return "\n".join(lines)
 
 
 def arms_in_order(study_runs: list[runs.Run], arms: list[str] | None = None) -> list[str]:
@@ -88,10 +123,12 @@ def _groups(study_runs) -> dict[tuple, list]:
     return out
 
 
-def study_rows(study_runs: list[runs.Run], arms: list[str] | None = None) -> list[dict]:
-    """One row per (algo, dataset, k, arm) over the complete runs."""
+def study_rows(study_runs: list[runs.Run], arms: list[str] | None = None, clean_runs=()) -> list[dict]:
+    """One row per (algo, dataset, k, arm) over the complete runs; ``clean_runs``: k=0 runs
+    from outside the study that define the clean level (``clean_reference_cells``)."""
     groups = _groups(study_runs)
-    thresholds = plots.clean_thresholds(study_runs)
+    clean = [r for r in clean_runs if r.status == "complete" and r.k == 0]
+    thresholds = plots.clean_thresholds([r for r in study_runs if r.status == "complete"] + clean)
     rows = []
     for algo, dataset, k in sorted({key[:3] for key in groups}):
         thr80 = thresholds.get((algo, dataset), math.nan)

@@ -115,6 +115,28 @@ def test_figures_are_written_as_png_and_svg(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_study_without_k0_cells_reads_the_clean_level_from_k0_runs_beside_it(tmp_path):
+    """The CQL study has k=60 cells only: the clean level comes from the k=0 twins of its
+    reference cells (another record's runs in the same save_dir), and says so."""
+    study_cells = [write_result_fixture(tmp_path, "cql", DS, 60, "none", s, [30, 35, 45, 50], arm="vanilla")
+                   for s in (0, 1)]  # fmt: skip
+    twins = study.clean_reference_cells(study_cells)
+    assert [c.config.remove_top_k for c in twins] == [0.0, 0.0] and all(c.config.algo == "cql" for c in twins)
+    runs = study.load_study(study_cells)
+    assert study.load_study(twins) == []  # not there yet: no clean level, and the note says which runs are missing
+    assert math.isnan(study.study_rows(runs, ["vanilla"])[0]["threshold80"])
+    assert "missing" in study.clean_reference_markdown([], study_cells)
+    # Another record made them (same settings, k=0): step-0 returns 50 and 60 -> clean level 55, 80% = 44.
+    other = [write_result_fixture(tmp_path, "cql", DS, 0, "none", s, [r, r, r, r]) for s, r in ((0, 50), (1, 60))]
+    assert sorted(c.run_name for c in other) == sorted(c.run_name for c in twins)
+    clean = study.load_study(twins)
+    row = study.study_rows(runs, ["vanilla"], clean_runs=clean)[0]
+    assert row["threshold80"] == pytest.approx(44.0) and row["steps_to_80_median"] == 2000
+    assert "found" in study.clean_reference_markdown(clean, study_cells)
+    # A study that has its own k=0 cells needs none.
+    assert study.clean_reference_cells(study_cells + other) == []
+
+
 def test_steps_to_threshold_without_a_clean_run_says_so():
     assert study._fmt_steps(math.nan, "0/3") == "— (no k=0 run)"
     assert study._fmt_steps(math.inf, "0/3") == "not reached (0/3)"
