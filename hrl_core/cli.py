@@ -337,6 +337,8 @@ def _add_data(sub) -> None:
     g.add_argument("--quick", action="store_true", help="small budget: 15,000 SAC steps, 50,000 transitions")
     g.add_argument("--transitions", type=int, default=None, help="transitions to roll out (default 1,000,000)")
     g.add_argument("--max_train_steps", type=int, default=None, help="SAC step budget (default 500,000)")
+    g.add_argument("--eval_interval", type=int, default=None,
+                   help="SAC steps between evaluations (default 10,000); the best-evaluated actor is kept")  # fmt: skip
     g.add_argument("--seed", type=int, default=0, help="seed of training and rollouts (default 0)")
     g.add_argument("--out", default=None, help="output file (default $D4RL_DATASET_DIR/generated/<d4rl name>)")
     g.add_argument("--save_policy", default=None, help="with --from_scratch: also write the trained policy here")

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
 import sys
 import time
 from dataclasses import dataclass, field, fields
@@ -413,13 +414,31 @@ RUNNING_ELSEWHERE = "running elsewhere"
 SKIPPED = "skipped (complete)"
 
 
+def partial_path(output: Path, host: str | None = None, pid: int | None = None) -> Path:
+    """The hidden file a cell's notebook is executed into: one per executing process."""
+    host, pid = host or socket.gethostname(), pid or os.getpid()
+    return output.with_name(f".{output.stem}.{host}-{pid}.partial.ipynb")
+
+
+def _remove_stale_partials(output: Path, before: float) -> None:
+    """Partial notebooks of this cell left by killed executions (older than this one)."""
+    for stale in output.parent.glob(f".{output.stem}.*.partial.ipynb"):
+        try:
+            if stale.stat().st_mtime < before:
+                stale.unlink()
+        except FileNotFoundError:  # its owner removed it meanwhile
+            pass
+
+
 def execute_cell(notebook: str, output: str, parameters: dict, env: dict, run_name: str = "") -> dict:
     """Run one cell's notebook with papermill (in a Dask worker). Never raises.
 
     Returns ``{"status", "run_name", "notebook", "seconds", "error"}``. The notebook is
-    executed into a hidden partial file and moved to ``output`` when it ends, so a cell
-    that finds its run held by another process leaves that process's notebook alone;
-    a failed cell keeps its executed notebook with the error in it.
+    executed into a hidden partial file of its own (host and PID in the name: two grids
+    may start the same cell at once, and one of them then finds the run locked) and
+    moved to ``output`` when it ends, so a cell that finds its run held by another
+    process leaves that process's notebook alone; a failed cell keeps its executed
+    notebook with the error in it.
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -427,7 +446,7 @@ def execute_cell(notebook: str, output: str, parameters: dict, env: dict, run_na
     os.environ.update(env)
     t0 = time.time()
     result = {"run_name": run_name, "notebook": output, "error": None}
-    partial = Path(output).with_name(f".{Path(output).stem}.partial.ipynb")
+    partial = partial_path(Path(output))
     try:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         papermill.execute_notebook(
@@ -454,6 +473,7 @@ def execute_cell(notebook: str, output: str, parameters: dict, env: dict, run_na
                 result["notebook"] = None
             else:
                 os.replace(partial, output)
+                _remove_stale_partials(Path(output), t0)
     result["seconds"] = time.time() - t0
     return result
 

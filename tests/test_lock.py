@@ -134,8 +134,8 @@ def test_two_grids_on_the_same_cells_run_each_cell_once(tmp_path, d4rl_dir, phas
     grid_cmd = [sys.executable, "-m", "hrl_core.cli", "grid", "--params", str(params), "--workers", "1"]
     procs = [subprocess.Popen(grid_cmd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               cwd=tmp_path) for _ in range(2)]  # fmt: skip
-    outs = [p.communicate(timeout=900)[0] for p in procs]
-    assert all(p.returncode == 0 for p in procs), outs
+    outs, errs = zip(*(p.communicate(timeout=900) for p in procs), strict=True)
+    assert all(p.returncode == 0 for p in procs), (outs, [e[-3000:] for e in errs])
     import re
 
     ran = sum(int(re.search(r"grid: (\d+) ran", o).group(1)) for o in outs)
@@ -147,6 +147,37 @@ def test_two_grids_on_the_same_cells_run_each_cell_once(tmp_path, d4rl_dir, phas
         assert "resumed" not in json.loads((run / "config.json").read_text())  # one process, start to end
         assert not (run / lock.LOCK_NAME).exists()
     assert len(list((tmp_path / "executed").glob("*.ipynb"))) == 4
+
+
+def test_a_cell_finding_its_run_locked_leaves_the_holders_notebook_alone(tmp_path, d4rl_dir, phase1_dir, monkeypatch):
+    # Two grids start the same cell: the holder's executing notebook must survive the
+    # other's "running elsewhere" exit (they once shared one partial file, and the loser
+    # deleted the winner's, which then failed at its end).
+    params = tmp_path / "g.yaml"
+    params.write_text("algos: [iql]\ndatasets: [hopper-medium-v2]\nremove_top_k: [60]\nbonus_types: [none]\n"
+                      f"seeds: [1]\nsettings: {{save_dir: {tmp_path / 'r'}, online_steps: 60, eval_interval: 60, "
+                      "eval_episodes: 1, batch_size: 32}\n")  # fmt: skip
+    from hrl_core import grid
+
+    env = {"D4RL_DATASET_DIR": str(d4rl_dir), "HRL_PHASE1_DIR": str(phase1_dir)}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)  # execute_cell sets them in its (worker) process: restored after the test
+    cell = grid.expand(grid.load_grid(params))[0]
+    out = tmp_path / "executed" / f"{cell.run_name}.ipynb"
+    out.parent.mkdir()
+    holders = grid.partial_path(out, host="node-3", pid=777)  # the holder's, being written
+    assert holders != grid.partial_path(out)
+    holders.write_text("{}")
+    with lock.RunLock(cell.run_dir):
+        res = grid.execute_cell(str(cell.notebook), str(out), grid.notebook_parameters(cell.config), env, cell.run_name)
+    assert res["status"] == grid.RUNNING_ELSEWHERE, res
+    assert holders.read_text() == "{}" and not out.exists() and res["notebook"] is None
+    assert sorted(p.name for p in out.parent.iterdir()) == [holders.name]  # its own partial is gone
+    # Later the cell runs here; a partial left by an execution killed before it is cleaned up.
+    os.utime(holders, (time.time() - 60, time.time() - 60))
+    res = grid.execute_cell(str(cell.notebook), str(out), grid.notebook_parameters(cell.config), env, cell.run_name)
+    assert res["status"] == "complete", res
+    assert sorted(p.name for p in out.parent.iterdir()) == [out.name]
 
 
 def test_dry_run_shows_a_cell_running_elsewhere(tmp_path):
