@@ -430,34 +430,63 @@ def _remove_stale_partials(output: Path, before: float) -> None:
             pass
 
 
-def execute_cell(notebook: str, output: str, parameters: dict, env: dict, run_name: str = "") -> dict:
+KERNEL_START_ATTEMPTS = 3  # a kernel that dies before running any cell is started again
+
+
+def _nothing_ran(partial: Path) -> bool:
+    """True when papermill ran none of the notebook's cells (e.g. its kernel died at start:
+    two kernels started at once on one host can pick the same free TCP port)."""
+    import json
+
+    try:
+        cells = json.loads(partial.read_text()).get("cells", [])
+    except (OSError, ValueError):
+        return True  # not even written: nothing ran
+    # papermill marks every cell "completed" when it ends, even unrun ones: a cell ran iff it has a start time
+    return all(c.get("metadata", {}).get("papermill", {}).get("start_time") is None for c in cells)
+
+
+def execute_cell(notebook: str, output: str, parameters: dict, env: dict, run_name: str = "",
+                 kernel_name: str = "python3") -> dict:  # fmt: skip
     """Run one cell's notebook with papermill (in a Dask worker). Never raises.
 
-    Returns ``{"status", "run_name", "notebook", "seconds", "error"}``. The notebook is
-    executed into a hidden partial file of its own (host and PID in the name: two grids
-    may start the same cell at once, and one of them then finds the run locked) and
-    moved to ``output`` when it ends, so a cell that finds its run held by another
-    process leaves that process's notebook alone; a failed cell keeps its executed
-    notebook with the error in it.
+    Returns ``{"status", "run_name", "notebook", "seconds", "error", "kernel_starts"}``.
+    The notebook is executed into a hidden partial file of its own (host and PID in the
+    name: two grids may start the same cell at once, and one of them then finds the run
+    locked) and moved to ``output`` when it ends, so a cell that finds its run held by
+    another process leaves that process's notebook alone; a failed cell keeps its
+    executed notebook with the error in it. A kernel that fails before the notebook's
+    first cell ran is started again (up to ``KERNEL_START_ATTEMPTS`` times): nothing of
+    the run happened yet, so this cannot change a result.
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     os.environ.update(env)
     t0 = time.time()
-    result = {"run_name": run_name, "notebook": output, "error": None}
+    result = {"run_name": run_name, "notebook": output, "error": None, "kernel_starts": 0}
     partial = partial_path(Path(output))
     try:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
-        papermill.execute_notebook(
-            notebook,
-            str(partial),
-            parameters=parameters,
-            cwd=str(Path(notebook).parent),
-            progress_bar=False,
-            log_output=False,
-            kernel_name="python3",
-        )
+        while True:
+            result["kernel_starts"] += 1
+            try:
+                papermill.execute_notebook(
+                    notebook,
+                    str(partial),
+                    parameters=parameters,
+                    cwd=str(Path(notebook).parent),
+                    progress_bar=False,
+                    log_output=False,
+                    kernel_name=kernel_name,
+                )
+                break
+            except PapermillExecutionError:
+                raise
+            except Exception:  # noqa: BLE001 - retried only when no cell ran
+                if result["kernel_starts"] >= KERNEL_START_ATTEMPTS or not _nothing_ran(partial):
+                    raise
+                time.sleep(1.0 + (os.getpid() % 7) / 3)  # two grids retrying do not meet again
         result["status"] = "complete"
     except PapermillExecutionError as exc:
         result["status"] = {"RunLocked": RUNNING_ELSEWHERE, "AlreadyComplete": SKIPPED}.get(exc.ename, "failed")
@@ -466,14 +495,18 @@ def execute_cell(notebook: str, output: str, parameters: dict, env: dict, run_na
         lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
         result["status"] = "failed"
         result["error"] = lines[-1][:300] if lines else exc.__class__.__name__
+        if result["kernel_starts"] > 1:
+            result["error"] += f" (kernel started {result['kernel_starts']} times)"
     finally:
-        if partial.exists():
+        try:
             if result.get("status") in (RUNNING_ELSEWHERE, SKIPPED):  # another process's record stays
-                partial.unlink()
+                partial.unlink(missing_ok=True)
                 result["notebook"] = None
-            else:
+            elif partial.exists():
                 os.replace(partial, output)
                 _remove_stale_partials(Path(output), t0)
+        except OSError as exc:  # e.g. a full disk: the run's own folder holds its results
+            result["error"] = (result.get("error") or "") + f"; executed notebook not kept ({exc})"
     result["seconds"] = time.time() - t0
     return result
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import nbformat
@@ -214,3 +215,52 @@ def test_pretrain_cell_through_papermill(tmp_path, d4rl_dir):
     run = results / "iql_hopper-medium-v2_k30_noise0.0_s4"
     assert json.loads((run / "metrics.json").read_text())["status"] == "complete"
     assert (run / "checkpoint.pt").exists() and (executed / f"{run.name}.ipynb").exists()
+
+
+def _kernelspec(root: Path, name: str, deaths: int) -> Path:
+    """A real ipykernel behind a launcher that exits at start ``deaths`` times first."""
+    spec_dir = root / "kernels" / name
+    spec_dir.mkdir(parents=True)
+    counter = root / f"{name}.starts"
+    launcher = spec_dir / "launch.py"
+    launcher.write_text(
+        "import pathlib, sys\n"
+        f"counter = pathlib.Path({str(counter)!r})\n"
+        "n = int(counter.read_text()) if counter.exists() else 0\n"
+        "counter.write_text(str(n + 1))\n"
+        f"if n < {deaths}:\n"
+        "    sys.exit(1)  # dies before replying, as a kernel whose port was taken does\n"
+        "from ipykernel.kernelapp import launch_new_instance\n"
+        "launch_new_instance()\n"
+    )
+    argv = [sys.executable, str(launcher), "-f", "{connection_file}"]
+    (spec_dir / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": name, "language": "python"}))
+    return counter
+
+
+def test_a_kernel_that_dies_at_start_is_started_again_but_a_failing_cell_is_not(tmp_path, monkeypatch):
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    nb = tmp_path / "nb.ipynb"
+    nb.write_text(json.dumps({
+        "cells": [{"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "x = 1", "outputs": [],
+                   "execution_count": None},
+                  {"cell_type": "code", "metadata": {}, "source": "assert x == 2, 'x is not 2'", "outputs": [],
+                   "execution_count": None}],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "nbformat": 4, "nbformat_minor": 5,
+    }))  # fmt: skip
+    once = _kernelspec(tmp_path / "jupyter", "dies-once", deaths=1)
+    res = grid.execute_cell(str(nb), str(tmp_path / "out" / "a.ipynb"), {"x": 2}, {}, "a", kernel_name="dies-once")
+    assert res["status"] == "complete" and res["kernel_starts"] == 2 and once.read_text() == "2", res
+    assert (tmp_path / "out" / "a.ipynb").exists()
+
+    always = _kernelspec(tmp_path / "jupyter", "always-dies", deaths=99)
+    res = grid.execute_cell(str(nb), str(tmp_path / "out" / "b.ipynb"), {"x": 2}, {}, "b", kernel_name="always-dies")
+    assert res["status"] == "failed" and res["kernel_starts"] == grid.KERNEL_START_ATTEMPTS, res
+    assert always.read_text() == str(grid.KERNEL_START_ATTEMPTS) and "kernel started 3 times" in res["error"]
+
+    # A cell that raises ran code: never started again (the run may have written results).
+    res = grid.execute_cell(str(nb), str(tmp_path / "out" / "c.ipynb"), {"x": 3}, {}, "c", kernel_name="dies-once")
+    assert res["status"] == "failed" and res["kernel_starts"] == 1 and "x is not 2" in res["error"], res
+    assert once.read_text() == "3"
+    assert (tmp_path / "out" / "c.ipynb").exists()  # the failed cell's record, with its error
