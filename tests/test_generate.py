@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import h5py
 import numpy as np
+import pytest
 import torch
 
 from hrl_core.data import read_hdf5
-from hrl_core.generate import generate, load_policy, rollout, save_policy
+from hrl_core.envs import DATASETS
+from hrl_core.generate import MEDIUM_TARGET, generate, load_policy, rollout, save_policy, shipped_policy_path
 from hrl_core.networks import TanhGaussianPolicy
 
 
@@ -44,3 +46,18 @@ def test_generate_from_a_policy_file_is_labelled_generated(tmp_path):
         attrs = dict(f.attrs)
     assert attrs["sac_train_steps"] == 7 and attrs["policy_origin"].endswith("p.pt")
     assert attrs["policy"] == "a test policy; stochastic rollouts" and attrs["n_transitions"] == 2000
+
+
+@pytest.mark.parametrize("dataset", sorted(DATASETS))
+def test_each_dataset_ships_a_medium_level_behaviour_policy(tmp_path, dataset):
+    path = shipped_policy_path(dataset)
+    assert path.exists() and path.stat().st_size < 1_000_000, path  # a few hundred KB in the wheel
+    _, record = load_policy(path, dataset)  # loads with the dataset's dimensions
+    assert record["reached_target"] and record["sac_eval_normalized_return"] >= MEDIUM_TARGET
+    assert record["train_seed"] >= 0 and record["sac_train_steps"] > 0 and not record["quick"]
+    # Measured here, not taken from the record: its stochastic rollouts are D4RL-"medium" data.
+    out = generate(dataset, tmp_path / "d.hdf5", n_transitions=5_000, seed=3, progress=False)
+    with h5py.File(out) as f:
+        attrs = dict(f.attrs)
+    assert attrs["policy_origin"].startswith("behaviour policy") and "shipped" in attrs["policy_origin"]
+    assert 25.0 <= attrs["dataset_mean_normalized_return"] <= 50.0, attrs["dataset_mean_normalized_return"]

@@ -84,3 +84,16 @@ def test_python_dash_m(installed, tmp_path):
     out = subprocess.run([str(installed / "bin" / "python"), "-m", "hrl_core", "--help"], cwd=tmp_path,
                          capture_output=True, text=True)  # fmt: skip
     assert out.returncode == 0 and "finetune" in out.stdout
+
+
+def test_the_wheel_ships_both_behaviour_policies(installed, tmp_path):
+    # No D4RL file and no checkout: `hrl data generate` rolls out the policy inside the wheel.
+    out = _run(installed, ["data", "generate", "hopper-medium-v2", "--transitions", "1000", "--out",
+                           tmp_path / "h.hdf5"], tmp_path, {"D4RL_DATASET_DIR": str(tmp_path / "none")})  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "shipped with hrl" in out.stdout and (tmp_path / "h.hdf5").exists()
+    listing = subprocess.run([str(installed / "bin" / "python"), "-c",
+                              "from importlib import resources; print(sorted(p.name for p in "
+                              "resources.files('hrl_core.policies').iterdir() if p.name.endswith('.pt')))"],
+                             cwd=tmp_path, capture_output=True, text=True)  # fmt: skip
+    assert listing.stdout.strip() == "['halfcheetah-medium-v2.pt', 'hopper-medium-v2.pt']", listing.stderr

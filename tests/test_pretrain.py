@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import h5py
 import pytest
@@ -52,8 +53,14 @@ def test_generated_data_chain(tmp_path, monkeypatch):
     assert len(data) > 2000 and data.provenance["kind"].startswith("generated")
     with h5py.File(path) as f:
         attrs = dict(f.attrs)
-    assert attrs["sac_train_steps"] == 300 and attrs["n_transitions"] == 2500 and attrs["seed"] == 0
-    assert "sac_eval_normalized_return" in attrs and attrs["reached_target"] in (True, False)
+    assert attrs["sac_steps_run"] == 300 and attrs["n_transitions"] == 2500 and attrs["seed"] == 0
+    # The actor kept is the best evaluated one, and the record says which.
+    history = eval(attrs["eval_history"])  # noqa: S307 - a list literal written by generate()
+    best_step, best_score = max(history, key=lambda h: h[1])
+    assert [h[0] for h in history] == [150, 300] and attrs["sac_train_steps"] == best_step
+    assert attrs["sac_eval_normalized_return"] == best_score
+    assert attrs["reached_target"] == (best_score >= attrs["target_normalized_return"])
+    assert math.isfinite(attrs["recheck_normalized_return"]) and attrs["recheck_episodes"] == 20
 
     cfg = PretrainConfig(algo="iql", env_name="hopper-medium-v2", total_steps=40, eval_interval=40, eval_episodes=1,
                          save_dir=str(tmp_path / "results"), dataset_source="generated")  # fmt: skip
