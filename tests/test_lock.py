@@ -38,6 +38,19 @@ def without_timing(m: dict) -> dict:
     return {k: v for k, v in m.items() if k not in ("wall_time", "eval_time", "snapshot_time")}
 
 
+def eventually(condition, timeout: float = 20.0) -> bool:
+    """Poll ``condition`` until it holds (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if condition():
+                return True
+        except (OSError, ValueError):  # the lock file caught mid-replace
+            pass
+        time.sleep(0.05)
+    return False
+
+
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.time() + timeout
     while not path.exists():
@@ -110,11 +123,11 @@ def test_a_lock_from_another_host_is_taken_over_only_after_its_heartbeat_expires
         now = json.loads((run / lock.LOCK_NAME).read_text())
         assert now["token"] == mine.token and now["pid"] == os.getpid()
         beat = now["heartbeat"]
-        time.sleep(0.3)
-        assert json.loads((run / lock.LOCK_NAME).read_text())["heartbeat"] > beat  # the heartbeat runs
+        # the heartbeat runs (polled: on a loaded machine a 0.05 s beat may come late)
+        assert eventually(lambda: json.loads((run / lock.LOCK_NAME).read_text())["heartbeat"] > beat)
         # Someone takes it over meanwhile (this holder was suspended too long): the holder notices.
         (run / lock.LOCK_NAME).write_text(json.dumps({**record, "heartbeat": time.time(), "token": "zzz"}))
-        time.sleep(0.3)
+        assert eventually(lambda: mine.lost)
         with pytest.raises(lock.RunLocked, match="lost its lock"):
             mine.check()
     finally:
