@@ -479,6 +479,8 @@ def execute_cell(notebook: str, output: str, parameters: dict, env: dict, run_na
                     progress_bar=False,
                     log_output=False,
                     kernel_name=kernel_name,
+                    # the kernel's own log: its TCP-without-encryption warning on every start is noise here
+                    extra_arguments=["--IPKernelApp.log_level=ERROR"],
                 )
                 break
             except PapermillExecutionError:
