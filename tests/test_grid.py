@@ -140,9 +140,9 @@ def test_bad_arms(tmp_path):
         grid.load_grid(bad)
 
 
-def test_dry_run_lists_cells_and_estimate():
+def test_dry_run_lists_cells_and_estimate(d4rl_dir, phase1_dir):
     args = ["grid", "--quick", "--algo", "iql", "--env", "hopper-medium-v2", "--seed", "1", "--dry-run"]
-    out = run_hrl([*args, "--save_dir", "/nonexistent-results"], REPO, timeout=120)
+    out = run_hrl([*args, "--save_dir", "/nonexistent-results"], REPO, d4rl_dir, phase1_dir, timeout=120)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
     assert len([ln for ln in lines if ln.startswith("ft_iql_hopper")]) == 6
@@ -242,10 +242,10 @@ def test_a_kernel_that_dies_at_start_is_started_again_but_a_failing_cell_is_not(
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     nb = tmp_path / "nb.ipynb"
     nb.write_text(json.dumps({
-        "cells": [{"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "x = 1", "outputs": [],
-                   "execution_count": None},
-                  {"cell_type": "code", "metadata": {}, "source": "assert x == 2, 'x is not 2'", "outputs": [],
-                   "execution_count": None}],
+        "cells": [{"cell_type": "code", "id": "params", "metadata": {"tags": ["parameters"]}, "source": "x = 1",
+                   "outputs": [], "execution_count": None},
+                  {"cell_type": "code", "id": "check", "metadata": {}, "source": "assert x == 2, 'x is not 2'",
+                   "outputs": [], "execution_count": None}],
         "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
         "nbformat": 4, "nbformat_minor": 5,
     }))  # fmt: skip
