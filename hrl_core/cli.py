@@ -383,6 +383,9 @@ def _add_demo(sub) -> None:
     p.add_argument("--out_root", default=None, help="where results/, results_phase2/, executed/, figures/ go "
                    "(default: demo/ in the checkout or the current folder)")  # fmt: skip
     p.add_argument("--workers", type=int, default=None, help="Dask workers for Phase II (default: one per core)")
+    p.add_argument("--dataset", default="halfcheetah-medium-v2", choices=["halfcheetah-medium-v2", "hopper-medium-v2"],
+                   help="the D4RL dataset the demo runs on (default halfcheetah-medium-v2: the least noisy curves "
+                   "at one seed; both ship a behaviour policy)")  # fmt: skip
 
     def handler(args):
         from pathlib import Path
@@ -393,7 +396,7 @@ def _add_demo(sub) -> None:
         root = resources.base_dir()  # the checkout, or the current folder for an installed package
         out_root = Path(args.out_root).resolve() if args.out_root else root / "demo"
         phase1 = Path(os.environ.get("HRL_PHASE1_DIR", out_root / "results")).resolve()
-        return run_demo(out_root, phase1, TINY if args.tiny else QUICK, args.workers)
+        return run_demo(out_root, phase1, TINY if args.tiny else QUICK, args.workers, dataset=args.dataset)
 
     p.set_defaults(handler=handler)
 

@@ -67,7 +67,8 @@ class _Stage:
         _say(f"{self.name}: {self.times[self.name]:.0f} s")
 
 
-def run_demo(out_root: Path, phase1_dir: Path, budget: Budget = QUICK, workers: int | None = None) -> int:
+def run_demo(out_root: Path, phase1_dir: Path, budget: Budget = QUICK, workers: int | None = None,
+             dataset: str = DATASET) -> int:  # fmt: skip
     """Run the chain; results_phase2/, executed/ and figures/ go under ``out_root``."""
     from hrl_core import grid, plots
     from hrl_core.data.sources import generated_path
@@ -75,7 +76,7 @@ def run_demo(out_root: Path, phase1_dir: Path, budget: Budget = QUICK, workers: 
     from hrl_core.pretrain import PretrainConfig
 
     t0, times = time.time(), {}
-    spec = dataset_spec(DATASET)
+    spec = dataset_spec(dataset)
     d4rl_file = dataset_dir() / spec.file_name
     # 1. Offline data: the D4RL file if there is one, else a medium-level stand-in.
     with _Stage("data", times):
@@ -84,17 +85,17 @@ def run_demo(out_root: Path, phase1_dir: Path, budget: Budget = QUICK, workers: 
             _say(f"offline data: {d4rl_file} (a D4RL-layout file found locally)")
         else:
             source = "generated"
-            gen = generated_path(DATASET)
+            gen = generated_path(dataset)
             if gen.exists():
                 _say(f"offline data: {gen} (generated earlier; no D4RL file in {dataset_dir()})")
-            elif shipped_policy_path(DATASET).exists():
+            elif shipped_policy_path(dataset).exists():
                 _say(f"no D4RL file in {dataset_dir()}: generating a stand-in at {gen} by rolling out the "
                      f"behaviour policy shipped with hrl ({budget.transitions:,} transitions)")  # fmt: skip
-                generate(DATASET, gen, n_transitions=budget.transitions, seed=SEED)
+                generate(dataset, gen, n_transitions=budget.transitions, seed=SEED)
             else:  # an install without the policy file: D4RL's recipe from scratch, at a small budget
                 _say(f"no D4RL file in {dataset_dir()} and no shipped behaviour policy: generating a stand-in at "
                      f"{gen} by training SAC for {budget.sac_steps:,} steps (weak: expect low returns)")  # fmt: skip
-                generate(DATASET, gen, from_scratch=True, quick=True, seed=SEED, n_transitions=budget.transitions,
+                generate(dataset, gen, from_scratch=True, quick=True, seed=SEED, n_transitions=budget.transitions,
                          max_train_steps=budget.sac_steps, eval_interval=max(budget.sac_steps // 3, 1),
                          random_steps=min(2_000, budget.sac_steps // 3))  # fmt: skip
             import h5py
@@ -108,11 +109,11 @@ def run_demo(out_root: Path, phase1_dir: Path, budget: Budget = QUICK, workers: 
     with _Stage("Phase I", times):
         todo = []
         for k in KS:
-            name = phase1_run_name(ALGO, DATASET, k, 0.0, SEED)
+            name = phase1_run_name(ALGO, dataset, k, 0.0, SEED)
             if (phase1_dir / name / "checkpoint.pt").exists():
                 _say(f"Phase I {name}: using {phase1_dir / name / 'checkpoint.pt'}")
                 continue
-            cfg = PretrainConfig(algo=ALGO, env_name=DATASET, remove_top_k=k, seed=SEED,
+            cfg = PretrainConfig(algo=ALGO, env_name=dataset, remove_top_k=k, seed=SEED,
                                  total_steps=budget.pretrain_steps,
                                  eval_interval=max(budget.pretrain_steps // 4, 1), eval_episodes=5,
                                  save_dir=str(phase1_dir), dataset_source=source)  # fmt: skip
@@ -130,7 +131,7 @@ def run_demo(out_root: Path, phase1_dir: Path, budget: Budget = QUICK, workers: 
         grid.Cell(
             FinetuneConfig(
                 algo=ALGO,
-                env=DATASET,
+                env=dataset,
                 remove_top_k=k,
                 bonus_type=b,
                 seed=SEED,
@@ -155,8 +156,8 @@ def run_demo(out_root: Path, phase1_dir: Path, budget: Budget = QUICK, workers: 
         out = plots.write_all(cells, out_root / "figures")
     figs = out_root / "figures"
     _say(f"done in {time.time() - t0:.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in times.items())})")
-    _say(f"figures: {figs}/finetune_curves_{ALGO}_{DATASET}.png (and .svg/.html), sample_efficiency_{DATASET}.png, "
-         f"disagreement_{ALGO}_{DATASET}.png; summary: {figs}/summary.md")  # fmt: skip
+    _say(f"figures: {figs}/finetune_curves_{ALGO}_{dataset}.png (and .svg/.html), sample_efficiency_{dataset}.png, "
+         f"disagreement_{ALGO}_{dataset}.png; summary: {figs}/summary.md")  # fmt: skip
     _say(f"executed notebooks: {out_root / 'executed'}")
     for line in what_it_shows(out["rows"]):
         _say(line)

@@ -14,7 +14,8 @@ from hrl_core.envs import dataset_spec
 
 
 @pytest.mark.slow
-def test_demo_from_nothing_marks_everything_generated(tmp_path):
+@pytest.mark.parametrize("dataset", [DATASET, "hopper-medium-v2"])
+def test_demo_from_nothing_marks_everything_generated(tmp_path, dataset):
     empty_d4rl, phase1, out = tmp_path / "d4rl", tmp_path / "results", tmp_path / "out"
     empty_d4rl.mkdir()
     env = {
@@ -28,15 +29,16 @@ def test_demo_from_nothing_marks_everything_generated(tmp_path):
         "HTTPS_PROXY": "http://127.0.0.1:9",
     }
     run = subprocess.run(
-        [sys.executable, "-m", "hrl_core.cli", "demo", "--tiny", "--out_root", str(out)],
+        [sys.executable, "-m", "hrl_core.cli", "demo", "--tiny", "--out_root", str(out), "--dataset", dataset],
         env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "generating a stand-in" in run.stdout and "[demo] Phase II:" in run.stdout
+    assert "rolling out the behaviour policy shipped with hrl" in run.stdout  # not the weak SAC fallback
     assert "what the curves show" in run.stdout and "summary.md" in run.stdout  # it ends by saying what it shows
-    assert (empty_d4rl / "generated" / dataset_spec(DATASET).file_name).exists()
-    assert (phase1 / f"iql_{DATASET}_k0_noise0.0_s0" / "checkpoint.pt").exists()
-    assert (phase1 / f"iql_{DATASET}_k60_noise0.0_s0" / "checkpoint.pt").exists()
+    assert (empty_d4rl / "generated" / dataset_spec(dataset).file_name).exists()
+    assert (phase1 / f"iql_{dataset}_k0_noise0.0_s0" / "checkpoint.pt").exists()
+    assert (phase1 / f"iql_{dataset}_k60_noise0.0_s0" / "checkpoint.pt").exists()
     notebooks = sorted(p.name for p in (out / "executed").glob("*.ipynb"))
     assert len([n for n in notebooks if n.startswith("ft_")]) == 4  # Phase II cells
     assert len([n for n in notebooks if n.startswith("iql_")]) == 2  # Phase I cells, run in parallel
@@ -46,6 +48,6 @@ def test_demo_from_nothing_marks_everything_generated(tmp_path):
         assert json.loads((run_dir / "metrics.json").read_text())["status"] == "complete"
     summary = (out / "figures" / "summary.md").read_text()
     assert "generated" in summary and "No expected cell is missing" in summary
-    html = (out / "figures" / f"finetune_curves_iql_{DATASET}.html").read_text()
+    html = (out / "figures" / f"finetune_curves_iql_{dataset}.html").read_text()
     assert "data: generated" in html
-    assert (out / "figures" / f"finetune_curves_iql_{DATASET}.png").stat().st_size > 10_000
+    assert (out / "figures" / f"finetune_curves_iql_{dataset}.png").stat().st_size > 10_000
