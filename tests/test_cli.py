@@ -106,6 +106,12 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, phase1_dir, d4rl_dir
     assert config["resumed"][0]["at_step"] >= (60 if damage != "none" else 120)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14, 15
+
+
 def test_sigterm_leaves_loadable_snapshot_and_resumes(tmp_path, phase1_dir, d4rl_dir):
     env = {**os.environ, "D4RL_DATASET_DIR": str(d4rl_dir)}
     cmd = hrl_cmd(phase1_dir, tmp_path, "--online_steps", "2000", "--eval_interval", "1000")
@@ -115,7 +121,12 @@ def test_sigterm_leaves_loadable_snapshot_and_resumes(tmp_path, phase1_dir, d4rl
     while not metrics_path.exists():
         assert proc.poll() is None, proc.stderr.read()
         time.sleep(0.05)
-    time.sleep(1.0)  # some online steps past the step-0 snapshot
+    # Some online steps past the step-0 snapshot: one second of the run's own CPU time (not
+    # wall time, which on a loaded machine may pass with no step taken).
+    start, deadline = cpu_seconds(proc.pid), time.time() + 120
+    while cpu_seconds(proc.pid) < start + 1.0 and time.time() < deadline:
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1
