@@ -372,6 +372,8 @@ def _add_pretrain(sub) -> None:
 
 
 def _add_demo(sub) -> None:
+    from hrl_core.envs import DATASETS
+
     p = sub.add_parser(
         "demo",
         help="the whole chain at a quick budget: data, Phase I, Phase II (ensemble vs vanilla), figures",
@@ -383,7 +385,7 @@ def _add_demo(sub) -> None:
     p.add_argument("--out_root", default=None, help="where results/, results_phase2/, executed/, figures/ go "
                    "(default: demo/ in the checkout or the current folder)")  # fmt: skip
     p.add_argument("--workers", type=int, default=None, help="Dask workers for Phase II (default: one per core)")
-    p.add_argument("--dataset", default="halfcheetah-medium-v2", choices=["halfcheetah-medium-v2", "hopper-medium-v2"],
+    p.add_argument("--dataset", default=None, choices=sorted(DATASETS),
                    help="the D4RL dataset the demo runs on (default halfcheetah-medium-v2: the least noisy curves "
                    "at one seed; both ship a behaviour policy)")  # fmt: skip
 
@@ -391,12 +393,12 @@ def _add_demo(sub) -> None:
         from pathlib import Path
 
         from hrl_core import resources
-        from hrl_core.demo import QUICK, TINY, run_demo
+        from hrl_core.demo import DATASET, QUICK, TINY, run_demo
 
         root = resources.base_dir()  # the checkout, or the current folder for an installed package
         out_root = Path(args.out_root).resolve() if args.out_root else root / "demo"
         phase1 = Path(os.environ.get("HRL_PHASE1_DIR", out_root / "results")).resolve()
-        return run_demo(out_root, phase1, TINY if args.tiny else QUICK, args.workers, dataset=args.dataset)
+        return run_demo(out_root, phase1, TINY if args.tiny else QUICK, args.workers, dataset=args.dataset or DATASET)
 
     p.set_defaults(handler=handler)
 

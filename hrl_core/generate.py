@@ -54,7 +54,7 @@ def train_sac(dataset: str, max_train_steps: int, random_steps: int, eval_interv
               seed: int, batch_size: int = 256, progress: bool = True, threads: int | None = None):  # fmt: skip
     """Online SAC until ``target`` normalized return or the step budget.
 
-    Returns (agent, best, history of (step, score)) where ``best`` is
+    Returns (steps run, best, history of (step, score)) where ``best`` is
     ``{"step", "score", "actor"}`` of the best evaluation: SAC on Hopper often reaches
     the medium level and then falls back for a long while (measured here: 31.7 at
     50,000 steps, 10-17 from 70,000 to 160,000), so the policy kept is the best one
@@ -98,7 +98,7 @@ def train_sac(dataset: str, max_train_steps: int, random_steps: int, eval_interv
     env.close()
     if best["actor"] is None:  # budget shorter than one evaluation interval: the last actor
         best = {"step": step, "score": float(score), "actor": copy.deepcopy(agent.actor).eval()}
-    return agent, best, history
+    return step, best, history
 
 
 @torch.no_grad()
@@ -219,7 +219,7 @@ def generate(dataset: str, out_path: Path, from_scratch: bool = False, quick: bo
     seed_everything(seed)
     if from_scratch:
         t0 = time.time()
-        _, best, history = train_sac(
+        steps_run, best, history = train_sac(
             dataset, budget["max_train_steps"], budget["random_steps"], budget["eval_interval"], MEDIUM_TARGET, seed,
             progress=progress, threads=threads,
         )  # fmt: skip
@@ -233,7 +233,7 @@ def generate(dataset: str, out_path: Path, from_scratch: bool = False, quick: bo
             "policy": "SAC (hrl CQL agent with cql_alpha=0), trained here by hrl data generate --from_scratch; "
             "the best-evaluated actor is kept",
             "sac_train_steps": int(best["step"]),
-            "sac_steps_run": int(history[-1][0]) if history else int(best["step"]),
+            "sac_steps_run": int(steps_run),
             "sac_eval_normalized_return": float(score),
             "sac_eval_episodes": 5,
             "recheck_normalized_return": float(recheck),
