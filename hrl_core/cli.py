@@ -149,6 +149,7 @@ def _add_grid(sub) -> None:
     p.add_argument("--bonus_type", nargs="+", help="only these bonus types")
     p.add_argument("--seed", nargs="+", type=int, help="only these seeds")
     p.add_argument("--arm", nargs="+", help="only these arms (grid files with arms:)")
+    p.add_argument("--part", nargs="+", help="only these parts (grid files with parts:)")
     p.add_argument(
         "--save_dir", default=None, help="where run folders go (default: the grid file's, else results_phase2)"
     )
@@ -194,7 +195,7 @@ def _run_grid(args) -> int:
     path = args.params or ("quick.yaml" if args.quick else "grid.yaml")
     spec = grid.load_grid(path)
     filters = {"algos": args.algo, "datasets": args.env, "remove_top_k": args.remove_top_k,
-               "bonus_types": args.bonus_type, "seeds": args.seed, "arms": args.arm}  # fmt: skip
+               "bonus_types": args.bonus_type, "seeds": args.seed, "arms": args.arm, "parts": args.part}  # fmt: skip
     overrides = {"save_dir": args.save_dir} if args.save_dir else {}
     if args.logger:
         overrides["logger"] = args.logger
@@ -202,6 +203,8 @@ def _run_grid(args) -> int:
         raise HrlError("--bonus_type does not apply to a pretrain grid")
     if args.arm and "arms" not in spec:
         raise HrlError(f"--arm needs a grid file with arms: ({path} has none)")
+    if args.part and "parts" not in spec:
+        raise HrlError(f"--part needs a grid file with parts: ({path} has none)")
     cells = grid.expand(spec, filters, overrides, quick=args.quick)
     if not cells:
         raise HrlError("no cell matches these filters")

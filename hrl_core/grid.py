@@ -19,6 +19,16 @@ that ask for the same run share it. ``comparisons:`` names pairs of arms whose
 difference a study reports (``member-init: [warmstart, vanilla]``).
 ``executed_dir`` (optional) says where the cells' executed notebooks go.
 
+An optional ``parts:`` mapping cuts a grid into named slices that run in the file's
+order and are analysed one record each (``hrl grid --part``, ``hrl study --part``)::
+
+    parts:
+      iql-hopper: {algos: [iql], datasets: [hopper-medium-v2], seeds: [0, 1, 2, 3, 4]}
+      cql: {algos: [cql], arms: [vanilla, spec]}
+
+A part gives its own values for any axis (the others are the file's) and may pick a
+subset of the arms; the grid is the union of its parts, and no run may be in two parts.
+
 Cells run seed-major (all seed-0 cells first), so a grid stopped early leaves every
 setting with the same number of seeds rather than some settings with all of them.
 
@@ -58,7 +68,9 @@ AXES = {
     "seeds": "seed",
 }
 # Keys a grid file may have besides its axes.
-OPTIONAL_KEYS = {"settings", "algo_settings", "description", "kind", "arms", "comparisons", "executed_dir", "cpu_hours"}
+OPTIONAL_KEYS = {
+    "settings", "algo_settings", "description", "kind", "arms", "comparisons", "executed_dir", "cpu_hours", "parts"
+}  # fmt: skip
 # ``kind: pretrain`` grids (Phase I) have no bonus axis and name the dataset env_name.
 PRETRAIN_AXES = {"algos": "algo", "datasets": "env_name", "remove_top_k": "remove_top_k", "seeds": "seed"}
 PRETRAIN_NOTEBOOK = resources.folder("notebooks") / "pretrain.ipynb"
@@ -81,6 +93,7 @@ class Cell:
     notebook_out: Path = field(default=Path())
     notebook: Path = DEFAULT_NOTEBOOK  # the notebook papermill executes for this cell
     arm: str = ""  # the study arm this cell belongs to (grid files with arms:); not part of the run
+    part: str = ""  # the grid file's part this cell belongs to (grid files with parts:); not part of the run
 
     @property
     def run_name(self) -> str:
@@ -138,7 +151,29 @@ def load_grid(path: str | Path) -> dict:
     for label, pair in (spec.get("comparisons") or {}).items():
         if not (isinstance(pair, list) and len(pair) == 2 and set(pair) <= set(arms or {})):
             raise HrlError(f"grid file {path}: comparison {label!r} must be [arm, reference arm] of its arms")
+    _check_parts(path, spec, axes)
     return spec
+
+
+def _check_parts(path: Path, spec: dict, axes: dict) -> None:
+    """A ``parts:`` mapping: part name -> its own axis values and/or a subset of the arms."""
+    parts = spec.get("parts")
+    if parts is None:
+        return
+    if not isinstance(parts, dict) or not parts:
+        raise HrlError(f"grid file {path}: parts must be a non-empty mapping of part name -> axes and arms")
+    for name, part in parts.items():
+        if not isinstance(part, dict):
+            raise HrlError(f"grid file {path}: part {name!r} must be a mapping of axes (and arms) to values")
+        unknown = set(part) - set(axes) - {"arms"}
+        if unknown:
+            raise HrlError(f"grid file {path}: part {name!r} has unknown keys {sorted(unknown)}; "
+                           f"valid: {', '.join(list(axes) + ['arms'])}")  # fmt: skip
+        for key, values in part.items():
+            if not isinstance(values, list) or not values:
+                raise HrlError(f"grid file {path}: part {name!r}: {key} must be a non-empty list")
+        if not set(part.get("arms", [])) <= set(spec.get("arms") or {}):
+            raise HrlError(f"grid file {path}: part {name!r} names arms the file does not have")
 
 
 def expand(spec: dict, filters: dict | None = None, overrides: dict | None = None, quick: bool = False) -> list[Cell]:
@@ -149,6 +184,8 @@ def expand(spec: dict, filters: dict | None = None, overrides: dict | None = Non
     the --quick budget (5,000 steps, evaluation every 1,000 with 5 episodes).
     """
     filters = filters or {}
+    if spec.get("parts"):
+        return _expand_parts(spec, filters, overrides, quick)
     axis_names, config_cls, quick_budget, notebook = _kind(spec)
     shared = dict(spec.get("settings") or {})
     late = {**(quick_budget if quick else {}), **(overrides or {})}  # beat the file's settings
@@ -186,6 +223,28 @@ def expand(spec: dict, filters: dict | None = None, overrides: dict | None = Non
         cells.append(cell)
     # Seed-major (stable): a grid stopped early has the same seeds for every setting.
     cells.sort(key=lambda c: c.config.seed)
+    return cells
+
+
+def _expand_parts(spec: dict, filters: dict, overrides: dict | None, quick: bool) -> list[Cell]:
+    """The cells of a grid with parts: each part's cells (seed-major within it), in the file's order."""
+    wanted = filters.get("parts")
+    unknown = set(wanted or ()) - set(spec["parts"])
+    if unknown:
+        raise HrlError(f"no part {sorted(unknown)} in this grid file; its parts: {', '.join(spec['parts'])}")
+    cells, owner = [], {}
+    for name, part in spec["parts"].items():
+        sub = {k: v for k, v in spec.items() if k != "parts"}
+        sub.update({k: v for k, v in part.items() if k != "arms"})
+        if "arms" in part:
+            sub["arms"] = {a: spec["arms"][a] for a in part["arms"]}
+        for cell in expand(sub, {k: v for k, v in filters.items() if k != "parts"}, overrides, quick):
+            if cell.run_name in owner:
+                raise HrlError(f"parts {owner[cell.run_name]!r} and {name!r} both hold run {cell.run_name}")
+            owner[cell.run_name] = name
+            cell.part = name
+            if not wanted or name in wanted:
+                cells.append(cell)
     return cells
 
 
@@ -301,15 +360,19 @@ def plan_workers(n_gpus: int, cpu_count: int, cells_per_gpu: int = 1, workers: i
     return [WorkerSpec(f"cpu{i}", None, threads) for i in range(n)]
 
 
+LOOPBACK = "127.0.0.1"  # where a local grid's scheduler and workers listen
+
+
 def local_cluster(specs: list[WorkerSpec]):
     """A Dask cluster on this machine with one process per WorkerSpec (its env, its GPU)."""
     from dask.distributed import Nanny, Scheduler, SpecCluster
 
-    workers = {
-        s.name: {"cls": Nanny, "options": {"nthreads": 1, "env": s.env, "name": s.name, "silence_logs": 40}}
-        for s in specs
-    }
-    scheduler = {"cls": Scheduler, "options": {"dashboard_address": None}}
+    # Loopback only: Dask's comm protocol runs whatever function it is sent, so a worker
+    # listening on the machine's network address (its default: all interfaces) lets anyone
+    # who reaches the node run code as the user. The worker's HTTP endpoints follow its host.
+    options = {"nthreads": 1, "silence_logs": 40, "host": LOOPBACK}
+    workers = {s.name: {"cls": Nanny, "options": {**options, "env": s.env, "name": s.name}} for s in specs}
+    scheduler = {"cls": Scheduler, "options": {"dashboard_address": None, "host": LOOPBACK}}
     return SpecCluster(workers=workers, scheduler=scheduler, silence_logs=40)
 
 

@@ -264,3 +264,46 @@ def test_a_kernel_that_dies_at_start_is_started_again_but_a_failing_cell_is_not(
     assert res["status"] == "failed" and res["kernel_starts"] == 1 and "x is not 2" in res["error"], res
     assert once.read_text() == "3"
     assert (tmp_path / "out" / "c.ipynb").exists()  # the failed cell's record, with its error
+
+
+def test_the_long_study_runs_in_parts_with_their_own_axes_and_budgets():
+    spec = grid.load_grid(REPO / "params" / "study_long.yaml")
+    cells = grid.expand(spec)
+    parts = [c.part for c in cells]
+    # Parts run in the file's order, each seed-major within itself.
+    assert list(dict.fromkeys(parts)) == list(spec["parts"])
+    by_part = {p: [c for c in cells if c.part == p] for p in spec["parts"]}
+    assert {p: len(v) for p, v in by_part.items()} == {
+        "iql-hopper": 20, "iql-halfcheetah": 12, "cql-hopper": 12, "cql-halfcheetah": 12, "cql-double_q": 6
+    }  # fmt: skip
+    assert sorted({c.config.seed for c in by_part["iql-hopper"]}) == [0, 1, 2, 3, 4]
+    for part, members in by_part.items():
+        assert [c.config.seed for c in members] == sorted(c.config.seed for c in members), part
+    iql = {
+        (c.config.online_steps, c.config.eval_interval, c.config.eval_episodes) for c in cells if c.config.algo == "iql"
+    }
+    cql = {
+        (c.config.online_steps, c.config.eval_interval, c.config.eval_episodes) for c in cells if c.config.algo == "cql"
+    }
+    assert iql == {(100_000, 5_000, 10)} and cql == {(20_000, 2_000, 10)}
+    assert {c.config.remove_top_k for c in cells} == {60.0} and {c.config.phase1_seed for c in cells} == {1}
+    assert {c.arm for c in by_part["cql-double_q"]} == {"double_q"} and "double_q" not in {
+        c.arm for c in by_part["iql-hopper"]
+    }
+    assert len({c.run_name for c in cells}) == len(cells)
+    # --part picks parts; other filters apply inside them.
+    picked = grid.expand(spec, {"parts": ["cql-hopper"], "seeds": [2]})
+    assert {c.part for c in picked} == {"cql-hopper"} and len(picked) == 4
+    with pytest.raises(HrlError, match="no part"):
+        grid.expand(spec, {"parts": ["nope"]})
+
+
+def test_bad_parts(tmp_path):
+    base = "algos: [iql]\ndatasets: [hopper-medium-v2]\nremove_top_k: [0]\nseeds: [0]\narms: {a: {bonus_type: none}}\n"
+    bad = tmp_path / "bad.yaml"
+    for parts, message in [("parts: {p: {envs: [x]}}", "unknown keys"), ("parts: {p: {arms: [b]}}", "arms the file"),
+                           ("parts: {p: {seeds: 3}}", "non-empty list"), ("parts: []", "non-empty mapping"),
+                           ("parts: {p: {seeds: [0]}, q: {seeds: [0]}}", "both hold run")]:  # fmt: skip
+        bad.write_text(base + parts + "\n")
+        with pytest.raises(HrlError, match=message):
+            grid.expand(grid.load_grid(bad))
