@@ -142,14 +142,7 @@ def _add_grid(sub) -> None:
         "remaining cell with papermill into executed/<run_name>.ipynb, on a Dask cluster.",
     )
     p.add_argument("--params", default=None, help="grid YAML (default params/grid.yaml; --quick: params/quick.yaml)")
-    p.add_argument("--quick", action="store_true", help="quick budget: 5,000 steps, eval every 1,000 with 5 episodes")
-    p.add_argument("--algo", nargs="+", help="only these algos")
-    p.add_argument("--env", nargs="+", help="only these datasets")
-    p.add_argument("--remove_top_k", nargs="+", type=float, help="only these corruption levels")
-    p.add_argument("--bonus_type", nargs="+", help="only these bonus types")
-    p.add_argument("--seed", nargs="+", type=int, help="only these seeds")
-    p.add_argument("--arm", nargs="+", help="only these arms (grid files with arms:)")
-    p.add_argument("--part", nargs="+", help="only these parts (grid files with parts:)")
+    _add_cell_filters(p)
     p.add_argument(
         "--save_dir", default=None, help="where run folders go (default: the grid file's, else results_phase2)"
     )
@@ -181,6 +174,38 @@ def _add_grid(sub) -> None:
     p.set_defaults(handler=_run_grid)
 
 
+def _add_cell_filters(p) -> None:
+    """The cell selection shared by hrl grid and hrl plot."""
+    p.add_argument("--quick", action="store_true", help="quick budget: 5,000 steps, eval every 1,000 with 5 episodes")
+    p.add_argument("--algo", nargs="+", help="only these algos")
+    p.add_argument("--env", nargs="+", help="only these datasets")
+    p.add_argument("--remove_top_k", nargs="+", type=float, help="only these corruption levels")
+    p.add_argument("--bonus_type", nargs="+", help="only these bonus types")
+    p.add_argument("--seed", nargs="+", type=int, help="only these seeds")
+    p.add_argument("--arm", nargs="+", help="only these arms (grid files with arms:)")
+    p.add_argument("--part", nargs="+", help="only these parts (grid files with parts:)")
+
+
+def _selected_cells(args, overrides: dict):
+    """(grid file path, its spec, the cells the filters select)."""
+    from hrl_core import grid
+
+    path = args.params or ("quick.yaml" if args.quick else "grid.yaml")
+    spec = grid.load_grid(path)
+    filters = {"algos": args.algo, "datasets": args.env, "remove_top_k": args.remove_top_k,
+               "bonus_types": args.bonus_type, "seeds": args.seed, "arms": args.arm, "parts": args.part}  # fmt: skip
+    if spec.get("kind") == "pretrain" and args.bonus_type:
+        raise HrlError("--bonus_type does not apply to a pretrain grid")
+    if args.arm and "arms" not in spec:
+        raise HrlError(f"--arm needs a grid file with arms: ({path} has none)")
+    if args.part and "parts" not in spec:
+        raise HrlError(f"--part needs a grid file with parts: ({path} has none)")
+    cells = grid.expand(spec, filters, overrides, quick=args.quick)
+    if not cells:
+        raise HrlError("no cell matches these filters")
+    return path, spec, cells
+
+
 def grid_slurm_defaults():
     from hrl_core.grid import SlurmOptions
 
@@ -192,22 +217,16 @@ def _run_grid(args) -> int:
 
     from hrl_core import grid
 
-    path = args.params or ("quick.yaml" if args.quick else "grid.yaml")
-    spec = grid.load_grid(path)
-    filters = {"algos": args.algo, "datasets": args.env, "remove_top_k": args.remove_top_k,
-               "bonus_types": args.bonus_type, "seeds": args.seed, "arms": args.arm, "parts": args.part}  # fmt: skip
     overrides = {"save_dir": args.save_dir} if args.save_dir else {}
     if args.logger:
         overrides["logger"] = args.logger
-    if spec.get("kind") == "pretrain" and args.bonus_type:
-        raise HrlError("--bonus_type does not apply to a pretrain grid")
-    if args.arm and "arms" not in spec:
-        raise HrlError(f"--arm needs a grid file with arms: ({path} has none)")
-    if args.part and "parts" not in spec:
-        raise HrlError(f"--part needs a grid file with parts: ({path} has none)")
-    cells = grid.expand(spec, filters, overrides, quick=args.quick)
-    if not cells:
-        raise HrlError("no cell matches these filters")
+    path, spec, cells = _selected_cells(args, overrides)
+    if not args.dry_run:
+        from hrl_core.runtime import require_extra
+
+        require_extra(("papermill", "ipykernel", "distributed"), "grid", "hrl grid")
+        if args.cluster == "slurm":
+            require_extra(("dask_jobqueue",), "slurm", "hrl grid --cluster slurm")
     slurm = None
     if args.cluster == "slurm":
         slurm = grid.SlurmOptions(partition=args.partition, walltime=args.walltime, cores=args.cores,
@@ -260,60 +279,94 @@ def _run_grid(args) -> int:
 # hrl plot / hrl study
 # --------------------------------------------------------------------------------------
 def _add_plot(sub) -> None:
-    p = sub.add_parser("plot", help="(re)generate figures and the summary from a grid file's runs")
-    p.add_argument("--params", default=None, help="grid YAML whose cells are drawn (default params/grid.yaml)")
+    p = sub.add_parser(
+        "plot",
+        help="(re)generate figures and the summary from a grid file's runs",
+        description="Figures (PNG/SVG, HTML) and summary.md/csv for the runs of a grid file's cells; select cells "
+        "as for hrl grid (after `hrl grid --quick ...`, use `hrl plot --quick ...`).",
+    )
+    p.add_argument("--params", default=None, help="grid YAML whose cells are drawn (default params/grid.yaml; "
+                   "--quick: params/quick.yaml)")  # fmt: skip
+    _add_cell_filters(p)
     p.add_argument("--save_dir", default=None, help="folder of run folders (default: the grid file's)")
     p.add_argument("--out", default="figures", help="output folder (default %(default)s)")
     p.add_argument("--no_static", action="store_true", help="HTML only (no PNG/SVG)")
+    p.add_argument("--record", action="store_true", help=RECORD_HELP)
     p.set_defaults(handler=_run_plot)
+
+
+RECORD_HELP = "also copy the runs' config.json/metrics.json to records/<save_dir name>/ (a shared record)"
 
 
 def _run_plot(args) -> int:
     from pathlib import Path
 
-    from hrl_core import grid, plots
+    from hrl_core.lab import plot, records
 
-    spec = grid.load_grid(args.params or "grid.yaml")
     overrides = {"save_dir": args.save_dir} if args.save_dir else {}
-    cells = grid.expand(spec, overrides=overrides)
-    out = plots.write_all(cells, Path(args.out), static=not args.no_static)
+    path, _spec, cells = _selected_cells(args, overrides)
+    out = plot.write_all(cells, Path(args.out), static=not args.no_static)
+    if not out["runs"]:
+        where = ", ".join(sorted({str(c.run_dir.parent) for c in cells}))
+        raise HrlError(f"no runs of {path}'s {len(cells)} cells in {where}; pass the grid file (and filters) the runs "
+                       "were made with, e.g. `hrl plot --quick` after `hrl grid --quick`, or --params FILE / "
+                       "--save_dir DIR")  # fmt: skip
     if not out["html"]:
         print("hrl plot: no HTML figures (plotly is not installed: pip install 'hrl[lab]'); PNG/SVG written")
     print(
         f"hrl plot: {out['runs']} runs -> {len(out['files'])} files in {args.out}/ (summary.md); "
-        f"{len(out['missing'])} cells missing"
+        f"{len(out['missing'])} cells missing; runs read from {', '.join(out['sources'])}"
     )
+    if args.record:
+        n, size = records.write_compact(cells)
+        print(f"hrl plot: {n} runs' config.json/metrics.json in {records.record_dir(cells[0].run_dir.parent)} "
+              f"({size / 1e6:.1f} MB)")  # fmt: skip
     return 0
 
 
 def _add_study(sub) -> None:
     p = sub.add_parser("study", help="execute the study notebook over a study grid's runs")
     p.add_argument("--params", default="params/study_iql.yaml", help="study grid YAML (default %(default)s)")
+    p.add_argument("--part", default="", help="one part of a grid file with parts: (its own record)")
     p.add_argument("--save_dir", default="", help="run folders (default: the grid file's save_dir)")
-    p.add_argument("--out", default=None, help="executed notebook (default executed/<grid file name>.ipynb)")
-    p.add_argument("--figures_dir", default=None, help="PNG/SVG figures (default figures/<grid file name>)")
+    p.add_argument("--out", default=None, help="executed notebook (default executed/<grid file name>[_<part>].ipynb)")
+    p.add_argument("--figures_dir", default=None, help="PNG/SVG figures (default figures/<grid file name>[/<part>])")
+    p.add_argument("--record", action="store_true", help=RECORD_HELP)
 
     def handler(args):
         from pathlib import Path
 
         from hrl_core import grid, resources
+        from hrl_core.lab import records
+        from hrl_core.runtime import require_extra
 
+        require_extra(("papermill", "ipykernel"), "grid", "hrl study")
         args.params = str(resources.params_file(args.params))
         spec = grid.load_grid(args.params)
         if "arms" not in spec:
             raise HrlError(f"{args.params} has no arms: hrl study analyses a grid file with arms (params/study_*.yaml)")
+        if args.part and args.part not in (spec.get("parts") or {}):
+            parts = ", ".join(spec.get("parts") or {}) or "none"
+            raise HrlError(f"no part {args.part!r} in {args.params}; its parts: {parts}")
         stem = Path(args.params).stem
+        figures_dir = args.figures_dir or f"figures/{stem}" + (f"/{args.part}" if args.part else "")
         save_dir = args.save_dir or (spec.get("settings") or {}).get("save_dir", "results_phase2")
         params = {  # absolute: the notebook runs in notebooks/, relative paths mean "from here"
             "params": str(Path(args.params).resolve()),
             "save_dir": str(Path(save_dir).resolve()),
-            "figures_dir": str(Path(args.figures_dir or f"figures/{stem}").resolve()),
+            "figures_dir": str(Path(figures_dir).resolve()),
+            "part": args.part,
         }
-        out = Path(args.out or f"executed/{stem}.ipynb").resolve()
+        out = Path(args.out or f"executed/{stem}" + (f"_{args.part}" if args.part else "") + ".ipynb").resolve()
         res = grid.execute_cell(str(resources.notebook("study.ipynb")), str(out), params, {}, "study")
         if res["status"] != "complete":
             raise HrlError(f"study notebook failed ({res['error']}); see {out}")
         print(f"hrl study: {out} ({res['seconds']:.0f} s)")
+        if args.record:
+            cells = grid.expand(spec, {"parts": [args.part]} if args.part else None, {"save_dir": params["save_dir"]})
+            n, size = records.write_compact(cells)
+            print(f"hrl study: {n} runs' config.json/metrics.json in {records.record_dir(params['save_dir'])} "
+                  f"({size / 1e6:.1f} MB)")  # fmt: skip
         return 0
 
     p.set_defaults(handler=handler)

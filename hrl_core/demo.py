@@ -11,7 +11,6 @@ Every stage prints its wall time; outputs go to ``demo/`` (git-ignored) unless t
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,9 +69,10 @@ class _Stage:
 def run_demo(out_root: Path, phase1_dir: Path, budget: Budget = QUICK, workers: int | None = None,
              dataset: str = DATASET) -> int:  # fmt: skip
     """Run the chain; results_phase2/, executed/ and figures/ go under ``out_root``."""
-    from hrl_core import grid, plots
+    from hrl_core import grid
     from hrl_core.data.sources import generated_path
     from hrl_core.generate import generate, shipped_policy_path
+    from hrl_core.lab import plot
     from hrl_core.pretrain import PretrainConfig
 
     t0, times = time.time(), {}
@@ -153,7 +153,7 @@ def run_demo(out_root: Path, phase1_dir: Path, budget: Budget = QUICK, workers: 
 
     # 4. Figures and summary.
     with _Stage("figures", times):
-        out = plots.write_all(cells, out_root / "figures")
+        out = plot.write_all(cells, out_root / "figures")
     figs = out_root / "figures"
     _say(f"done in {time.time() - t0:.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in times.items())})")
     _say(f"figures: {figs}/finetune_curves_{ALGO}_{dataset}.png (and .svg/.html), sample_efficiency_{dataset}.png, "
@@ -165,14 +165,13 @@ def run_demo(out_root: Path, phase1_dir: Path, budget: Budget = QUICK, workers: 
 
 
 def what_it_shows(rows: list[dict]) -> list[str]:
-    """The summary in words: step 0 -> final per cell, and whether 80% of clean was reached."""
+    """The summary in words: step 0 -> final per cell, the dip, and whether it regained step 0
+    and reached the clean checkpoint's return."""
     lines = ["what the curves show (one seed, quick budget: an illustration, not a conclusion):"]
     for row in rows:
-        method = "ensemble bonus" if row["bonus_type"] == "ensemble" else "vanilla"
-        reach = row["steps_to_threshold_median"]
-        reached = ("at step 0" if reach == 0 else "never" if math.isinf(reach) else
-                   f"after {reach:,.0f} steps" if not math.isnan(reach) else "no clean run")  # fmt: skip
+        method = "ensemble bonus" if row["arm"] == "ensemble" else "vanilla"
         lines.append(f"  k={row['k']:g} {method:<14} normalized return {row['step0_return']:5.1f} at step 0 -> "
-                     f"{row['final_return_mean']:5.1f} at the end (AUC {row['auc_mean_return']:.1f}); "
-                     f"80% of the clean checkpoint reached {reached} (data: {row['data']})")  # fmt: skip
+                     f"{row['final_mean']:5.1f} at the end (AUC {row['auc_mean']:.1f}); lowest "
+                     f"{row['dip_return_mean']:.1f}; regained step 0: {row['regain_text']}; clean level "
+                     f"({row['clean_level']:.1f}) reached: {row['clean_text']} (data: {row['data']})")  # fmt: skip
     return lines

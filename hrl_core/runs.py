@@ -1,4 +1,5 @@
-"""The run folder: its files, statuses, identity, snapshots, and reading runs back.
+"""The run folder, the writer's side: its files, statuses, identity, snapshots (the reader's side,
+for analysis, is ``hrl_core.lab.records``).
 
 A Phase II run folder ``<save_dir>/<run_name>/`` holds:
 
@@ -32,8 +33,6 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 from hrl_core import io
 from hrl_core.errors import HrlError
@@ -222,80 +221,3 @@ class RunResult:
     metrics: dict  # contents of metrics.json
     replay: object = None  # the online ReplayBuffer (in memory; for inspection)
     offline: object = None  # the OfflineData as trained on (in memory)
-
-
-# --------------------------------------------------------------------------------------
-# Reading runs back (plots, study, explorer)
-# --------------------------------------------------------------------------------------
-@dataclass
-class Run:
-    """One Phase II run folder, read back."""
-
-    run_name: str
-    algo: str
-    dataset: str
-    k: float
-    bonus_type: str
-    seed: int
-    status: str
-    metrics: dict
-    data_kind: str  # provenance label of the offline data
-    arm: str = ""  # the study arm this run stands for (from the grid file), "" otherwise
-    config: dict = field(default_factory=dict, repr=False)  # the whole config.json
-
-    @property
-    def steps(self) -> np.ndarray:
-        return np.asarray(self.metrics["step"], dtype=float)
-
-    @property
-    def returns(self) -> np.ndarray:
-        return np.asarray(self.metrics["normalized_return"], dtype=float)
-
-    def series(self, key: str) -> list:
-        """A per-point metric (None where a point has no value)."""
-        return self.metrics.get(key) or [None] * len(self.metrics["step"])
-
-
-def read_run(run_dir: Path, arm: str = "") -> Run | None:
-    """A run folder with readable config.json and metrics.json and at least one point."""
-    run_dir = Path(run_dir)
-    try:
-        metrics = io.read_json(run_dir / METRICS)
-        config = io.read_json(run_dir / CONFIG)
-    except (OSError, ValueError):
-        return None
-    if not metrics.get("step"):
-        return None
-    s = config["settings"]
-    return Run(
-        run_name=run_dir.name,
-        algo=s["algo"],
-        dataset=s["env"],
-        k=float(s["remove_top_k"]),
-        bonus_type=s["bonus_type"],
-        seed=int(s["seed"]),
-        status=metrics.get("status", "running"),
-        metrics=metrics,
-        data_kind=config.get("provenance", {}).get("dataset", {}).get("kind", "unknown"),
-        arm=arm,
-        config=config,
-    )
-
-
-def load_runs(save_dir: str | Path, include_unfinished: bool = True) -> list[Run]:
-    """Every run folder under ``save_dir`` with a readable record (unfinished ones too)."""
-    runs = [read_run(p.parent) for p in sorted(Path(save_dir).glob(f"*/{METRICS}"))]
-    return [r for r in runs if r is not None and (include_unfinished or r.status == "complete")]
-
-
-def load_cells(cells) -> list[Run]:
-    """The runs of a grid file's cells (``hrl_core.grid.Cell``), each labelled with its arm.
-
-    A run shared by two grid files (the same settings and inputs) is read once per cell,
-    so each record labels it its own way."""
-    runs = []
-    for cell in cells:
-        run = read_run(cell.run_dir, arm=cell.arm)
-        if run is not None:
-            runs.append(run)
-    return runs

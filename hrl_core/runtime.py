@@ -203,3 +203,13 @@ def versions() -> dict:
     except (OSError, subprocess.SubprocessError):
         out["git_commit"] = None
     return out
+
+
+def require_extra(modules: tuple[str, ...], extra: str, what: str) -> None:
+    """One error line with the install command when an optional extra is missing (checked
+    before any work starts, so nothing is half done)."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise HrlError(f"{what} needs {', '.join(missing)} (the [{extra}] extra): pip install 'hrl[{extra}]'")

@@ -82,9 +82,9 @@ def show_run(result, title: str = "") -> None:
     small enough to share; interactive plots live in notebooks/analysis.ipynb)."""
     from IPython.display import Image, display
 
-    from hrl_core import static
+    from hrl_core.lab.figures import catalog, static
 
-    display(Image(static.run_figure_png(result.metrics, title or result.run_dir.name)))
+    display(Image(static.png_bytes(catalog.run_curves(result.metrics, title or result.run_dir.name))))
 
 
 def record_summary(result) -> dict:
@@ -125,3 +125,8 @@ def pretrain_config_from_parameters(namespace: dict):
 if __name__ == "__main__":
     changed = write_parameters_cell()
     print(f"{FINETUNE_NOTEBOOK}: parameters cell {'rewritten' if changed else 'already current'}")
+
+
+def read_metrics(run_dir) -> dict:
+    """A run folder's metrics.json (Phase I or Phase II)."""
+    return json.loads((Path(run_dir) / "metrics.json").read_text())

@@ -1,4 +1,4 @@
-"""Summary numbers and figures on small fixture results (values checked by hand)."""
+"""hrl plot: summary numbers and figures on small fixture results (values checked by hand)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from hrl_core import plots, runs
+from hrl_core.lab import clean_level, plot, records, summary
+from hrl_core.lab.figures import catalog, web
+from hrl_core.lab.recovery import auc, first_step_at
 from tests.conftest import write_result_fixture
 
 H = "hopper-medium-v2"
@@ -30,51 +32,66 @@ def cells(tmp_path):
 
 def test_auc_and_threshold_helpers():
     steps = np.array([0.0, 1000, 2000])
-    assert plots.auc(steps, np.array([0.0, 10, 20])) == pytest.approx(10.0)
-    assert plots.steps_to_threshold(steps, np.array([1.0, 5, 9]), 5) == 1000
-    assert math.isinf(plots.steps_to_threshold(steps, np.array([1.0, 2, 3]), 5))
-    assert math.isnan(plots.steps_to_threshold(steps, np.array([1.0, 2, 3]), math.nan))
+    assert auc(steps, np.array([0.0, 10, 20])) == pytest.approx(10.0)
+    assert first_step_at(steps, np.array([1.0, 5, 9]), 5) == 1000
+    assert math.isinf(first_step_at(steps, np.array([1.0, 2, 3]), 5))
+    assert math.isnan(first_step_at(steps, np.array([1.0, 2, 3]), math.nan))
+
+
+def _numbers(cells):
+    found = records.load_cells(cells, records=False)
+    levels = clean_level.clean_levels(found, evaluate=False)
+    rows = summary.setting_rows(found, ["vanilla", "ensemble"], levels)
+    effects = summary.effect_rows(found, plot.COMPARISON, levels)
+    return found, levels, rows, effects
 
 
 def test_summary_rows_values(cells):
-    found = runs.load_cells(cells)
+    found, levels, rows, effects = _numbers(cells)
     assert len(found) == 7
-    rows, missing = plots.summary_rows(found, ["iql hopper-medium-v2 k=30 none seed 0"])
-    by = {(r["k"], r["bonus_type"]): r for r in rows}
-    assert (30.0, "none") not in by  # unfinished runs do not enter the numbers
-    assert missing == ["iql hopper-medium-v2 k=30 none seed 0"]
-    ens, van = by[(60.0, "ensemble")], by[(60.0, "none")]
-    assert ens["threshold"] == pytest.approx(40.0)
-    assert ens["steps_to_threshold_median"] == 2500.0 and ens["reached"] == "2/2"
-    assert math.isinf(van["steps_to_threshold_median"]) and van["reached"] == "0/2"
-    assert ens["final_return_mean"] == pytest.approx(46.0) and ens["step0_return"] == pytest.approx(30.0)
-    assert ens["ens_minus_vanilla_final"] == pytest.approx(46.0 - 36.0)
+    by = {(r["k"], r["arm"]): r for r in rows}
+    assert (30.0, "vanilla") not in by  # unfinished runs do not enter the numbers
+    # Seed 0's clean level is its k=0 runs' step 0 (50); seed 1 has no k=0 run and no checkpoint here.
+    assert levels[("iql", H)].level == pytest.approx(50.0) and "seed 1" in levels[("iql", H)].note
+    ens, van = by[(60.0, "ensemble")], by[(60.0, "vanilla")]
+    assert ens["threshold80"] == pytest.approx(40.0)
+    assert ens["steps_to_80_median"] == 2500.0 and ens["reached_80"] == "2/2"
+    assert math.isinf(van["steps_to_80_median"]) and van["reached_80"] == "0/2"
+    assert ens["final_mean"] == pytest.approx(46.0) and ens["step0_return"] == pytest.approx(30.0)
+    e60 = {(e["k"]): e for e in effects}[60.0]
+    assert e60["final"].estimate == pytest.approx(46.0 - 36.0)
     # Welch by hand: ensemble 47, 45 (s^2 = 2), vanilla 35, 37 (s^2 = 2): se = sqrt(2/2 + 2/2) = sqrt 2,
     # df = (1 + 1)^2 / (1/1 + 1/1) = 2, t(0.975, 2) = 4.3027 -> 10 -+ 6.085.
-    assert ens["final_ci95_low"] == pytest.approx(10 - 4.302653 * math.sqrt(2), abs=1e-4)
-    assert ens["final_ci95_high"] == pytest.approx(10 + 4.302653 * math.sqrt(2), abs=1e-4)
-    assert ens["final_verdict"] == "better"
+    assert e60["final"].low == pytest.approx(10 - 4.302653 * math.sqrt(2), abs=1e-4)
+    assert e60["final"].high == pytest.approx(10 + 4.302653 * math.sqrt(2), abs=1e-4)
+    assert e60["final_verdict"] == "better"
     # Trapezoids: (32.5 + 38 + 44) / 3 = 38.1667 and (31 + 35 + 41.5) / 3 = 35.8333 -> mean 37.0
-    assert ens["auc_mean_return"] == pytest.approx(37.0)
+    assert ens["auc_mean"] == pytest.approx(37.0)
     # One seed a side (k=0): an estimate but no interval, and no verdict.
-    k0 = by[(0.0, "ensemble")]
-    assert k0["ens_minus_vanilla_final"] == pytest.approx(11.0) and math.isnan(k0["final_ci95_low"])
+    k0 = {(e["k"]): e for e in effects}[0.0]
+    assert k0["final"].estimate == pytest.approx(11.0) and math.isnan(k0["final"].low)
     assert k0["final_verdict"] == "no interval"
+    # The dip: k=0 ensemble falls to 45 at step 1000 and regains 50 at step 2000; k=0 vanilla never does.
+    k0e, k0v = by[(0.0, "ensemble")], by[(0.0, "vanilla")]
+    assert (k0e["dip_return_mean"], k0e["dip_depth_mean"], k0e["dip_step_median"]) == (45.0, 5.0, 1000.0)
+    assert k0e["regain_text"] == "2,000 (1/1)" and k0v["regain_text"] == "not regained (0/1)"
+    # k=60 never falls below its start: nothing to regain; the clean level (50) is never reached.
+    assert ens["regain_text"] == "never below (2/2)" and ens["dipped"] == "0/2"
+    assert ens["clean_text"] == "not reached (0/2)" and ens["spec80_text"] == "2,500 (2/2)"
 
 
 def test_summary_files_say_never_and_missing_and_data_kind(cells, tmp_path):
-    found = runs.load_cells(cells)
-    rows, missing = plots.summary_rows(found, ["a missing cell"])
-    md, csv = plots.write_summary(rows, missing, tmp_path / "fig", len(found))
+    found, levels, rows, effects = _numbers(cells)
+    md, csv = plot.write_summary(rows, effects, levels, ["a missing cell"], tmp_path / "fig", len(found))
     text = md.read_text()
-    assert "never" in text and "Missing cells (1)" in text and "not D4RL" in text
-    assert "+10.0 [+3.9, +16.1] better" in text  # Welch's interval, not a zero-width one
-    assert "+11.0 (no interval: < 2 seeds) no interval" in text
+    assert "not reached" in text and "Missing cells (1)" in text and "not D4RL" in text
+    assert "+10.0 [+3.9, +16.1] | better" in text  # Welch's interval, not a zero-width one
+    assert "+11.0 (no interval: < 2 seeds) | no interval" in text
     assert csv.read_text().count("\n") == len(rows) + 1
 
 
 def test_curves_figure_styles(cells):
-    fig = plots.curves_figure(runs.load_cells(cells), "iql", H)
+    fig = web.render(catalog.curves(records.load_cells(cells), "iql", H))
     named = [t for t in fig.data if t.name]
     styles = {t.name.split(" (")[0]: t.line.dash for t in named}
     assert styles["k=60 ensemble"] == "solid" and styles["k=60 vanilla"] == "dash"
@@ -88,18 +105,28 @@ def test_curves_figure_styles(cells):
 
 
 def test_sample_efficiency_shows_never_reached(cells):
-    fig = plots.sample_efficiency_figure(runs.load_cells(cells), H)
-    vanilla = next(t for t in fig.data if t.name == "IQL vanilla")
+    found = records.load_cells(cells)
+    spec = catalog.recovery(found, H, clean_level.clean_levels(found, evaluate=False))
+    assert [p.title for p in spec.panels][0].startswith("online steps to the clean")
+    fig = web.render(spec)
+    vanilla = next(t for t in fig.data if t.name == "IQL vanilla")  # the clean-level panel comes first
     k60 = [i for i, x in enumerate(vanilla.x) if x == "k=60"]
     assert all("not reached" in vanilla.text[i] for i in k60) and len(k60) == 2
     assert all(vanilla.marker.symbol[i] == "x-open" for i in k60)
+    # The regain panel: k=60 never fell below its start ("never below", an open circle at 0).
+    regain = [s for s in spec.panels[1].series if s.label == "IQL vanilla"][0]
+    at60 = [i for i, x in enumerate(regain.x) if x == "k=60"]
+    assert [regain.y[i] for i in at60] == [0, 0] and {regain.markers[i] for i in at60} == {"circle-open"}
+    assert all("never below" in regain.text[i] for i in at60)
+    k0 = [i for i, x in enumerate(regain.x) if x == "k=0"]  # k=0 vanilla dipped and never regained: drawn above
+    assert regain.markers[k0[0]] == "x" and regain.y[k0[0]] > 3000
 
 
 def test_write_all_static_and_html_without_a_browser(cells, tmp_path, monkeypatch):
     """PNG/SVG come from matplotlib: they are written with no Chrome/Chromium on PATH."""
     monkeypatch.setenv("PATH", "/nonexistent")  # no browser (nor anything else) to be found
     monkeypatch.setenv("BROWSER_PATH", "/nonexistent/chrome")
-    out = plots.write_all(cells, tmp_path / "figs")
+    out = plot.write_all(cells, tmp_path / "figs")
     names = {p.name for p in out["files"]}
     for stem in ("finetune_curves_iql_hopper-medium-v2", "disagreement_iql_hopper-medium-v2",
                  "sample_efficiency_hopper-medium-v2"):  # fmt: skip
@@ -121,4 +148,4 @@ def test_hrl_plot_refuses_a_grid_with_arms(cells, tmp_path):
 
     cells[0].arm = "vanilla"
     with pytest.raises(HrlError, match="use hrl study"):
-        plots.write_all(cells, tmp_path / "figs")
+        plot.write_all(cells, tmp_path / "figs")

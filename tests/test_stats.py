@@ -96,3 +96,19 @@ def test_nanmean_of_a_metric_no_run_logs_is_nan_without_a_warning():
         warnings.simplefilter("error")  # a RuntimeWarning would fail here (it would land in the records)
         mean, std = stats.nanmean(y, 0), stats.nanstd(y, 0)
     assert np.isnan(mean[0]) and mean[1] == 2.0 and np.isnan(std[0]) and std[1] == 1.0
+
+
+def test_steps_intervals_are_calibrated_for_censoring():
+    """Steps to a level, capped at the budget, are tied and bimodal: Welch's plain 95% interval
+    covers too little there (worst scenario), so the level is calibrated and its coverage shown."""
+    for n in (3, 5):
+        cov = stats.censored_coverage(n, n)
+        assert cov[0] < 0.93  # nominal 0.95: too narrow in the worst scenario at these seed counts
+        nominal, worst = stats.censored_level(n, n)
+        assert nominal > 0.95 and worst == cov[list(stats.CENSORED_NOMINALS).index(nominal)]
+        assert worst >= 0.93  # the coverage printed beside the interval
+    d = stats.capped_steps_difference([2_000, 4_000, 10_000], [10_000, 10_000, 8_000])
+    assert d.estimate == pytest.approx(-4_000) and d.has_interval and "simulated coverage" in d.method
+    assert d.high - d.low > 2 * (stats.welch_interval([2_000, 4_000, 10_000], [10_000, 10_000, 8_000]).high + 4_000)
+    same = stats.capped_steps_difference([10_000] * 3, [10_000] * 3)  # no seed of either arm got there
+    assert same.estimate == 0 and not same.has_interval and stats.verdict(same) == "no interval"

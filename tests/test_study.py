@@ -9,12 +9,14 @@ import nbformat
 import numpy as np
 import pytest
 
-from hrl_core import grid, study
+from hrl_core import grid
+from hrl_core.lab import clean_level, records, study, summary
 from tests.conftest import run_hrl, write_result_fixture
 
 REPO = grid.REPO
 
 DS = "hopper-medium-v2"
+ENV = "Hopper-v4"
 
 
 ARMS = ["vanilla", "up", "mixed", "lone"]
@@ -40,13 +42,14 @@ def _study(tmp_path):
                                       bonus_coeff=3.0))  # fmt: skip
     cells.append(write_result_fixture(tmp_path, "iql", DS, 60, "ensemble", 1, [40, 45, 46, 47], status="running",
                                       arm="lone", bonus_coeff=3.0))  # fmt: skip
-    return study.load_study(cells)
+    return records.load_cells(cells)
 
 
 def test_rows_and_effects_with_welch_intervals(tmp_path):
     runs = _study(tmp_path)
-    rows = {(r["k"], r["arm"]): r for r in study.study_rows(runs, ARMS)}
-    effects = {e["comparison"]: e for e in study.effect_rows(runs, COMPARISONS)}
+    levels = clean_level.clean_levels(runs, evaluate=False)
+    rows = {(r["k"], r["arm"]): r for r in summary.setting_rows(runs, ARMS, levels)}
+    effects = {e["comparison"]: e for e in summary.effect_rows(runs, COMPARISONS, levels)}
     up, mixed, lone = effects["up - vanilla"], effects["mixed - vanilla"], effects["lone - vanilla"]
     assert up["final"].estimate == pytest.approx(10.0) and up["final"].low > 0 and up["final_verdict"] == "better"
     # AUC over steps 0..3000 of +10 at steps 1000..3000 (trapezoid): (5 + 10 + 10) / 3
@@ -67,19 +70,22 @@ def test_rows_and_effects_with_welch_intervals(tmp_path):
 
 def test_pooled_and_conclusion_say_what_the_numbers_say(tmp_path):
     runs = _study(tmp_path)
-    rows, effects = study.study_rows(runs, ARMS), study.effect_rows(runs, COMPARISONS)
-    pooled = {p["comparison"]: p for p in study.pooled_rows(runs, COMPARISONS)}
+    levels = clean_level.clean_levels(runs, evaluate=False)
+    rows, effects = summary.setting_rows(runs, ARMS, levels), summary.effect_rows(runs, COMPARISONS, levels)
+    pooled = {p["comparison"]: p for p in summary.pooled_rows(runs, COMPARISONS)}
     assert pooled["up - vanilla"]["verdict"] == "better"
     assert pooled["up - vanilla"]["pooled"].probability_of_improvement.estimate == 1.0
     assert pooled["mixed - vanilla"]["verdict"] == "inconclusive"
-    table = study.table_markdown(rows)
+    table = summary.setting_markdown(rows)
     assert table.count("\n") == 2 + len(rows) - 1 and "| 60 | up | 3 |" in table
-    assert "| up - vanilla | iql | hopper-medium-v2 | 60 | 3 vs 3 |" in study.effects_markdown(effects)
+    assert "| up - vanilla | iql | hopper-medium-v2 | 60 | 3 vs 3 |" in summary.effects_markdown(effects)
     text = study.conclusion_markdown(effects, list(pooled.values()), rows)
     assert "**up - vanilla**: **helps** on average" in text
     assert "**mixed - vanilla**: **inconclusive** on average" in text
     assert "**lone - vanilla**: **no interval**" in text
     assert study.conclusion_markdown([], [], []).startswith("No comparison has complete runs")
+    # 'up' ends at 50, the clean level (50): not above it; the conclusion says so.
+    assert "Ending above the clean checkpoint's return (mean final > clean level): 0 of" in text
 
 
 def test_diagnostics_rows_first_interval_and_whole_run(tmp_path):
@@ -96,50 +102,72 @@ def test_diagnostics_rows_first_interval_and_whole_run(tmp_path):
 
 
 def test_plot_and_explorer_refuse_a_study_grid(tmp_path):
-    from hrl_core.analysis import Explorer
     from hrl_core.errors import HrlError
+    from hrl_core.lab.widgets import RunBrowser
 
     with pytest.raises(HrlError, match="study.ipynb"):
-        Explorer(REPO / "params" / "study_iql.yaml")
+        RunBrowser(REPO / "params" / "study_iql.yaml")
     out = run_hrl(["plot", "--params", REPO / "params" / "study_iql.yaml", "--out", tmp_path], REPO, timeout=120)
     assert out.returncode == 1 and "use hrl study" in out.stderr
 
 
 def test_figures_are_written_as_png_and_svg(tmp_path):
     runs = [r for r in _study(tmp_path / "runs") if r.status == "complete"]
-    figs = study.figures(runs, ARMS, tmp_path / "figs")
-    assert [name for name, _ in figs] == ["study_returns", "study_diagnostics"]
+    figs = study.figures(runs, ARMS, clean_level.clean_levels(runs, evaluate=False), tmp_path / "figs")
+    assert [name for name, _ in figs] == ["study_returns", "study_diagnostics", f"sample_efficiency_{DS}"]
     assert all(png[:4] == b"\x89PNG" for _, png in figs)
     svg = (tmp_path / "figs" / "study_returns.svg").read_text()
     assert all(arm in svg for arm in ARMS) and "not D4RL" in svg
 
 
-@pytest.mark.slow
-def test_a_study_without_k0_cells_reads_the_clean_level_from_k0_runs_beside_it(tmp_path):
-    """The CQL study has k=60 cells only: the clean level comes from the k=0 twins of its
-    reference cells (another record's runs in the same save_dir), and says so."""
-    study_cells = [write_result_fixture(tmp_path, "cql", DS, 60, "none", s, [30, 35, 45, 50], arm="vanilla")
-                   for s in (0, 1)]  # fmt: skip
-    twins = study.clean_reference_cells(study_cells)
-    assert [c.config.remove_top_k for c in twins] == [0.0, 0.0] and all(c.config.algo == "cql" for c in twins)
-    runs = study.load_study(study_cells)
-    assert study.load_study(twins) == []  # not there yet: no clean level, and the note says which runs are missing
-    assert math.isnan(study.study_rows(runs, ["vanilla"])[0]["threshold80"])
-    assert "missing" in study.clean_reference_markdown([], study_cells)
-    # Another record made them (same settings, k=0): step-0 returns 50 and 60 -> clean level 55, 80% = 44.
-    other = [write_result_fixture(tmp_path, "cql", DS, 0, "none", s, [r, r, r, r]) for s, r in ((0, 50), (1, 60))]
-    assert sorted(c.run_name for c in other) == sorted(c.run_name for c in twins)
-    clean = study.load_study(twins)
-    row = study.study_rows(runs, ["vanilla"], clean_runs=clean)[0]
+def test_a_study_without_k0_cells_reads_the_clean_level_from_a_stored_offline_evaluation(tmp_path):
+    """The long study has k=60 cells only: its clean level is the clean checkpoint evaluated
+    offline on each seed's evaluation episodes, kept in clean_levels.json beside the runs (so
+    a record read back without the checkpoints still has it); a seed with neither is named."""
+    cells = []
+    for s in (0, 1):
+        cells.append(write_result_fixture(tmp_path, "cql", DS, 60, "none", s, [30, 35, 45, 50], arm="vanilla"))
+        cfg = tmp_path / cells[-1].run_name / "config.json"
+        cfg.write_text(cfg.read_text().replace('"provenance"', f'"environment": {{"env_id": "Hopper-v4", '
+                       f'"eval_seeds": [{1_000_000 + 1000 * s}]}}, "provenance"'))  # fmt: skip
+    runs = records.load_cells(cells)
+    levels = clean_level.clean_levels(runs, tmp_path, evaluate=False)  # no checkpoint, nothing stored: unknown
+    assert math.isnan(levels[("cql", DS)].level) and "not found" in levels[("cql", DS)].note
+    assert math.isnan(summary.setting_rows(runs, ["vanilla"], levels)[0]["threshold80"])
+    # Stored evaluations of the clean checkpoint on seeds 0 and 1: 50 and 60 -> clean level 55, 80% = 44.
+    entries = [{"algo": "cql", "dataset": DS, "checkpoint": str(clean_level.clean_checkpoint(run)), "env_id": ENV,
+                "checkpoint_sha256": "e" * 64, "eval_seeds": [1_000_000 + 1000 * run.seed], "normalized_return": r}
+               for run, r in zip(sorted(runs, key=lambda r: r.seed), (50.0, 60.0), strict=True)]  # fmt: skip
+    clean_level._write_store(tmp_path / clean_level.STORE, entries)
+    levels = clean_level.clean_levels(runs, tmp_path, evaluate=False)
+    row = summary.setting_rows(runs, ["vanilla"], levels)[0]
     assert row["threshold80"] == pytest.approx(44.0) and row["steps_to_80_median"] == 2000
-    assert "found" in study.clean_reference_markdown(clean, study_cells)
-    # A study that has its own k=0 cells needs none.
-    assert study.clean_reference_cells(study_cells + other) == []
+    assert row["clean_text"] == "not reached (0/2)" and row["steps_to_100_median"] == math.inf
+    assert "**55.0** over seeds 0, 1 (2 by offline evaluation of" in clean_level.clean_levels_markdown(levels)
 
 
-def test_steps_to_threshold_without_a_clean_run_says_so():
-    assert study._fmt_steps(math.nan, "0/3") == "— (no k=0 run)"
-    assert study._fmt_steps(math.inf, "0/3") == "not reached (0/3)"
+@pytest.mark.slow
+def test_the_offline_clean_level_is_exactly_a_clean_runs_step_0(tmp_path, d4rl_dir, phase1_dir):
+    """A real k=0 run's step 0 and the offline evaluation of the same checkpoint on the same
+    seeds are the same number (so a study without k=0 runs measures the clean level right)."""
+    from hrl_core.config import FinetuneConfig
+    from hrl_core.finetune import finetune
+
+    cfg = FinetuneConfig(algo="iql", env=DS, remove_top_k=0, bonus_type="none", seed=2, online_steps=4,
+                         eval_interval=4, eval_episodes=3, batch_size=32, phase1_seed=1, threads=1,
+                         phase1_dir=str(phase1_dir), save_dir=str(tmp_path / "runs"))  # fmt: skip
+    os_env = dict(D4RL_DATASET_DIR=str(d4rl_dir))
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in os_env.items():
+            mp.setenv(k, v)
+        finetune(cfg, progress=False)
+    run = records.read_run(tmp_path / "runs" / cfg.run_name)
+    run.k = 60.0  # read as if it were a corrupted run: the level must come from the checkpoint, not its step 0
+    levels = clean_level.clean_levels([run], tmp_path / "runs")
+    assert levels[("iql", DS)].level == run.returns[0]
+    assert "offline evaluation" in levels[("iql", DS)].sources[2]
+    stored = clean_level._read_store(tmp_path / "runs" / clean_level.STORE)
+    assert len(stored) == 1 and stored[0]["eval_seeds"] == run.config["environment"]["eval_seeds"]
 
 
 def test_design_says_what_the_grid_file_asks_for():
@@ -167,7 +195,7 @@ def test_tiny_study_through_grid_and_hrl_study(tmp_path, d4rl_dir, phase1_dir):
     out = run_hrl(["grid", "--params", params, "--no_progress"], tmp_path, d4rl_dir, phase1_dir)
     assert out.returncode == 0, out.stdout + out.stderr
     assert len(list((tmp_path / "executed").glob("*.ipynb"))) == 6
-    runs = study.load_study(grid.expand(grid.load_grid(params)))
+    runs = records.load_cells(grid.expand(grid.load_grid(params)))
     assert sorted((r.arm, r.seed) for r in runs) == sorted((a, s) for a in ("vanilla", "warmstart", "ucb_action")
                                                            for s in (0, 1))  # fmt: skip
     nb_out, figs = tmp_path / "study.ipynb", tmp_path / "figures"

@@ -1,10 +1,11 @@
-"""The interactive explorer behind ``notebooks/analysis.ipynb``.
+"""The run browser behind ``notebooks/analysis.ipynb``: widgets over a grid file's runs.
 
 ipywidgets (algo, dataset, corruption levels, metric) drive plotly ``FigureWidget``s:
-fine-tuning curves, the exploration signal, and the sample-efficiency table, over the
-runs of a grid file's cells (runs are named by their settings, so a results folder may
-also hold other studies' runs; only the grid's own are shown). "Reload" re-reads the
-runs, so it works while a grid is still running.
+fine-tuning curves, the exploration signal, and the recovery table (dip, steps to regain
+step 0 and to the clean level), over the runs of a grid file's cells (runs are named by
+their settings, so a results folder may also hold other studies' runs; only the grid's own
+are shown; where the results folder lacks a run, the record's committed copy is read).
+"Reload" re-reads the runs, so it works while a grid is still running.
 
 Each FigureWidget is built from a finished ``go.Figure`` and, on a change, gets the
 new figure's traces and layout in one batch update: layout changes made to a widget
@@ -13,10 +14,10 @@ after it is created can be lost on its first render.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
-from hrl_core import plots, runs
+from hrl_core.lab import clean_level, records, summary
+from hrl_core.lab.figures import catalog, web
 
 METRICS = {
     "return": "normalized_return",
@@ -26,29 +27,26 @@ METRICS = {
 }
 
 
-def efficiency_table_html(runs: list[runs.Run], algo: str, dataset: str, ks) -> str:
-    """Steps to 80% of the clean return, per k and method, as an HTML table."""
-    rows, _ = plots.summary_rows([r for r in runs if r.algo == algo and r.dataset == dataset])
+def recovery_table_html(rows: list[dict], algo: str, dataset: str, ks) -> str:
+    """Per k and method: final return, the dip, steps to regain step 0 and to the clean level."""
     body = []
     for row in rows:
-        if row["k"] not in ks:
+        if row["algo"] != algo or row["dataset"] != dataset or row["k"] not in ks:
             continue
-        steps = row["steps_to_threshold_median"]
-        shown = "never" if math.isinf(steps) else ("–" if math.isnan(steps) else f"{steps:.0f}")
-        method = "ensemble" if row["bonus_type"] == "ensemble" else "vanilla"
         body.append(
-            f"<tr><td>{row['k']:g}</td><td>{method}</td><td>{row['n_seeds']}</td>"
-            f"<td>{row['final_return_mean']:.1f} ± {row['final_return_std']:.1f}</td>"
-            f"<td>{shown}</td><td>{row['reached']}</td></tr>"
+            f"<tr><td>{row['k']:g}</td><td>{row['arm']}</td><td>{row['n_seeds']}</td>"
+            f"<td>{row['final_mean']:.1f} ± {summary._f(row['final_sd'])}</td><td>{summary.dip_text(row)}</td>"
+            f"<td>{row['regain_text']}</td><td>{row['clean_text']}</td><td>{row['spec80_text']}</td></tr>"
         )
     if not body:
         return "<p>No complete runs for this selection yet.</p>"
-    head = "<tr><th>k</th><th>method</th><th>seeds</th><th>final return</th><th>steps to 80%</th><th>reached</th></tr>"
+    head = ("<tr><th>k</th><th>method</th><th>seeds</th><th>final return</th><th>dip</th>"
+            "<th>steps to regain step 0</th><th>steps to clean</th><th>steps to 80%</th></tr>")  # fmt: skip
     return f"<table class='hrl-efficiency'>{head}{''.join(body)}</table>"
 
 
-class Explorer:
-    """Widgets + FigureWidgets over a results folder. Display ``Explorer(...).widget``."""
+class RunBrowser:
+    """Widgets + FigureWidgets over a grid file's runs. Display ``RunBrowser(...).widget``."""
 
     def __init__(self, params: str | Path = "params/grid.yaml", save_dir: str | Path | None = None):
         import ipywidgets as w
@@ -62,7 +60,7 @@ class Explorer:
             raise HrlError(f"{params} is a variants study (it has arms): open notebooks/study.ipynb")
         self.cells = grid.expand(spec, overrides={"save_dir": str(save_dir)} if save_dir else None)
         self.save_dir = Path(self.cells[0].config.save_dir) if self.cells else Path(save_dir or ".")
-        self.runs = runs.load_cells(self.cells)
+        self._load()
         algos = sorted({r.algo for r in self.runs}) or ["cql", "iql"]
         datasets = sorted({r.dataset for r in self.runs}) or ["hopper-medium-v2"]
         ks = sorted({r.k for r in self.runs}) or [0.0, 30.0, 60.0]
@@ -84,20 +82,24 @@ class Explorer:
         )
         self._update_text()
 
+    def _load(self) -> None:
+        self.runs = records.load_cells(self.cells)
+        self.levels = clean_level.clean_levels(self.runs, self.save_dir, evaluate=False)
+        self.rows = summary.setting_rows(self.runs, ["vanilla", "ensemble"], self.levels)
+
     def _curves(self):
-        return plots.curves_figure(
-            self.runs, self.algo.value, self.dataset.value, METRICS[self.metric.value], ks=set(self.ks.value)
-        )
+        fig = catalog.curves(self.runs, self.algo.value, self.dataset.value, METRICS[self.metric.value],
+                             ks=set(self.ks.value))  # fmt: skip
+        return web.render(fig)
 
     def _signal(self):
-        return plots.disagreement_figure(self.runs, self.algo.value, self.dataset.value)
+        return web.render(catalog.exploration(self.runs, self.algo.value, self.dataset.value))
 
     def _update_text(self) -> None:
         done = sum(r.status == "complete" for r in self.runs)
-        self.status.value = (
-            f"{len(self.runs)} of {len(self.cells)} cells have runs in <code>{self.save_dir}</code> ({done} complete)"
-        )
-        self.table.value = efficiency_table_html(self.runs, self.algo.value, self.dataset.value, set(self.ks.value))
+        where = ", ".join(f"<code>{s}</code>" for s in records.sources(self.runs)) or f"<code>{self.save_dir}</code>"
+        self.status.value = f"{len(self.runs)} of {len(self.cells)} cells have runs in {where} ({done} complete)"
+        self.table.value = recovery_table_html(self.rows, self.algo.value, self.dataset.value, set(self.ks.value))
 
     @staticmethod
     def _replace(widget, fig) -> None:
@@ -112,7 +114,7 @@ class Explorer:
 
     def refresh(self, reload: bool = False) -> None:
         if reload:
-            self.runs = runs.load_cells(self.cells)
+            self._load()
         self._replace(self.curves, self._curves())
         self._replace(self.signal, self._signal())
         self._update_text()

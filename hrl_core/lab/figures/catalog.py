@@ -1,0 +1,225 @@
+"""Every figure of the project, defined once as a :class:`~.spec.Figure` (series, labels,
+styles); ``static.render`` and ``web.render`` draw them. Pure functions of runs read back
+(:mod:`hrl_core.lab.records`) and of the summary engine's numbers.
+
+- :func:`curves`: return (or another metric) vs online steps, a colour per corruption level,
+  solid/dashed per arm, mean ± std over seeds, the Phase I level dotted;
+- :func:`recovery`: per seed, online steps to the clean checkpoint's return and to regain
+  the step-0 level after the dip, per corruption level and method, "not reached" drawn as
+  ✕ on a line above the budget (never dropped), "at step 0" / "never below" as open circles;
+- :func:`exploration`: ensemble disagreement, and the bonus beside the env reward;
+- :func:`study_curves` / :func:`study_diagnostics`: a panel per setting, a colour per arm;
+- :func:`run_curves`: one run (the cell notebook); :func:`pretrain_curves`: a Phase I run.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from hrl_core import stats
+from hrl_core.lab import summary
+from hrl_core.lab.figures.spec import Figure, HLine, Panel, Series
+from hrl_core.lab.recovery import steps_text
+
+K_COLOURS = {0.0: "#1b9e77", 30.0: "#d95f02", 60.0: "#7570b3"}
+ARM_COLOURS = ["#444444", "#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d"]
+ARM_DASH = {"ensemble": "solid", "vanilla": "dash"}  # a plain grid's two methods
+BY_KIND = {"clean": "reach", "spec80": "reach", "regain": "regain"}  # how steps read (recovery.steps_text)
+
+
+def data_note(runs) -> str:
+    """' — data: not D4RL' etc. for titles when any run's offline data is not D4RL."""
+    kinds = sorted({r.data_kind.split(":")[0] for r in runs if not r.data_kind.startswith("D4RL v2 layout")})
+    return f" — data: {', '.join(kinds)}" if kinds else ""
+
+
+def aligned(group, key: str, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Common evaluation steps of a group from index ``start`` and its values [runs, steps] (None -> nan)."""
+    n = min(len(r.steps) for r in group)
+    x = group[0].steps[start:n]
+    return x, np.array([[np.nan if v is None else v for v in r.series(key)[start:n]] for r in group], float)
+
+
+def _band(label: str, x, y: np.ndarray, colour: str, dash: str = "solid", group: str = "") -> Series:
+    mean, std = stats.nanmean(y, 0), stats.nanstd(y, 0)
+    band = (list(mean - std), list(mean + std)) if len(y) > 1 else None
+    return Series(label, list(x), list(mean), colour, dash=dash, band=band, group=group or label)
+
+
+def _colour_of_k(k: float) -> str:
+    return K_COLOURS.get(k, "#666666")
+
+
+def _arms(runs) -> list[str]:
+    return summary.arms_in_order(runs)
+
+
+# --------------------------------------------------------------------------------------
+# A grid (hrl plot, the explorer)
+# --------------------------------------------------------------------------------------
+def curves(runs, algo: str, dataset: str, metric: str = "normalized_return", ks=None) -> Figure:
+    """Mean ± std over seeds of ``metric`` vs online steps, per corruption level and arm."""
+    sel = [r for r in runs if r.algo == algo and r.dataset == dataset]
+    panel = Panel(xlabel="online steps", ylabel=metric.replace("_", " "))
+    levels = sorted({r.k for r in sel} if ks is None else {r.k for r in sel} & set(ks))
+    for k in levels:
+        for arm in _arms(sel):
+            group = [r for r in sel if r.k == k and r.arm == arm and metric in r.metrics]
+            if group:
+                x, y = aligned(group, metric)
+                panel.series.append(_band(f"k={k:g} {arm} (n={len(group)})", x, y, _colour_of_k(k),
+                                          ARM_DASH.get(arm, "solid")))  # fmt: skip
+    if metric == "normalized_return":
+        panel.hlines = [HLine(float(np.mean([r.returns[0] for r in sel if r.k == k])), _colour_of_k(k)) for k in levels]
+    title = f"{algo.upper()} {dataset}: {metric.replace('_', ' ')}{data_note(sel)}"
+    if metric == "normalized_return":
+        title += " (mean ± std over seeds; dotted: Phase I level)"
+    return Figure(f"finetune_curves_{algo}_{dataset}", title, [panel])
+
+
+def recovery(runs, dataset: str, levels: dict) -> Figure:
+    """Per seed: online steps to the clean checkpoint's return, and to regain step 0 after the dip."""
+    sel = [r for r in runs if r.dataset == dataset and r.status == "complete"]
+    found = summary.groups(sel, levels)
+    budget = max((r.steps[-1] for r in sel), default=1.0)
+    ceiling = budget * 1.08
+    ks = sorted({key[2] for key in found})
+    cats = [f"k={k:g}" for k in ks]
+    methods = sorted({(key[0], key[3]) for key in found}, key=lambda m: (m[0], _arms(sel).index(m[1])))
+    panels = []
+    for metric, title in (("clean", "online steps to the clean (k=0) Phase I return"),
+                          ("regain", "online steps to regain the step-0 level after the dip")):  # fmt: skip
+        panel = Panel(title=title, xlabel="corruption (top-k% trajectories removed)", ylabel="online steps",
+                      categories=cats, ylim=(-0.04 * ceiling, ceiling * 1.12))  # fmt: skip
+        for i, (algo, arm) in enumerate(methods):
+            xs, ys, marks, text = [], [], [], []
+            for k in ks:
+                g = found.get((algo, dataset, k, arm))
+                for run, rec in zip(g.runs, g.recs, strict=True) if g else ():
+                    s = summary.raw_steps(rec, metric)
+                    if math.isnan(s):
+                        continue  # no clean level
+                    xs.append(f"k={k:g}")
+                    ys.append(s if math.isfinite(s) else ceiling)
+                    marks.append("x" if math.isinf(s) else ("circle-open" if s == 0 else "circle"))
+                    text.append(f"seed {run.seed}: " + steps_text(s, BY_KIND[metric]))
+            if xs:
+                panel.series.append(Series(f"{algo.upper()} {arm}", xs, ys, ARM_COLOURS[i % len(ARM_COLOURS)],
+                                           kind="markers", markers=marks, text=text))  # fmt: skip
+        panel.hlines = [HLine(ceiling, label="not reached (✕)"), HLine(budget, colour="#bbbbbb", label="budget")]
+        panels.append(panel)
+    note = "open circle: at step 0 (clean) / never below step 0 (regain)"
+    return Figure(f"sample_efficiency_{dataset}", f"{dataset}: recovery per seed{data_note(sel)}; {note}", panels,
+                  columns=2, panel_size=(6.5, 4.6), shared_legend=True)  # fmt: skip
+
+
+def exploration(runs, algo: str, dataset: str) -> Figure:
+    """Ensemble disagreement over training; mean bonus beside mean env reward (bonus runs)."""
+    sel = [r for r in runs if r.algo == algo and r.dataset == dataset]
+    left = Panel("ensemble disagreement", "online steps", "std(Q) at the action taken")
+    right = Panel("bonus vs env reward (runs with a bonus)", "online steps", "mean per online step")
+    for k in sorted({r.k for r in sel}):
+        for arm in _arms(sel):
+            group = [r for r in sel if r.k == k and r.arm == arm]
+            if not group or len(group[0].steps) < 2:
+                continue
+            colour, dash = _colour_of_k(k), ARM_DASH.get(arm, "solid")
+            x, d = aligned(group, "ensemble_disagreement", 1)
+            left.series.append(_band(f"k={k:g} {arm} std(Q)", x, d, colour, dash))
+            bonus = aligned(group, "bonus_mean", 1)[1]
+            if np.nanmax(np.nan_to_num(bonus, nan=0.0), initial=0.0) > 0:
+                for key, name, style in (("bonus_mean", "bonus", "solid"), ("reward_mean", "env reward", "dot")):
+                    y = stats.nanmean(aligned(group, key, 1)[1], 0)
+                    right.series.append(Series(f"k={k:g} {arm} {name}", list(x), list(y), colour, dash=style))
+    return Figure(f"disagreement_{algo}_{dataset}", f"{algo.upper()} {dataset}: exploration signal{data_note(sel)}",
+                  [left, right], columns=2, panel_size=(5.5, 4.5))  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------
+# A study (hrl study)
+# --------------------------------------------------------------------------------------
+def _setting_title(algo, dataset, k) -> str:
+    return f"{algo.upper()} {dataset.split('-')[0]} k={k:g}"
+
+
+def study_curves(runs, arms: list[str]) -> Figure:
+    """Normalized return per arm (mean ± std over seeds): a panel per (algo, dataset, k)."""
+    panels = []
+    for algo, dataset, k in sorted({(r.algo, r.dataset, r.k) for r in runs}):
+        sel = [r for r in runs if (r.algo, r.dataset, r.k) == (algo, dataset, k)]
+        panel = Panel(_setting_title(algo, dataset, k), "online steps", "normalized return")
+        for i, arm in enumerate(arms):
+            group = [r for r in sel if r.arm == arm]
+            if group:
+                x, y = aligned(group, "normalized_return")
+                panel.series.append(_band(f"{arm} (n={len(group)})", x, y, ARM_COLOURS[i % len(ARM_COLOURS)],
+                                          group=arm))  # fmt: skip
+        panel.hlines = [HLine(float(np.mean([r.returns[0] for r in sel])))]
+        panels.append(panel)
+    return Figure("study_returns", f"Normalized return, mean ± std over seeds (dotted: Phase I level){data_note(runs)}",
+                  panels, columns=min(4, max(1, len(panels))), panel_size=(4.2, 3.4), shared_legend=True)  # fmt: skip
+
+
+def study_diagnostics(runs, arms: list[str], diagnostics) -> Figure:
+    """Rows: diagnostics (name, fn(run) -> per-point values, y scale); columns: settings."""
+    settings = sorted({(r.algo, r.dataset, r.k) for r in runs})
+    panels = []
+    for row, (name, fn, scale) in enumerate(diagnostics):
+        for algo, dataset, k in settings:
+            sel = [r for r in runs if (r.algo, r.dataset, r.k) == (algo, dataset, k)]
+            panel = Panel(_setting_title(algo, dataset, k) if row == 0 else "", "online steps"
+                          if row == len(diagnostics) - 1 else "", name, yscale=scale)  # fmt: skip
+            for i, arm in enumerate(arms):
+                group = [r for r in sel if r.arm == arm]
+                if not group:
+                    continue
+                n = min(len(r.steps) for r in group)
+                y = stats.nanmean(np.array([[np.nan if v is None else v for v in fn(r)[1:n]] for r in group], float), 0)
+                if scale == "log":
+                    y = np.where(y > 0, y, np.nan)
+                panel.series.append(Series(arm, list(group[0].steps[1:n]), list(y), ARM_COLOURS[i % len(ARM_COLOURS)]))
+            panels.append(panel)
+    return Figure("study_diagnostics", f"Diagnostics per evaluation interval, mean over seeds{data_note(runs)}", panels,
+                  columns=max(1, len(settings)), panel_size=(3.6, 2.6), shared_legend=True)  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------
+# One run
+# --------------------------------------------------------------------------------------
+def run_curves(metrics: dict, title: str = "") -> Figure:
+    """A run's curves: return, disagreement, bonus vs env reward, critic loss."""
+    steps = [float(s) for s in metrics["step"]]
+
+    def get(key):
+        return [math.nan if v is None else float(v) for v in metrics.get(key) or [None] * len(steps)]
+
+    return Figure("run", title, [
+        Panel("evaluation", "", "normalized return",
+              [Series("", steps, get("normalized_return"), "#1b9e77", kind="markers"),
+               Series("", steps, get("normalized_return"), "#1b9e77")]),
+        Panel("ensemble disagreement", "", "std(Q) at the action taken",
+              [Series("", steps[1:], get("ensemble_disagreement")[1:], "#7570b3")]),
+        Panel("bonus vs env reward (per step)", "online steps", "per-step value",
+              [Series("bonus", steps[1:], get("bonus_mean")[1:], "#d95f02"),
+               Series("env reward", steps[1:], get("reward_mean")[1:], "#333333", dash="dot")]),
+        Panel("critic loss", "online steps", "mean over the interval",
+              [Series("", steps[1:], get("critic_loss_avg")[1:], "#e7298a")]),
+    ], columns=2, panel_size=(5.0, 3.0))  # fmt: skip
+
+
+def pretrain_curves(metrics: dict, title: str = "") -> Figure:
+    """A Phase I run's curves: normalized return, mean Q of q1/q2, critic loss."""
+    n = len(metrics["q1_mean_avg"])
+    log_steps = list(np.linspace(metrics["step"][-1] / n, metrics["step"][-1], n)) if n else []
+    return Figure("pretrain", title, [
+        Panel("evaluation", "gradient steps", "normalized return",
+              [Series("", metrics["step"], metrics["normalized_return"], "#1b9e77", kind="markers"),
+               Series("", metrics["step"], metrics["normalized_return"], "#1b9e77")]),
+        Panel("mean Q on the data", "gradient steps", "Q",
+              [Series("q1", log_steps, metrics["q1_mean_avg"], "#1f77b4"),
+               Series("q2", log_steps, metrics["q2_mean_avg"], "#ff7f0e")]),
+        Panel("critic loss", "gradient steps", "mean over 1,000 steps",
+              [Series("", log_steps, metrics["critic_loss_avg"], "#e7298a")]),
+    ], columns=3, panel_size=(4.0, 3.6))  # fmt: skip

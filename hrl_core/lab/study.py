@@ -1,0 +1,264 @@
+"""A variants study (a grid file with ``arms:``, e.g. params/study_long.yaml): what the study
+notebook (notebooks/study.ipynb) shows, as pure functions of the grid file and its runs.
+
+A run belongs to the study when it is one of the grid file's cells (runs are named by their
+settings, so a run shared with another record is read here under this file's arm label).
+The numbers are the summary engine's (:mod:`hrl_core.lab.summary`): per setting and arm the
+recovery metrics, per comparison (``comparisons: {label: [arm, reference]}``, default every
+arm against ``vanilla``) arm − reference with intervals and verdicts, per setting and pooled.
+A grid file with ``parts:`` is analysed one part at a time (``hrl study --part``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from hrl_core import stats
+from hrl_core.lab import summary
+from hrl_core.lab.figures import catalog
+from hrl_core.lab.figures import static as static_renderer
+
+REFERENCE_ARM = summary.REFERENCE_ARM
+
+
+def comparisons_of(spec: dict, arms: list[str] | None = None) -> dict[str, tuple[str, str]]:
+    """The grid file's comparisons (label -> (arm, reference)), those between ``arms`` when given;
+    default every arm vs vanilla."""
+    if spec.get("comparisons"):
+        pairs = {label: (pair[0], pair[1]) for label, pair in spec["comparisons"].items()}
+    else:
+        pairs = {f"{arm} − {REFERENCE_ARM}": (arm, REFERENCE_ARM) for arm in spec["arms"] if arm != REFERENCE_ARM}
+    return {k: v for k, v in pairs.items() if arms is None or set(v) <= set(arms)}
+
+
+def part_spec(spec: dict, part: str = "") -> dict:
+    """The grid file as one part sees it (its own axes and arms); the whole file without a part."""
+    if not part:
+        return spec
+    from hrl_core.errors import HrlError
+
+    if part not in (spec.get("parts") or {}):
+        raise HrlError(f"no part {part!r} in this grid file; its parts: {', '.join(spec.get('parts') or {}) or 'none'}")
+    sub = {k: v for k, v in spec.items() if k != "parts"}
+    sub.update({k: v for k, v in spec["parts"][part].items() if k != "arms"})
+    if "arms" in spec["parts"][part]:
+        sub["arms"] = {a: spec["arms"][a] for a in spec["parts"][part]["arms"]}
+    sub["part"] = part
+    return sub
+
+
+# --------------------------------------------------------------------------------------
+# What the study is, and what it has
+# --------------------------------------------------------------------------------------
+def _budget_text(settings: dict) -> list[str]:
+    parts = []
+    if "online_steps" in settings:
+        parts.append(f"{settings['online_steps']:,} online steps")
+    if "eval_interval" in settings:
+        episodes = settings.get("eval_episodes", "the default number of")
+        parts.append(f"evaluation every {settings['eval_interval']:,} steps ({episodes} episodes)")
+    return parts
+
+
+def design_markdown(spec: dict) -> str:
+    """What a study grid file asks for: description, axes, budget, cost, arms, comparisons."""
+    settings = spec.get("settings") or {}
+    ks = ", ".join(f"{k:g}" for k in spec["remove_top_k"])
+    parts = [
+        f"algorithm {', '.join(spec['algos'])}",
+        f"data {', '.join(spec['datasets'])}",
+        f"k ∈ {{{ks}}}",
+        f"online seeds {', '.join(str(s) for s in spec['seeds'])}",
+    ]
+    parts += _budget_text(settings)
+    for algo, extra in (spec.get("algo_settings") or {}).items():
+        if algo in spec["algos"] and _budget_text(extra):
+            parts.append(f"{algo}: " + ", ".join(_budget_text(extra)))
+    if settings.get("phase1_seed") is not None:
+        parts.append(f"every seed starts from the Phase I checkpoint of seed {settings['phase1_seed']}")
+    title = spec.get("description", "Study") + (f" — part `{spec['part']}`" if spec.get("part") else "")
+    lines = [f"**{title}**: " + "; ".join(parts) + "."]
+    if spec.get("cpu_hours"):
+        lines[0] += f" Stated cost (whole grid file): {spec['cpu_hours']} CPU-hours."
+    lines += ["", "| arm | settings |", "|---|---|"]
+    for arm, arm_settings in spec["arms"].items():
+        text = ", ".join(f"`{k}={v}`" for k, v in (arm_settings or {}).items()) or "the shared settings"
+        lines.append(f"| `{arm}` | {text} |")
+    lines += ["", "| effect | arm − reference |", "|---|---|"]
+    for label, (arm, ref) in comparisons_of(spec, list(spec["arms"])).items():
+        lines.append(f"| {label} | `{arm}` − `{ref}` |")
+    return "\n".join(lines)
+
+
+def missing_cells(cells, found) -> list[str]:
+    """Run names of the grid's cells without a complete run folder."""
+    done = {r.run_name for r in found if r.status == "complete"}
+    return [f"{c.run_name} ({c.arm})" for c in cells if c.run_name not in done]
+
+
+def completeness_markdown(cells, complete, missing: list[str]) -> str:
+    line = f"**{len(complete)} of {len(cells)} cells complete.**"
+    if missing:
+        shown = ", ".join(f"`{m}`" for m in missing[:12]) + (" …" if len(missing) > 12 else "")
+        line += f" Missing or unfinished ({len(missing)}; the numbers below leave them out): {shown}"
+    return line
+
+
+def provenance_markdown(found) -> str:
+    """Where the data, checkpoints and code came from, read from the runs' config.json."""
+    datasets, checkpoints, budgets, commits = {}, {}, set(), {}
+    for r in found:
+        ds = r.config["provenance"]["dataset"]
+        datasets[(ds.get("path"), ds.get("sha256"))] = ds.get("kind", "unknown")
+        ck = r.config["provenance"]["phase1_checkpoint"]
+        checkpoints[(ck["path"], ck["sha256"])] = ck.get("gradient_steps")
+        s = r.config["settings"]
+        budgets.add((r.algo, s["online_steps"], s["eval_interval"], s["eval_episodes"], s["n_ensemble"]))
+        commit = (r.config.get("versions") or {}).get("git_commit") or "unknown"
+        commits[commit] = commits.get(commit, 0) + 1
+    lines = ["**Offline data** (as recorded in each run's `config.json`):"]
+    lines += [f"- `{p}` (sha256 `{h[:12]}…`): **{kind}**" for (p, h), kind in sorted(datasets.items())]
+    lines.append("\n**Phase I checkpoints:**")
+    lines += [f"- `{p}` (sha256 `{h[:12]}…`, {n:,} gradient steps)" for (p, h), n in sorted(checkpoints.items())]
+    lines.append("\n**Budget** (algo: online steps, eval interval, eval episodes, N):")
+    lines += [f"- {b[0]}: {b[1]:,} / {b[2]:,} / {b[3]} / {b[4]}" for b in sorted(budgets)]
+    lines.append("\n**Code** (git commit recorded by the runs): " +
+                 ", ".join(f"`{c[:12]}` ({n} runs)" for c, n in sorted(commits.items())))  # fmt: skip
+    sources = sorted({r.source for r in found})
+    if sources:
+        lines.append("\n**Read from:** " + ", ".join(f"`{s}`" for s in sources))
+    if any(not k.startswith("D4RL v2 layout") for k in datasets.values()):
+        lines.append(
+            "\n> **Not D4RL.** The offline data above are stand-ins in the D4RL layout (see their `kind`); "
+            "numbers here describe the method on these data, not on D4RL."
+        )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------
+# Conclusion
+# --------------------------------------------------------------------------------------
+def conclusion_markdown(effects: list[dict], pooled: list[dict], rows: list[dict]) -> str:
+    """What the effect tables support, said plainly; 'inconclusive' where it is."""
+    if not effects:
+        return "No comparison has complete runs on both sides yet: nothing to conclude."
+    out = []
+    for p in pooled:
+        label = p["comparison"]
+        mine = [e for e in effects if e["comparison"] == label]
+        md = p["pooled"].mean_difference
+        if p["verdict"] == "better":
+            reading = f"**helps** on average ({md.text()} AUC points, 95% CI excludes 0)"
+        elif p["verdict"] == "worse":
+            reading = f"**hurts** on average ({md.text()} AUC points, 95% CI excludes 0)"
+        elif p["verdict"] == "no interval":
+            reading = "**no interval** (fewer than 2 seeds in a setting)"
+        else:
+            reading = f"**inconclusive** on average ({md.text()} AUC points, the 95% CI spans 0)"
+        per = []
+        for m in summary.HEADLINE:
+            counts = {v: sum(e[f"{m}_verdict"] == v for e in mine) for v in ("better", "worse", "inconclusive")}
+            per.append(f"{summary.BY_KEY[m].label} {counts['better']}/{counts['worse']}/{counts['inconclusive']}")
+        poi = p["pooled"].probability_of_improvement
+        out.append(f"- **{label}**: {reading}; per setting (better/worse/inconclusive of {len(mine)}): "
+                   f"{', '.join(per)}; P(arm > reference) = {poi.text(2, False)}.")  # fmt: skip
+    ratios = [r for r in rows if np.isfinite(r["bonus_reward_ratio"]) and r["bonus_reward_ratio"] > 0]
+    if ratios:
+        by_arm: dict[str, list] = {}
+        for r in ratios:
+            by_arm.setdefault(r["arm"], []).append(r)
+        parts = [f"{arm} {np.mean([r['bonus_reward_ratio'] for r in v]):.3f} "
+                 f"({stats.nanmean([r['bonus_ratio_first'] for r in v]):.3f} → "
+                 f"{stats.nanmean([r['bonus_ratio_last'] for r in v]):.3f})" for arm, v in by_arm.items()]  # fmt: skip
+        out.append("- Measured bonus / env reward (mean over settings; first → last interval): " + ", ".join(parts))
+    trends = [r for r in rows if np.isfinite(r["disagreement_trend"])]
+    if trends:
+        fell = sum(r["disagreement_trend"] < 1 for r in trends)
+        out.append(
+            f"- Disagreement fell from the first to the last interval in {fell} of {len(trends)} (setting, arm) "
+            "groups (mean over seeds); the spec expects it to fall as the ensemble learns the online data."
+        )
+    above = [r for r in rows if np.isfinite(r["clean_level"]) and r["final_mean"] > r["clean_level"]]
+    known = [r for r in rows if np.isfinite(r["clean_level"])]
+    if known:
+        out.append(f"- Ending above the clean checkpoint's return (mean final > clean level): {len(above)} of "
+                   f"{len(known)} (setting, arm) groups" + (": " + ", ".join(
+                       f"{r['algo']} {r['dataset'].split('-')[0]} k={r['k']:g} {r['arm']} ({r['final_mean']:.1f} vs "
+                       f"{r['clean_level']:.1f})" for r in above) if above else "") + ".")  # fmt: skip
+    n_seeds = sorted({e["n_arm"] for e in effects} | {e["n_reference"] for e in effects})
+    out.append(
+        f"- Seeds per arm and setting: {', '.join(map(str, n_seeds))}. A verdict needs the interval to exclude "
+        "0; everything else is inconclusive, not evidence of no effect. Stand-in data, not D4RL."
+    )
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------
+# Diagnostics
+# --------------------------------------------------------------------------------------
+def _ratio(a: list, b: list) -> list:
+    return [None if x is None or y is None or y == 0 else x / y for x, y in zip(a, b, strict=True)]
+
+
+def _fresh_minus_loaded(q_members: list) -> list:
+    """Mean Q of the fresh members (2..N-1) minus that of the loaded ones (0, 1)."""
+    return [None if q is None or len(q) < 3 else float(np.mean(q[2:]) - np.mean(q[:2])) for q in q_members]
+
+
+DIAGNOSTICS = (
+    ("bonus / env reward", lambda r: _ratio(r.series("bonus_mean"), r.series("reward_mean")), "log"),
+    ("disagreement std(Q)", lambda r: r.series("ensemble_disagreement"), "log"),
+    ("critic loss", lambda r: r.series("critic_loss_avg"), "log"),
+    ("mean Q: fresh − loaded", lambda r: _fresh_minus_loaded(r.series("q_member_avg")), "linear"),
+    ("mean Q, loaded members",
+     lambda r: [None if q is None else float(np.mean(q[:2])) for q in r.series("q_member_avg")], "linear"),
+)  # fmt: skip
+
+
+def diagnostics_rows(found, arms: list[str] | None = None) -> list[dict]:
+    """Per (setting, arm), means over seeds of the diagnostics in the first evaluation
+    interval (where the fresh-member trap acts) and over the whole run."""
+    groups = summary.groups(found)
+    rows = []
+    for algo, dataset, k in summary.settings_of(groups):
+        for arm in summary.arms_in_order([r for r in found if r.status == "complete"], arms):
+            g = groups.get((algo, dataset, k, arm))
+            if g is None:
+                continue
+            row = {"algo": algo, "dataset": dataset, "k": k, "arm": arm}
+            for name, fn, _ in DIAGNOSTICS:
+                n = min(len(r.steps) for r in g.runs)
+                y = np.array([[np.nan if v is None else v for v in fn(r)[:n]] for r in g.runs], float)
+                row[f"{name} | first"] = float(stats.nanmean(y[:, 1])) if n > 1 else math.nan
+                row[f"{name} | run"] = float(stats.nanmean(y[:, 1:])) if n > 1 else math.nan
+            rows.append(row)
+    return rows
+
+
+def diagnostics_markdown(rows: list[dict]) -> str:
+    if not rows:
+        return "No runs yet."
+    names = [name for name, _, _ in DIAGNOSTICS]
+
+    def cell(a, b):
+        return f"{a:.3g} / {b:.3g}" if np.isfinite(a) else "—"
+
+    columns = ["algo", "dataset", "k", "arm"] + [f"{n}: first / run" for n in names]
+    return summary.table(columns, [
+        [r["algo"], r["dataset"], f"{r['k']:g}", r["arm"]] + [cell(r[f"{n} | first"], r[f"{n} | run"]) for n in names]
+        for r in rows
+    ])  # fmt: skip
+
+
+def figures(found, arms: list[str], levels: dict, figures_dir=None) -> list[tuple[str, bytes]]:
+    """The study's figures as PNG bytes (to show inline), also written as PNG/SVG."""
+    figs = [catalog.study_curves(found, arms), catalog.study_diagnostics(found, arms, DIAGNOSTICS)]
+    figs += [catalog.recovery(found, ds, levels) for ds in sorted({r.dataset for r in found})]
+    out = []
+    for fig in figs:
+        if figures_dir:
+            static_renderer.save(fig, figures_dir)
+        out.append((fig.name, static_renderer.png_bytes(fig)))
+    return out
