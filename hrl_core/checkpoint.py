@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import textwrap
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch
 
 from hrl_core.data.d4rl import sha256_of
 from hrl_core.errors import HrlError
+from hrl_core.networks import HIDDEN
 
 
 def format_k(k: float) -> str:
@@ -82,6 +84,40 @@ def validate(state: dict, algo: str, obs_dim: int, act_dim: int, path: Path) -> 
             f"{path} was trained for obs_dim={ckpt_obs}, act_dim={ckpt_act} but this environment has "
             f"obs_dim={obs_dim}, act_dim={act_dim}; use the checkpoint of the matching dataset"
         )
+    for group, shapes in expected_shapes(algo, obs_dim, act_dim).items():
+        tensors = state[group] if isinstance(state[group], dict) else {"": state[group]}
+        for key, want in shapes.items():
+            name, t, kind = f"{group}.{key}" if key else group, tensors.get(key), f"Phase I {algo.upper()} checkpoint"
+            if not torch.is_tensor(t):
+                raise HrlError(f"{path} lacks the tensor {name}; it is not a complete {kind}")
+            if tuple(t.shape) != want:
+                raise HrlError(f"{path}: {name} has shape {tuple(t.shape)}, expected {want} (Phase I networks are "
+                               f"{HIDDEN} wide); it is not a {kind} for this dataset")  # fmt: skip
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise HrlError(f"{path}: {name} holds non-finite values (NaN/inf); the checkpoint is damaged: "
+                               "re-copy or re-train it")  # fmt: skip
+
+
+def expected_shapes(algo: str, obs_dim: int, act_dim: int) -> dict[str, dict[str, tuple]]:
+    """Every tensor of a Phase I checkpoint and its shape (nn.Linear stores [out, in])."""
+    from hrl_core.networks import HIDDEN, TanhGaussianPolicy, ValueNetwork
+
+    double_q = {}
+    for head in ("q1", "q2"):
+        for idx, (n_in, n_out) in zip((0, 2, 4), ((obs_dim + act_dim, HIDDEN), (HIDDEN, HIDDEN), (HIDDEN, 1)),
+                                      strict=True):  # fmt: skip
+            double_q[f"{head}.{idx}.weight"] = (n_out, n_in)
+            double_q[f"{head}.{idx}.bias"] = (n_out,)
+    out = {
+        "actor": {k: tuple(v.shape) for k, v in TanhGaussianPolicy(obs_dim, act_dim).state_dict().items()},
+        "critic": double_q,
+        "critic_target": double_q,
+    }
+    if algo == "cql":
+        out["log_alpha"] = {"": ()}
+    else:
+        out["value"] = {k: tuple(v.shape) for k, v in ValueNetwork(obs_dim).state_dict().items()}
+    return out
 
 
 def load_state(path: Path) -> dict:
@@ -90,7 +126,8 @@ def load_state(path: Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise HrlError(f"{path} is truncated or corrupt ({first[:120]}); re-copy or re-train it") from None
+        first = textwrap.shorten(first, 120, placeholder=" …")  # cut at a word, and say so
+        raise HrlError(f"{path} is truncated or corrupt ({first}); re-copy or re-train it") from None
 
 
 def load_phase1_file(inputs, algo: str, obs_dim: int, act_dim: int) -> Phase1Checkpoint:

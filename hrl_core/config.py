@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import tokenize
 import typing
@@ -123,29 +124,23 @@ class FinetuneConfig:
     logger: Literal["none", "csv", "tensorboard", "wandb"] = setting("none", result=False)
 
     def __post_init__(self):
-        hints = _type_hints()
-        for f in fields(self):
-            setattr(self, f.name, _coerce(f.name, getattr(self, f.name), hints[f.name]))
+        check_fields(self)
         self.validate()
 
     # -- checks ----------------------------------------------------------------------
+    @classmethod
+    def check_value(cls, name: str, value):
+        """One setting's value, checked (type, finiteness, choices, range) and coerced; raises
+        HrlError naming the fix. The command line, the notebook and grid files all come here."""
+        return check_value(cls, name, value)
+
     def validate(self) -> FinetuneConfig:
         """Raise HrlError (one line naming the fix) for any invalid value.
 
-        Allowed values and ranges come from the field declarations."""
-        hints = _type_hints()
+        Allowed values and ranges come from the field declarations (checked field by field
+        in :func:`check_value`); what involves more than one field is checked here."""
         for f in fields(self):
-            value, meta = getattr(self, f.name), f.metadata
-            choices = literal_choices(hints[f.name])
-            if choices and value not in choices:
-                raise HrlError(f"{f.name}={value!r}: use one of {', '.join(map(str, choices))}")
-            if value is None or isinstance(value, str):
-                continue
-            lo, hi = meta.get("lo"), meta.get("hi")
-            if lo is not None and (value < lo or (meta["lo_open"] and value == lo)):
-                raise HrlError(f"{f.name}={value} is below its range {range_text(f)}")
-            if hi is not None and (value > hi or (meta["hi_open"] and value == hi)):
-                raise HrlError(f"{f.name}={value} is above its range {range_text(f)}")
+            check_value(type(self), f.name, getattr(self, f.name))
         if not (self.device in ("auto", "cpu", "cuda") or _is_cuda_index(self.device)):
             raise HrlError(f"device={self.device!r}: use auto, cpu, cuda or cuda:N")
         return self
@@ -255,8 +250,13 @@ class FinetuneConfig:
 # Field introspection (used by the CLI, the notebook and the checks above)
 # --------------------------------------------------------------------------------------
 @cache
-def _type_hints() -> dict:
-    return typing.get_type_hints(FinetuneConfig)
+def _type_hints(cls=None) -> dict:
+    return typing.get_type_hints(cls or FinetuneConfig)
+
+
+@cache
+def _fields_of(cls) -> dict:
+    return {f.name: f for f in fields(cls)}
 
 
 @cache
@@ -281,21 +281,60 @@ def base_type(hint) -> type:
     return args[0] if args else hint
 
 
-def _coerce(name: str, value, hint):
-    """YAML and papermill give 60 for 60.0 and "1" for 1 now and then: one type per field."""
+def _kind_name(kind) -> str:
+    return {int: "an integer", float: "a number", str: "text", bool: "true or false"}.get(kind, str(kind))
+
+
+def check_value(cls, name: str, value):
+    """A field value of a settings dataclass (FinetuneConfig, PretrainConfig), checked and coerced.
+
+    One type per field: an integer field takes an int (or a float with an integer value,
+    as YAML and papermill sometimes write them), never 200.7 or true; a number field takes
+    an int or a float, never true; numbers must be finite (NaN and inf are bad input: a
+    NaN passes every range check, and JSON would record it as null); text fields take text;
+    None only where the field allows it. Then the declared choices and range."""
+    f = _fields_of(cls)[name]
+    hint = _type_hints(cls)[name]
     if value is None:
-        return None
+        if type(None) in typing.get_args(hint):
+            return None
+        raise HrlError(f"{name} needs a value ({_kind_name(base_type(hint))}); it cannot be empty/None")
     kind = base_type(hint)
-    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if kind is int and isinstance(value, float) and value.is_integer():
-        return int(value)
-    if kind in (int, float) and isinstance(value, str):
-        try:
-            return kind(value)
-        except ValueError:
-            raise HrlError(f"{name}={value!r} is not a number") from None
+    if kind in (int, float):
+        if isinstance(value, str):
+            try:
+                value = float(value) if kind is float else int(value)
+            except ValueError:
+                raise HrlError(f"{name}={value!r} is not {_kind_name(kind)}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise HrlError(f"{name}={value!r} must be {_kind_name(kind)}, not {type(value).__name__}")
+        if not math.isfinite(value):
+            raise HrlError(f"{name}={value} is not a finite number; give a finite value")
+        if kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise HrlError(f"{name}={value} must be an integer")
+            value = int(value)
+        else:
+            value = float(value)
+    elif kind is str and not isinstance(value, str):
+        raise HrlError(f"{name}={value!r} must be text, not {type(value).__name__}")
+    choices = literal_choices(hint)
+    if choices and value not in choices:
+        raise HrlError(f"{name}={value!r}: use one of {', '.join(map(str, choices))}")
+    meta = f.metadata
+    if isinstance(value, (int, float)):
+        lo, hi = meta.get("lo"), meta.get("hi")
+        if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
+            raise HrlError(f"{name}={value} is below its range {range_text(f)}")
+        if hi is not None and (value > hi or (meta.get("hi_open") and value == hi)):
+            raise HrlError(f"{name}={value} is above its range {range_text(f)}")
     return value
+
+
+def check_fields(obj) -> None:
+    """Check and coerce every field of a settings dataclass instance, in place."""
+    for f in fields(obj):
+        setattr(obj, f.name, check_value(type(obj), f.name, getattr(obj, f.name)))
 
 
 def _is_cuda_index(device: str) -> bool:
@@ -304,9 +343,9 @@ def _is_cuda_index(device: str) -> bool:
 
 def range_text(f) -> str:
     m = f.metadata
-    lo = "(" if m["lo_open"] else "["
-    hi = ")" if m["hi_open"] else "]"
-    return f"{lo}{'-inf' if m['lo'] is None else m['lo']}, {'inf' if m['hi'] is None else m['hi']}{hi}"
+    lo = "(" if m.get("lo_open") else "["
+    hi = ")" if m.get("hi_open") else "]"
+    return f"{lo}{'-inf' if m.get('lo') is None else m['lo']}, {'inf' if m.get('hi') is None else m['hi']}{hi}"
 
 
 @cache

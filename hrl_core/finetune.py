@@ -39,7 +39,7 @@ from hrl_core.envs import dataset_spec, get_env_state, make_env, set_env_state
 from hrl_core.errors import AlreadyComplete, DivergenceError, HrlError
 from hrl_core.evaluation import Evaluator, eval_seeds
 from hrl_core.explorers import make_explorer
-from hrl_core.lock import LOCK_NAME, RunLock
+from hrl_core.lock import LOCK_NAME, RunLocked, describe, live_holder
 from hrl_core.perf import tune_allocator
 from hrl_core.runs import RunResult
 from hrl_core.runtime import ThreadGovernor, check_finite, check_writable, resolve_device, seed_everything, versions
@@ -236,28 +236,34 @@ def finetune(cfg: FinetuneConfig, restart: bool = False, progress: bool = True, 
     save_root = Path(cfg.save_dir)
     check_writable(save_root)
     run_dir = save_root / cfg.run_name
-    # Everything that can fail on bad input happens before the run folder is touched.
+    # Every check of the input happens before the run folder is touched: the settings (in
+    # FinetuneConfig), the device, the logger's extra, the files and what the folder holds,
+    # then the data and the checkpoint themselves (finite, the environment's sizes).
     device = resolve_device(cfg.device)
+    from hrl_core.loggers import require
+
+    require(cfg.logger)
     inputs = runs.resolve_inputs(cfg)  # the Phase I checkpoint first, then the data file
     ident = runs.identity(cfg, inputs)
     found = runs.existing(run_dir, ident)
     if found.status == "other" and not restart:
         raise found.conflict_error(run_dir)
+    if found.status == "damaged" and not restart:
+        raise found.damaged_error(run_dir)
     if found.status == "complete" and not restart:
         return _already_complete(cfg, run_dir, grid_cell)
     if found.status == "diverged" and not restart:
         raise HrlError(
             f"{run_dir} holds a run that diverged; pass --restart (perhaps with other settings) to run it again"
         )
-    created = not run_dir.exists()
-    lock = RunLock(run_dir)
-    lock.acquire()
-    try:
-        return _run_locked(cfg, run_dir, device, inputs, ident, lock, restart, progress, grid_cell)
-    finally:
-        lock.release()
-        if created and run_dir.exists() and not any(run_dir.iterdir()):
-            run_dir.rmdir()  # bad input found after the lock was taken: leave nothing behind
+    holder = live_holder(run_dir)
+    if holder is not None:  # before reading the data: another process is on it
+        raise RunLocked(f"{run_dir} is being written by {describe(holder)}; wait for it to finish or stop that process")
+    spec = dataset_spec(cfg.env)
+    data = load_offline(cfg, inputs.dataset)
+    ckpt = load_phase1_file(inputs, cfg.algo, spec.obs_dim, spec.act_dim)
+    with runs.take_folder(run_dir) as lock:
+        return _run_locked(cfg, run_dir, device, inputs, ident, lock, restart, progress, grid_cell, data, ckpt)
 
 
 def _already_complete(cfg, run_dir: Path, grid_cell: bool) -> RunResult:
@@ -268,15 +274,13 @@ def _already_complete(cfg, run_dir: Path, grid_cell: bool) -> RunResult:
     return RunResult(run_dir, "already_complete", io.read_json(run_dir / runs.METRICS))
 
 
-def _run_locked(cfg, run_dir, device, inputs, ident, lock, restart, progress, grid_cell) -> RunResult:
+def _run_locked(cfg, run_dir, device, inputs, ident, lock, restart, progress, grid_cell, data, ckpt) -> RunResult:
     # Under the lock, look again: another process may have finished the run meanwhile.
     found = runs.existing(run_dir, ident)
     if found.status == "complete" and not restart:
         return _already_complete(cfg, run_dir, grid_cell)
     allocator_tuned = tune_allocator()
     threads = ThreadGovernor(cfg.threads)
-    data = load_offline(cfg, inputs.dataset)
-    ckpt = load_phase1_file(inputs, cfg.algo, dataset_spec(cfg.env).obs_dim, dataset_spec(cfg.env).act_dim)
     snapshot = None
     if found.status in ("running", "failed") and not restart:
         snapshot = runs.load_snapshot(run_dir)

@@ -116,12 +116,18 @@ def load_grid(path: str | Path) -> dict:
     except OSError:
         raise HrlError(f"grid file {path} not found; pass --params with an existing YAML file") from None
     except yaml.YAMLError as exc:
-        raise HrlError(f"grid file {path} is not valid YAML ({str(exc).splitlines()[0]})") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise HrlError(f"grid file {path} is not valid YAML{where}: {problem}; fix the file") from None
     if not isinstance(spec, dict):
         raise HrlError(f"grid file {path} must be a mapping with keys {', '.join(AXES)} and settings")
     if spec.get("kind", "finetune") not in ("finetune", "pretrain"):
         raise HrlError(f"grid file {path}: kind must be finetune or pretrain")
     axes, config_cls, _, _ = _kind(spec)
+    for key in ("settings", "algo_settings", "arms", "parts", "comparisons"):
+        if spec.get(key) is not None and not isinstance(spec[key], dict):
+            raise HrlError(f"grid file {path}: {key} must be a mapping (key: value lines), not {spec[key]!r}")
     missing = [k for k in axes if k not in spec]
     if "arms" in spec and "bonus_types" in missing:
         missing.remove("bonus_types")  # the arms set bonus_type
@@ -152,7 +158,36 @@ def load_grid(path: str | Path) -> dict:
         if not (isinstance(pair, list) and len(pair) == 2 and set(pair) <= set(arms or {})):
             raise HrlError(f"grid file {path}: comparison {label!r} must be [arm, reference arm] of its arms")
     _check_parts(path, spec, axes)
+    _check_values(path, spec, axes, config_cls)
     return spec
+
+
+def _check_values(path: Path, spec: dict, axes: dict, config_cls) -> None:
+    """Every value of the grid file, checked where its setting is declared (type, finiteness,
+    choices, range), with the file and the key named: `online_steps: 200.7` or `.nan` never
+    reaches a cell."""
+
+    def check(where: str, name: str, value) -> None:
+        try:
+            config_cls.check_value(name, value)
+        except HrlError as exc:
+            raise HrlError(f"grid file {path}: {where}: {exc}") from None
+
+    for key, values in [(k, spec[k]) for k in axes if k in spec] + [
+        (k, v) for part in (spec.get("parts") or {}).values() for k, v in part.items() if k in axes
+    ]:
+        if not isinstance(values, list) or not values:
+            raise HrlError(f"grid file {path}: {key} must be a non-empty list")
+        for v in values:
+            check(f"{key} value {v!r}", axes[key], v)
+    blocks = [("settings", spec.get("settings") or {})]
+    blocks += [(f"algo_settings.{a}", s or {}) for a, s in (spec.get("algo_settings") or {}).items()]
+    blocks += [(f"arms.{a}", s or {}) for a, s in (spec.get("arms") or {}).items()]
+    for where, settings in blocks:
+        if not isinstance(settings, dict):
+            raise HrlError(f"grid file {path}: {where} must be a mapping of setting -> value")
+        for name, value in settings.items():
+            check(f"{where}.{name}", name, value)
 
 
 def _check_parts(path: Path, spec: dict, axes: dict) -> None:
@@ -264,7 +299,8 @@ def cell_status(cell: Cell, allow_download: bool = False) -> str:
 
     ``new`` | ``complete`` | ``running`` (unfinished: resumes) | ``failed`` (resumes) |
     ``diverged`` | ``running elsewhere: <holder>`` (another live process holds its lock)
-    | ``other run in folder: <differences>`` | ``inputs missing: <reason>``. Phase II cells are
+    | ``other run in folder: <differences>`` | ``inputs missing: <reason>`` | ``complete but its
+    record is damaged: ...`` (never run again by the grid). Phase II cells are
     compared by identity (settings and input digests), so a cell whose folder holds a run
     with other inputs or settings is not reported complete.
     """
@@ -282,6 +318,8 @@ def cell_status(cell: Cell, allow_download: bool = False) -> str:
     found = runs.existing(cell.run_dir, runs.identity(cell.config, inputs))
     if found.status == "other":
         return f"other run in folder: {'; '.join(found.differences)}"
+    if found.status == "damaged":
+        return f"{DAMAGED}: {'; '.join(found.differences)} (left alone; --restart in hrl finetune recomputes it)"
     return found.status
 
 
@@ -474,6 +512,7 @@ def notebook_parameters(cfg) -> dict:
 
 
 RUNNING_ELSEWHERE = "running elsewhere"
+DAMAGED = "complete but its record is damaged"
 SKIPPED = "skipped (complete)"
 
 
@@ -600,6 +639,9 @@ def run_grid(
         status = cell_status(cell, allow_download=True)
         if status == "complete":
             results.append({"run_name": cell.run_name, "status": SKIPPED, "notebook": None})
+        elif status.startswith(DAMAGED):  # a complete run's damaged record: never silently recomputed
+            results.append({"run_name": cell.run_name, "status": "failed", "notebook": None,
+                            "error": status})  # fmt: skip
         elif status.startswith(RUNNING_ELSEWHERE):
             results.append({"run_name": cell.run_name, "status": RUNNING_ELSEWHERE, "notebook": None,
                             "error": status.split(": ", 1)[1]})  # fmt: skip

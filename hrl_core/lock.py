@@ -37,6 +37,9 @@ LOCK_NAME = ".hrl.lock"
 HEARTBEAT_SECONDS = 30.0  # how often a holder refreshes its heartbeat
 STALE_SECONDS = 600.0  # another host's lock without a heartbeat for this long is taken over
 _GUARD_STALE_SECONDS = 60.0  # a takeover guard left by a killed process
+# A lock file whose content is not a lock record: either its writer is between creating and
+# writing it (milliseconds) or it is garbage. Older than this, it is garbage, hence stale.
+UNREADABLE_GRACE_SECONDS = 2.0
 
 
 class RunLocked(HrlError):
@@ -68,25 +71,32 @@ def _pid_alive(pid: int, start: str | None) -> bool:
 
 
 def read_lock(run_dir: Path) -> dict | None:
-    """The lock's contents; None when there is no lock. An unreadable one (caught
-    half-written) reads as a fresh lock of an unknown holder."""
+    """The lock's contents; None when there is no lock. One that is not a lock record
+    (caught half-written, or garbage) reads as ``unreadable``, dated by its mtime."""
     path = Path(run_dir) / LOCK_NAME
     try:
-        return json.loads(path.read_text())
+        record = json.loads(path.read_text())
+        if isinstance(record, dict) and "heartbeat" in record:
+            return record
     except FileNotFoundError:
         return None
     except (OSError, ValueError):
-        try:
-            mtime = path.stat().st_mtime
-        except OSError:
-            return None
-        return {"host": "?", "pid": -1, "heartbeat": mtime, "started": _now_iso(mtime), "token": None}
+        pass
+    try:
+        mtime = path.stat().st_mtime
+    except OSError:
+        return None
+    return {"host": "?", "pid": -1, "heartbeat": mtime, "started": _now_iso(mtime), "token": None, "unreadable": True}
 
 
 def stale_reason(holder: dict, now: float | None = None) -> str | None:
     """Why a lock's holder is gone (None: it is alive, or may be)."""
     now = time.time() if now is None else now
     age = now - float(holder.get("heartbeat", 0))
+    if holder.get("unreadable"):
+        if age > UNREADABLE_GRACE_SECONDS:
+            return "its content is not a lock record (damaged or written by something else), so it is stale"
+        return None  # its writer is probably filling it in right now
     if holder.get("host") == socket.gethostname() and holder.get("pid", -1) > 0:
         if not _pid_alive(int(holder["pid"]), holder.get("pid_start")):
             return f"PID {holder['pid']} is gone"
@@ -98,6 +108,8 @@ def stale_reason(holder: dict, now: float | None = None) -> str | None:
 
 def describe(holder: dict, now: float | None = None) -> str:
     age = (time.time() if now is None else now) - float(holder.get("heartbeat", 0))
+    if holder.get("unreadable"):
+        return f"an unreadable lock file written {age:.0f} s ago"
     return f"{holder.get('host')} PID {holder.get('pid')} since {holder.get('started')} (heartbeat {age:.0f} s ago)"
 
 
@@ -152,6 +164,11 @@ class RunLock:
                 holder = read_lock(self.run_dir)
                 if holder is None:
                     continue  # released meanwhile: try again
+                if holder.get("unreadable") and stale_reason(holder) is None:
+                    time.sleep(UNREADABLE_GRACE_SECONDS)  # let a writer finish it; then it is read again
+                    holder = read_lock(self.run_dir)
+                    if holder is None:
+                        continue
                 reason = stale_reason(holder)
                 if reason is None:
                     raise RunLocked(

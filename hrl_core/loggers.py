@@ -140,6 +140,19 @@ class WandbLogger(Logger):
         self.run.finish()
 
 
+EXTRAS = {"tensorboard": (("tensorboard",), "tensorboard"), "wandb": (("wandb",), "wandb")}  # logger: modules, extra
+
+
+def require(logger: str) -> None:
+    """One error line with the install command when a logger's package is missing (checked
+    before a run reads its data or creates its folder)."""
+    from hrl_core.runtime import require_extra
+
+    if logger in EXTRAS:
+        modules, extra = EXTRAS[logger]
+        require_extra(modules, extra, f"--logger {logger}")
+
+
 def make_logger(cfg, run_dir: Path, config: dict) -> Logger:
     folder = Path(run_dir) / "logs"
     if cfg.logger == "csv":

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import sys
 import time
-import typing
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -24,13 +23,13 @@ import torch
 from hrl_core import io
 from hrl_core.agents import make_agent
 from hrl_core.checkpoint import phase1_run_name
-from hrl_core.config import DatasetName
+from hrl_core.config import DatasetName, setting
 from hrl_core.data import HybridSampler, OfflineData, ReplayBuffer
 from hrl_core.envs import dataset_spec
 from hrl_core.errors import DivergenceError, HrlError
 from hrl_core.evaluation import Evaluator
-from hrl_core.lock import RunLock
 from hrl_core.perf import tune_allocator
+from hrl_core.runs import take_folder
 from hrl_core.runtime import ThreadGovernor, check_finite, resolve_device, seed_everything, versions
 
 PHASE1_CQL_ALPHA = 5.0  # conservative penalty weight offline
@@ -41,38 +40,33 @@ QUICK_STEPS = 20_000  # --quick budget of a Phase I cell (Phase I's quick runs)
 class PretrainConfig:
     """One Phase I run (field names as in Phase I's config.json)."""
 
-    algo: Literal["cql", "iql"] = "iql"  # Phase I algorithm
-    env_name: DatasetName = "hopper-medium-v2"  # D4RL dataset id
-    remove_top_k: float = 0.0  # % of highest-return trajectories removed
-    reward_noise_std: float = 0.0  # Gaussian reward noise
-    corruption_seed: int = 0  # seed of the reward noise
-    total_steps: int = 500_000  # gradient steps (--quick: 20,000)
-    batch_size: int = 256  # transitions per update
-    eval_interval: int = 10_000  # steps between evaluations (and checkpoints)
-    eval_episodes: int = 10  # deterministic episodes per evaluation
-    log_interval: int = 1_000  # steps between training-statistics records
-    seed: int = 0  # torch / numpy / evaluation seed
-    device: str = "auto"  # torch device: auto | cpu | cuda | cuda:N
-    save_dir: str = "results"  # where run folders go
-    dataset_source: Literal["auto", "d4rl", "generated", "minari"] = "auto"  # where the offline data comes from
-    threads: int | None = None  # torch CPU threads; None: chosen for the machine
+    algo: Literal["cql", "iql"] = setting("iql")  # Phase I algorithm
+    env_name: DatasetName = setting("hopper-medium-v2")  # D4RL dataset id
+    remove_top_k: float = setting(0.0, lo=0, hi=100, hi_open=True)  # % of highest-return trajectories removed
+    reward_noise_std: float = setting(0.0, lo=0)  # Gaussian reward noise
+    corruption_seed: int = setting(0)  # seed of the reward noise
+    total_steps: int = setting(500_000, lo=1)  # gradient steps (--quick: 20,000)
+    batch_size: int = setting(256, lo=1)  # transitions per update
+    eval_interval: int = setting(10_000, lo=1)  # steps between evaluations (and checkpoints)
+    eval_episodes: int = setting(10, lo=1)  # deterministic episodes per evaluation
+    log_interval: int = setting(1_000, lo=1)  # steps between training-statistics records
+    seed: int = setting(0)  # torch / numpy / evaluation seed
+    device: str = setting("auto", result=False)  # torch device: auto | cpu | cuda | cuda:N
+    save_dir: str = setting("results", result=False)  # where run folders go
+    # where the offline data comes from
+    dataset_source: Literal["auto", "d4rl", "generated", "minari"] = setting("auto", result=False)
+    threads: int | None = setting(None, lo=1, result=False)  # torch CPU threads; None: chosen for the machine
 
     def __post_init__(self):
-        from hrl_core.config import base_type, literal_choices
+        from hrl_core.config import check_fields
 
-        hints = typing.get_type_hints(PretrainConfig)
-        for f in fields(self):
-            value, kind = getattr(self, f.name), base_type(hints[f.name])
-            if kind is float and isinstance(value, int):
-                setattr(self, f.name, float(value))
-            choices = literal_choices(hints[f.name])
-            if choices and getattr(self, f.name) not in choices:
-                raise HrlError(f"{f.name}={value!r}: use one of {', '.join(choices)}")
-        for name in ("total_steps", "batch_size", "eval_interval", "eval_episodes", "log_interval"):
-            if getattr(self, name) < 1:
-                raise HrlError(f"{name}={getattr(self, name)} must be at least 1")
-        if not 0 <= self.remove_top_k < 100:
-            raise HrlError(f"remove_top_k={self.remove_top_k} is outside [0, 100)")
+        check_fields(self)  # types, finiteness, choices and ranges, as for Phase II settings
+
+    @classmethod
+    def check_value(cls, name: str, value):
+        from hrl_core.config import check_value
+
+        return check_value(cls, name, value)
 
     def result_settings(self) -> dict:
         """Settings that change the trained checkpoint (a complete run is reused only if equal)."""
@@ -117,14 +111,10 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> Path:
             )
         print(f"{cfg.run_name}: already complete in {run_dir}")
         return run_dir
-    created = not run_dir.exists()
-    lock = RunLock(run_dir).acquire()
-    try:
-        return _pretrain_locked(cfg, spec, run_dir, device, file, wanted, lock, progress, load_offline_data)
-    finally:
-        lock.release()
-        if created and run_dir.exists() and not any(run_dir.iterdir()):
-            run_dir.rmdir()
+    # the data is read (and checked) before the run folder is touched
+    data = load_offline_data(file, cfg.remove_top_k, cfg.reward_noise_std, cfg.corruption_seed)
+    with take_folder(run_dir) as lock:
+        return _pretrain_locked(cfg, spec, run_dir, device, data, wanted, lock, progress)
 
 
 def _differences(run_dir: Path, wanted: dict) -> list[str]:
@@ -142,12 +132,11 @@ def _differences(run_dir: Path, wanted: dict) -> list[str]:
     return out
 
 
-def _pretrain_locked(cfg, spec, run_dir, device, file, wanted, lock, progress, load_offline_data) -> Path:
+def _pretrain_locked(cfg, spec, run_dir, device, data, wanted, lock, progress) -> Path:
     from tqdm.auto import tqdm
 
     tune_allocator()
     threads = ThreadGovernor(cfg.threads)
-    data = load_offline_data(file, cfg.remove_top_k, cfg.reward_noise_std, cfg.corruption_seed)
     seed_everything(cfg.seed)
     overrides = {"cql_alpha": PHASE1_CQL_ALPHA} if cfg.algo == "cql" else {}
     agent = make_agent(cfg.algo, spec.obs_dim, spec.act_dim, 2, device, **overrides)

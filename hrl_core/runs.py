@@ -31,6 +31,7 @@ folder is reused (complete) or resumed (unfinished) only then.
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,8 +138,14 @@ def identity_differences(recorded: dict, wanted: dict) -> list[str]:
 class Existing:
     """What a run folder holds relative to a requested run."""
 
-    status: str  # new | complete | running | diverged | failed | other (identity differs)
+    status: str  # new | complete | running | diverged | failed | other (identity differs) | damaged
     differences: list[str] = field(default_factory=list)  # for "other"
+
+    def damaged_error(self, run_dir: Path) -> HrlError:
+        return HrlError(
+            f"{run_dir} holds a complete run whose record is damaged ({'; '.join(self.differences)}); nothing was "
+            f"recomputed: restore {METRICS} from a copy, or pass --restart to run it again from step 0"
+        )
 
     def conflict_error(self, run_dir: Path) -> HrlError:
         return HrlError(
@@ -158,7 +165,11 @@ def existing(run_dir: Path, wanted: dict) -> Existing:
     diffs = identity_differences(recorded, wanted)
     if diffs:
         return Existing("other", diffs)
-    return Existing(read_status(run_dir) or "running")
+    status = read_status(run_dir)
+    if status is None and (run_dir / CHECKPOINT).exists():
+        # checkpoint.pt is written only when a run completes: its record is damaged, not unfinished
+        return Existing("damaged", [f"its {METRICS} is missing or unreadable but {CHECKPOINT} is there"])
+    return Existing(status or "running")
 
 
 # --------------------------------------------------------------------------------------
@@ -172,18 +183,46 @@ def read_status(run_dir: Path) -> str | None:
 
 
 def load_snapshot(run_dir: Path) -> dict | None:
-    """Newest loadable snapshot; a truncated one is reported and the previous used."""
+    """Newest loadable snapshot; a damaged one is reported and the previous one used (with a
+    note saying which); None, said plainly, when neither loads."""
     from hrl_core.checkpoint import load_state
 
+    damaged = []
     for name in (SNAPSHOT, SNAPSHOT_PREV):
         path = Path(run_dir) / name
         if not path.exists():
             continue
         try:
-            return load_state(path)
+            snapshot = load_state(path)
         except HrlError as exc:
-            print(f"hrl: warning: {exc} -- trying the previous snapshot", file=sys.stderr)
+            damaged.append(name)
+            then = f"trying {SNAPSHOT_PREV}" if name == SNAPSHOT and (Path(run_dir) / SNAPSHOT_PREV).exists() else (
+                "no snapshot left to resume from: the run starts again from step 0")  # fmt: skip
+            print(f"hrl: warning: {exc}; {then}", file=sys.stderr)
+            continue
+        if damaged:
+            print(f"hrl: note: resuming from {name} (step {snapshot.get('step', '?')}): {', '.join(damaged)} is "
+                  "damaged, so the steps after that snapshot are run again", file=sys.stderr)  # fmt: skip
+        return snapshot
     return None
+
+
+@contextmanager
+def take_folder(run_dir: Path):
+    """Hold a run folder's lock while writing there (``with take_folder(d) as lock:``); a folder
+    this call created and that is still empty at the end (bad input found after the lock was
+    taken, another writer) is removed, so nothing is left behind."""
+    from hrl_core.lock import RunLock
+
+    run_dir = Path(run_dir)
+    created = not run_dir.exists()
+    lock = RunLock(run_dir).acquire()
+    try:
+        yield lock
+    finally:
+        lock.release()
+        if created and run_dir.exists() and not any(run_dir.iterdir()):
+            run_dir.rmdir()
 
 
 def write_snapshot(run_dir: Path, snapshot: dict) -> None:

@@ -98,7 +98,8 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, phase1_dir, d4rl_dir
     resumed = run(hrl_cmd(phase1_dir, save, *steps), d4rl_dir)
     assert resumed.returncode == 0, resumed.stderr
     if damage != "none":
-        assert "truncated or corrupt" in resumed.stderr and "trying the previous snapshot" in resumed.stderr
+        assert "truncated or corrupt" in resumed.stderr and "trying snapshot.prev.pt" in resumed.stderr
+        assert "hrl: note: resuming from snapshot.prev.pt" in resumed.stderr  # and it says which one it took
     final, reference = metrics_of(save / RUN), metrics_of(tmp_path / "ref" / RUN)
     assert final["step"] == reference["step"] == [0, 60, 120, 180, 240, 300]
     assert comparable(final) == comparable(reference)  # identical values on CPU

@@ -177,6 +177,7 @@ def read_hdf5(path: str | Path) -> Transitions:
     n = len(rew)
     if not (len(obs) == len(act) == len(term) == len(tout) == n) or obs.ndim != 2:
         raise HrlError(f"{path} has arrays of different lengths; the file is damaged")
+    check_finite_arrays(path, {"observations": obs, "actions": act, "rewards": rew, "next_observations": nxt})
     if nxt is None:
         nxt, keep = _derive_next_observations(obs, term, tout)
         derived = True
@@ -201,6 +202,21 @@ def read_hdf5(path: str | Path) -> Transitions:
         "kind": classify_source(attrs, groups),
     }
     return data
+
+
+def check_finite_arrays(path, arrays: dict) -> None:
+    """Refuse offline data with a NaN or inf anywhere, naming the file, the array and the first
+    bad row: one inf reward would otherwise count as the highest return (and change which
+    trajectories top-k removal keeps), one NaN would end training as if it had diverged."""
+    for key, arr in arrays.items():
+        if arr is None:
+            continue
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            rows = np.flatnonzero(bad.reshape(len(arr), -1).any(axis=1))
+            value = arr[rows[0]] if arr.ndim == 1 else arr[rows[0]][~np.isfinite(arr[rows[0]])][0]
+            raise HrlError(f"{path}: {key} has non-finite values ({value}) in {len(rows)} row(s), the first at row "
+                           f"{rows[0]}; the file is damaged or was written wrong: fix or replace it")  # fmt: skip
 
 
 def classify_source(attrs: dict, groups: list[str]) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from hrl_core.data.d4rl import Transitions, _plain, sha256_of
+from hrl_core.data.d4rl import Transitions, _plain, check_finite_arrays, sha256_of
 from hrl_core.errors import HrlError
 
 MINARI_IDS = {
@@ -92,6 +92,8 @@ def read_minari(dataset: str) -> Transitions:
         terminals=np.concatenate(parts["term"]),
         timeouts=np.concatenate(parts["trunc"]),
     )
+    check_finite_arrays(path, {"observations (flattened transitions)": data.observations, "actions": data.actions,
+                               "rewards": data.rewards})  # fmt: skip
     refs = (meta.get("ref_min_score"), meta.get("ref_max_score"))
     data.provenance = {
         "path": str(path.resolve()),

@@ -96,7 +96,19 @@ def read_source(file: DatasetFile) -> Transitions:
     data.provenance["dataset"] = file.dataset
     if file.note:
         data.provenance["source_note"] = file.note
+    check_dimensions(file, data)
     return data
+
+
+def check_dimensions(file: DatasetFile, data: Transitions) -> None:
+    """The data's observation and action sizes must be the environment's (a mismatch would
+    only show up as a matmul error after the first evaluation)."""
+    spec = dataset_spec(file.dataset)
+    got = (data.observations.shape[1], data.actions.reshape(len(data.actions), -1).shape[1])
+    if got != (spec.obs_dim, spec.act_dim):
+        raise HrlError(f"{file.path} has observations of size {got[0]} and actions of size {got[1]}, but "
+                       f"{file.dataset} ({spec.env_id}) has {spec.obs_dim} and {spec.act_dim}; use that dataset's "
+                       "file")  # fmt: skip
 
 
 def load_source(dataset: str, source: str = "auto") -> Transitions:
