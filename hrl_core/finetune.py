@@ -45,6 +45,8 @@ from hrl_core.runs import RunResult
 from hrl_core.runtime import ThreadGovernor, check_finite, check_writable, resolve_device, seed_everything, versions
 from hrl_core.variants import perturb_fresh_members, warmstart_fresh_members
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # rewards are stored as float32
+
 
 class RunInterrupted(HrlError):
     """SIGTERM / SIGINT: a snapshot was written; the same command resumes."""
@@ -449,6 +451,8 @@ def train(cfg: FinetuneConfig, run_dir: Path, parts: Parts, state: RunState, ide
                     raise DivergenceError(state.step + 1, "Q-values (ensemble disagreement)")
                 next_obs, reward, terminated, truncated, _ = env.step(action)
                 bonus = explorer.bonus(reward)
+                if not abs(reward + bonus) <= FLOAT32_MAX:  # inf, NaN or beyond what the buffer stores
+                    raise DivergenceError(state.step + 1, "the exploration bonus (reward + bonus overflows float32)")
                 buffer.add(state.obs, action, reward, bonus, next_obs, terminated)
                 state.window.add_env_step(reward, bonus, explorer.disagreement)
                 state.episode_return += float(reward)

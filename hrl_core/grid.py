@@ -125,7 +125,7 @@ def load_grid(path: str | Path) -> dict:
     if spec.get("kind", "finetune") not in ("finetune", "pretrain"):
         raise HrlError(f"grid file {path}: kind must be finetune or pretrain")
     axes, config_cls, _, _ = _kind(spec)
-    for key in ("settings", "algo_settings", "arms", "parts", "comparisons"):
+    for key in ("settings", "algo_settings", "comparisons"):  # arms and parts say so themselves, below
         if spec.get(key) is not None and not isinstance(spec[key], dict):
             raise HrlError(f"grid file {path}: {key} must be a mapping (key: value lines), not {spec[key]!r}")
     missing = [k for k in axes if k not in spec]

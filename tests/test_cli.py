@@ -139,8 +139,9 @@ def test_sigterm_leaves_loadable_snapshot_and_resumes(tmp_path, phase1_dir, d4rl
 
 
 def test_divergence_stops_with_status_and_keeps_snapshot(tmp_path, phase1_dir, d4rl_dir):
-    cmd = hrl_cmd(phase1_dir, tmp_path, "--online_steps", "100", "--eval_interval", "50", "--bonus_coeff", "inf")
-    RUN = run_name("--online_steps", "100", "--eval_interval", "50", "--bonus_coeff", "inf")
+    # A finite bonus so large that the stored (float32) reward overflows: training diverges.
+    cmd = hrl_cmd(phase1_dir, tmp_path, "--online_steps", "100", "--eval_interval", "50", "--bonus_coeff", "1e300")
+    RUN = run_name("--online_steps", "100", "--eval_interval", "50", "--bonus_coeff", "1e300")
     out = run(cmd, d4rl_dir)
     assert out.returncode == 1
     assert out.stderr.strip().splitlines()[-1].startswith("hrl: error: training diverged at online step")
