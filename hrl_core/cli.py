@@ -1,6 +1,6 @@
 """Command line: ``hrl finetune | grid | plot | study | pretrain | data | bench | demo``.
 
-``hrl finetune``'s flags are generated from :class:`hrl_core.config.FinetuneConfig`
+``hrl finetune``'s flags are generated from :class:`hrl_core.run.config.FinetuneConfig`
 (names, types, choices, ranges, help), so a new setting appears here by itself.
 Errors a user can fix print one line (``hrl: error: ...``) and exit non-zero; pass
 ``--debug`` to see the traceback.
@@ -28,7 +28,7 @@ def add_config_flags(parser, cls, required=(), quick: dict | None = None, aliase
     (``aliases``: extra spellings, e.g. ``--env`` for Phase I's ``env_name``)."""
     import typing
 
-    from hrl_core.config import base_type, field_help, literal_choices, range_text
+    from hrl_core.run.config import base_type, field_help, literal_choices, range_text
 
     hints = typing.get_type_hints(cls)
     helps = field_help(cls)
@@ -66,7 +66,7 @@ def config_from_args(args, cls, quick: dict | None = None):
 # hrl finetune
 # --------------------------------------------------------------------------------------
 def _add_finetune(sub) -> None:
-    from hrl_core.config import CELL_KEYS, QUICK, FinetuneConfig
+    from hrl_core.run.config import CELL_KEYS, QUICK, FinetuneConfig
 
     p = sub.add_parser(
         "finetune",
@@ -83,8 +83,8 @@ def _add_finetune(sub) -> None:
 
 
 def _run_finetune(args) -> int:
-    from hrl_core.config import QUICK, FinetuneConfig
-    from hrl_core.finetune import finetune
+    from hrl_core.run.config import QUICK, FinetuneConfig
+    from hrl_core.run.finetune import finetune
 
     cfg = config_from_args(args, FinetuneConfig, QUICK).resolve_paths(os.getcwd())
     result = finetune(cfg, restart=args.restart, progress=not args.no_progress)
@@ -101,7 +101,7 @@ def _run_finetune(args) -> int:
 # hrl bench
 # --------------------------------------------------------------------------------------
 def _add_bench(sub) -> None:
-    from hrl_core.envs import DATASETS
+    from hrl_core.rl.envs import DATASETS
 
     p = sub.add_parser(
         "bench",
@@ -124,7 +124,7 @@ def _add_bench(sub) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     def handler(args):
-        from hrl_core.bench import main_bench
+        from hrl_core.lab.bench import main_bench
 
         return main_bench(args)
 
@@ -188,10 +188,10 @@ def _add_cell_filters(p) -> None:
 
 def _selected_cells(args, overrides: dict):
     """(grid file path, its spec, the cells the filters select)."""
-    from hrl_core import grid
+    from hrl_core.lab import grids
 
     path = args.params or ("quick.yaml" if args.quick else "grid.yaml")
-    spec = grid.load_grid(path)
+    spec = grids.load_grid(path)
     filters = {"algos": args.algo, "datasets": args.env, "remove_top_k": args.remove_top_k,
                "bonus_types": args.bonus_type, "seeds": args.seed, "arms": args.arm, "parts": args.part}  # fmt: skip
     if spec.get("kind") == "pretrain" and args.bonus_type:
@@ -200,14 +200,14 @@ def _selected_cells(args, overrides: dict):
         raise HrlError(f"--arm needs a grid file with arms: ({path} has none)")
     if args.part and "parts" not in spec:
         raise HrlError(f"--part needs a grid file with parts: ({path} has none)")
-    cells = grid.expand(spec, filters, overrides, quick=args.quick)
+    cells = grids.expand(spec, filters, overrides, quick=args.quick)
     if not cells:
         raise HrlError("no cell matches these filters")
     return path, spec, cells
 
 
 def grid_slurm_defaults():
-    from hrl_core.grid import SlurmOptions
+    from hrl_core.lab.grids import SlurmOptions
 
     return SlurmOptions()
 
@@ -215,41 +215,41 @@ def grid_slurm_defaults():
 def _run_grid(args) -> int:
     from pathlib import Path
 
-    from hrl_core import grid
+    from hrl_core.lab import grids
 
     overrides = {"save_dir": args.save_dir} if args.save_dir else {}
     if args.logger:
         overrides["logger"] = args.logger
     path, spec, cells = _selected_cells(args, overrides)
     if not args.dry_run:
-        from hrl_core.runtime import require_extra
+        from hrl_core.run.runtime import require_extra
 
         require_extra(("papermill", "ipykernel", "distributed"), "grid", "hrl grid")
         if args.cluster == "slurm":
             require_extra(("dask_jobqueue",), "slurm", "hrl grid --cluster slurm")
     slurm = None
     if args.cluster == "slurm":
-        slurm = grid.SlurmOptions(partition=args.partition, walltime=args.walltime, cores=args.cores,
+        slurm = grids.SlurmOptions(partition=args.partition, walltime=args.walltime, cores=args.cores,
                                   memory=args.memory, gpus_per_job=args.gpus_per_job, jobs=args.jobs,
                                   job_extra=tuple(args.job_extra), cells_per_gpu=args.cells_per_gpu)  # fmt: skip
-    plan = grid.plan_text(cells, args.scheduler, slurm, args.workers, args.cells_per_gpu, args.threads_per_cell)
+    plan = grids.plan_text(cells, args.scheduler, slurm, args.workers, args.cells_per_gpu, args.threads_per_cell)
     if slurm is not None:
         workers = slurm.jobs * slurm.cells_per_job
     elif args.scheduler:
         workers = 1
     else:
-        workers = len(grid.plan_workers(grid.visible_gpus(), os.cpu_count() or 1, args.cells_per_gpu, args.workers))
+        workers = len(grids.plan_workers(grids.visible_gpus(), os.cpu_count() or 1, args.cells_per_gpu, args.workers))
     if args.dry_run:
-        statuses = [grid.cell_status(c) for c in cells]
+        statuses = [grids.cell_status(c) for c in cells]
         todo = [c for c, s in zip(cells, statuses, strict=True) if s.startswith(("new", "running", "failed"))]
         for c, s in zip(cells, statuses, strict=True):
             print(f"{c.run_name:<70} {c.steps:>7} steps  {s}")
-        est = grid.estimate_seconds(todo, grid.MS_PER_STEP_1_THREAD, workers)
+        est = grids.estimate_seconds(todo, grids.MS_PER_STEP_1_THREAD, workers)
         print(f"plan: {plan}")
         print(
-            f"{len(cells)} cells, {len(todo)} to run; estimated wall time {grid.format_duration(est)} on "
-            f"{workers} concurrent cell(s) at {grid.MS_PER_STEP_1_THREAD['cql']:.0f} ms (CQL) / "
-            f"{grid.MS_PER_STEP_1_THREAD['iql']:.0f} ms (IQL) per step (measured: 1 CPU thread per cell, "
+            f"{len(cells)} cells, {len(todo)} to run; estimated wall time {grids.format_duration(est)} on "
+            f"{workers} concurrent cell(s) at {grids.MS_PER_STEP_1_THREAD['cql']:.0f} ms (CQL) / "
+            f"{grids.MS_PER_STEP_1_THREAD['iql']:.0f} ms (IQL) per step (measured: 1 CPU thread per cell, "
             "2-core machine; GPUs are faster)"
         )
         return 0
@@ -257,9 +257,9 @@ def _run_grid(args) -> int:
     cluster = None
     if slurm is not None:
         env = {k: os.environ[k] for k in ("D4RL_DATASET_DIR", "HRL_PHASE1_DIR") if k in os.environ}
-        cluster = grid.slurm_cluster(slurm, env)
+        cluster = grids.slurm_cluster(slurm, env)
     try:
-        results = grid.run_grid(
+        results = grids.run_grid(
             cells,
             executed_dir=Path(args.executed_dir or spec.get("executed_dir") or "executed").resolve(),
             scheduler=args.scheduler,
@@ -272,7 +272,7 @@ def _run_grid(args) -> int:
     finally:
         if cluster is not None:
             cluster.close()
-    return 1 if grid.print_results(results) else 0
+    return 1 if grids.print_results(results) else 0
 
 
 # --------------------------------------------------------------------------------------
@@ -336,13 +336,13 @@ def _add_study(sub) -> None:
     def handler(args):
         from pathlib import Path
 
-        from hrl_core import grid, resources
-        from hrl_core.lab import records
-        from hrl_core.runtime import require_extra
+        from hrl_core import resources
+        from hrl_core.lab import grids, records
+        from hrl_core.run.runtime import require_extra
 
         require_extra(("papermill", "ipykernel"), "grid", "hrl study")
         args.params = str(resources.params_file(args.params))
-        spec = grid.load_grid(args.params)
+        spec = grids.load_grid(args.params)
         if "arms" not in spec:
             raise HrlError(f"{args.params} has no arms: hrl study analyses a grid file with arms (params/study_*.yaml)")
         if args.part and args.part not in (spec.get("parts") or {}):
@@ -358,12 +358,12 @@ def _add_study(sub) -> None:
             "part": args.part,
         }
         out = Path(args.out or f"executed/{stem}" + (f"_{args.part}" if args.part else "") + ".ipynb").resolve()
-        res = grid.execute_cell(str(resources.notebook("study.ipynb")), str(out), params, {}, "study")
+        res = grids.execute_cell(str(resources.notebook("study.ipynb")), str(out), params, {}, "study")
         if res["status"] != "complete":
             raise HrlError(f"study notebook failed ({res['error']}); see {out}")
         print(f"hrl study: {out} ({res['seconds']:.0f} s)")
         if args.record:
-            cells = grid.expand(spec, {"parts": [args.part]} if args.part else None, {"save_dir": params["save_dir"]})
+            cells = grids.expand(spec, {"parts": [args.part]} if args.part else None, {"save_dir": params["save_dir"]})
             n, size = records.write_compact(cells)
             print(f"hrl study: {n} runs' config.json/metrics.json in {records.record_dir(params['save_dir'])} "
                   f"({size / 1e6:.1f} MB)")  # fmt: skip
@@ -376,7 +376,7 @@ def _add_study(sub) -> None:
 # hrl data / pretrain / demo
 # --------------------------------------------------------------------------------------
 def _add_data(sub) -> None:
-    from hrl_core.envs import DATASETS
+    from hrl_core.rl.envs import DATASETS
 
     p = sub.add_parser("data", help="datasets: generate a D4RL-layout stand-in without network")
     dsub = p.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
@@ -401,7 +401,7 @@ def _add_data(sub) -> None:
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: chosen for the machine)")
 
     def handler(args):
-        from hrl_core.generate import main_generate
+        from hrl_core.run.generate import main_generate
 
         return main_generate(args)
 
@@ -409,7 +409,7 @@ def _add_data(sub) -> None:
 
 
 def _add_pretrain(sub) -> None:
-    from hrl_core.pretrain import QUICK_STEPS, PretrainConfig
+    from hrl_core.run.pretrain import QUICK_STEPS, PretrainConfig
 
     p = sub.add_parser("pretrain", help="Phase I: offline CQL/IQL, written in Phase I's layout")
     add_config_flags(p, PretrainConfig, required=("algo", "env_name"), quick={"total_steps": QUICK_STEPS},
@@ -418,7 +418,7 @@ def _add_pretrain(sub) -> None:
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
 
     def handler(args):
-        from hrl_core.pretrain import pretrain
+        from hrl_core.run.pretrain import pretrain
 
         cfg = config_from_args(args, PretrainConfig, {"total_steps": QUICK_STEPS})
         print(f"wrote {pretrain(cfg, progress=not args.no_progress)}")
@@ -428,7 +428,7 @@ def _add_pretrain(sub) -> None:
 
 
 def _add_demo(sub) -> None:
-    from hrl_core.envs import DATASETS
+    from hrl_core.rl.envs import DATASETS
 
     p = sub.add_parser(
         "demo",
@@ -449,7 +449,7 @@ def _add_demo(sub) -> None:
         from pathlib import Path
 
         from hrl_core import resources
-        from hrl_core.demo import DATASET, QUICK, TINY, run_demo
+        from hrl_core.lab.demo import DATASET, QUICK, TINY, run_demo
 
         root = resources.base_dir()  # the checkout, or the current folder for an installed package
         out_root = Path(args.out_root).resolve() if args.out_root else root / "demo"

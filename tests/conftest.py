@@ -79,8 +79,8 @@ def write_result_fixture(save_dir: Path, algo, dataset, k, bonus, seed, returns,
     named by its settings as hrl finetune names it. Returns the grid cell it stands for."""
     import json
 
-    from hrl_core.config import FinetuneConfig
-    from hrl_core.grid import Cell
+    from hrl_core.lab.grids import Cell
+    from hrl_core.run.config import FinetuneConfig
 
     cfg = FinetuneConfig(algo=algo, env=dataset, remove_top_k=k, bonus_type=bonus, seed=seed,
                          save_dir=str(save_dir), **settings)  # fmt: skip

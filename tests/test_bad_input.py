@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from hrl_core.checkpoint import phase1_run_name
+from hrl_core.run.phase1 import phase1_run_name
 from tests.conftest import REPO, run_hrl, write_d4rl_slice
 
 H = "hopper-medium-v2"
@@ -74,9 +74,9 @@ def test_non_finite_settings_are_refused_before_anything(tmp_path, phase1_dir, d
 
 
 def test_settings_are_checked_where_they_are_declared():
-    from hrl_core.config import FinetuneConfig
     from hrl_core.errors import HrlError
-    from hrl_core.workbook import config_from_parameters
+    from hrl_core.lab.workbook import config_from_parameters
+    from hrl_core.run.config import FinetuneConfig
 
     for bad, message in [({"online_steps": 200.7}, "must be an integer"), ({"n_ensemble": True}, "not bool"),
                          ({"bonus_coeff": float("nan")}, "not a finite"), ({"online_ratio": float("inf")}, "finite"),
@@ -225,7 +225,7 @@ def test_missing_extras_are_one_line_with_the_install_command(tmp_path, phase1_d
 
 # 7. Locks and snapshots -------------------------------------------------------------------
 def test_a_garbage_lock_is_stale_and_says_so(tmp_path, phase1_dir, d4rl_dir):
-    from hrl_core.config import FinetuneConfig
+    from hrl_core.run.config import FinetuneConfig
 
     save = tmp_path / "runs"
     run_dir = save / FinetuneConfig(algo="iql", env=H, remove_top_k=0, bonus_type="ensemble", seed=1, online_steps=30,
@@ -240,7 +240,7 @@ def test_a_garbage_lock_is_stale_and_says_so(tmp_path, phase1_dir, d4rl_dir):
 
 
 def test_grid_dry_run_reports_an_unreadable_lock_as_stale(tmp_path):
-    from hrl_core import lock
+    from hrl_core.run import lock
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from hrl_core.agents import make_agent
-from hrl_core.bench import eval_share, update_flops
+from hrl_core.lab.bench import eval_share, update_flops
+from hrl_core.rl.agents import make_agent
 
 
 @pytest.mark.parametrize("algo", ["cql", "iql"])

@@ -7,8 +7,8 @@ import shutil
 import pytest
 import torch
 
-from hrl_core.checkpoint import find_phase1, load_phase1, phase1_run_name
 from hrl_core.errors import HrlError
+from hrl_core.run.phase1 import find_phase1, load_phase1, phase1_run_name
 
 HOPPER = dict(obs_dim=11, act_dim=3)
 

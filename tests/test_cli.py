@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from hrl_core.checkpoint import phase1_run_name
+from hrl_core.run.phase1 import phase1_run_name
 
 
 def run_name(*extra) -> str:
     """The folder name hrl finetune gives to hrl_cmd's settings (plus ``extra`` flag pairs)."""
-    from hrl_core.config import FinetuneConfig
+    from hrl_core.run.config import FinetuneConfig
 
     base = {"algo": "iql", "env": "hopper-medium-v2", "remove_top_k": 60, "bonus_type": "ensemble", "seed": 1,
             "batch_size": 64, "eval_episodes": 2}  # fmt: skip

@@ -11,29 +11,29 @@ from pathlib import Path
 
 import pytest
 
-from hrl_core import grid
+from hrl_core.lab import grids
 from tests.conftest import run_hrl
 from tests.support import slurm as slurm_support
 
 
 def test_workers_are_pinned_to_gpus_when_there_are_some():
-    cpu = grid.plan_workers(n_gpus=0, cpu_count=2)
+    cpu = grids.plan_workers(n_gpus=0, cpu_count=2)
     assert [(w.gpu, w.threads) for w in cpu] == [(None, 1), (None, 1)]  # one 1-thread cell per core
     assert "CUDA_VISIBLE_DEVICES" not in cpu[0].env and cpu[0].env["OMP_NUM_THREADS"] == "1"
-    gpus = grid.plan_workers(n_gpus=2, cpu_count=16, cells_per_gpu=3)
+    gpus = grids.plan_workers(n_gpus=2, cpu_count=16, cells_per_gpu=3)
     assert len(gpus) == 6 and sorted(w.gpu for w in gpus) == [0, 0, 0, 1, 1, 1]
     assert {w.env["CUDA_VISIBLE_DEVICES"] for w in gpus} == {"0", "1"} and {w.threads for w in gpus} == {2}
     assert len({w.name for w in gpus}) == 6
-    text = grid.plan_text([], None, None, None, cells_per_gpu=3, threads_per_cell=1, n_gpus=2, cpu_count=16)
+    text = grids.plan_text([], None, None, None, cells_per_gpu=3, threads_per_cell=1, n_gpus=2, cpu_count=16)
     assert text == "local: 6 worker(s) on 2 GPU(s) (3 cell(s) per GPU), 2 torch thread(s) per cell"
-    opts = grid.SlurmOptions(partition="gpu", gpus_per_job=1, cells_per_gpu=2, cores=8, jobs=5)
+    opts = grids.SlurmOptions(partition="gpu", gpus_per_job=1, cells_per_gpu=2, cores=8, jobs=5)
     assert (opts.cells_per_job, opts.threads_per_cell) == (2, 4)
     assert "up to 5 job(s) at once on partition gpu, each 8 cores" in opts.describe()
 
 
 def test_dry_run_reports_the_plan():
     out = run_hrl(["grid", "--quick", "--algo", "iql", "--seed", "1", "--dry_run", "--cluster", "slurm",
-                   "--jobs", "3", "--cores", "4", "--partition", "long"], grid.REPO, timeout=120)  # fmt: skip
+                   "--jobs", "3", "--cores", "4", "--partition", "long"], grids.REPO, timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "plan: slurm: up to 3 job(s) at once on partition long, each 4 cores, 8GB" in out.stdout
     assert "12 concurrent cell(s)" in out.stdout
@@ -92,7 +92,7 @@ def test_cells_run_as_slurm_jobs_and_a_cancelled_cell_resumes(tmp_path, slurm, d
            "--cores", "1", "--memory", "4GB", "--walltime", "00:30:00", "--no_progress"]  # fmt: skip
     t0 = time.time()
     proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    cells = grid.expand(grid.load_grid(params))
+    cells = grids.expand(grids.load_grid(params))
     victim = next(c for c in cells if c.config.bonus_type == "ensemble")
     deadline = time.time() + 600
     while True:  # wait until the victim cell has a snapshot beyond step 0 (2+ evaluation points)

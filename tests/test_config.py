@@ -8,11 +8,11 @@ from dataclasses import MISSING, fields
 
 import pytest
 
-from hrl_core import workbook
-from hrl_core.agents import CQLConfig, IQLConfig
 from hrl_core.cli import build_parser
-from hrl_core.config import CELL_KEYS, QUICK, FinetuneConfig, field_help, literal_choices
 from hrl_core.errors import HrlError
+from hrl_core.lab import workbook
+from hrl_core.rl.agents import CQLConfig, IQLConfig
+from hrl_core.run.config import CELL_KEYS, QUICK, FinetuneConfig, field_help, literal_choices
 
 
 def _defaults(cls) -> dict:
@@ -39,7 +39,7 @@ def test_the_notebook_parameters_cell_is_the_config():
             assert ast.literal_eval(info["default"]) == defaults[name], name
     nb_cell = next(c for c in workbook.json.loads(workbook.FINETUNE_NOTEBOOK.read_text())["cells"]
                    if "parameters" in c["metadata"].get("tags", []))  # fmt: skip
-    assert "".join(nb_cell["source"]) == workbook.parameters_source()  # python -m hrl_core.workbook rewrites it
+    assert "".join(nb_cell["source"]) == workbook.parameters_source()  # python -m hrl_core.lab.workbook rewrites it
 
 
 def test_the_command_line_offers_every_setting_with_its_choices():

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from hrl_core.demo import DATASET
-from hrl_core.envs import dataset_spec
+from hrl_core.lab.demo import DATASET
+from hrl_core.rl.envs import dataset_spec
 
 
 @pytest.mark.slow

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hrl_core.agents import make_agent
-from hrl_core.checkpoint import load_state
-from hrl_core.evaluation import Evaluator, eval_seeds
+from hrl_core.rl.agents import make_agent
+from hrl_core.rl.evaluation import Evaluator, eval_seeds
+from hrl_core.run.phase1 import load_state
 
 # (run, dataset, normalized score in ../shared/README.md: tanh(mean), 5 episodes)
 KNOWN = [
@@ -38,7 +38,7 @@ def test_eval_seeds_are_disjoint_from_training_seeds():
 
 def _one_by_one(dataset, seeds, policy):
     """The plain reference: each episode on its own, the policy called per observation."""
-    from hrl_core.envs import make_env
+    from hrl_core.rl.envs import make_env
 
     returns, lengths = [], []
     for seed in seeds:

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from hrl_core.config import FinetuneConfig
-from hrl_core.finetune import finetune, load_offline
+from hrl_core.run.config import FinetuneConfig
+from hrl_core.run.finetune import finetune, load_offline
 
 TIMING_KEYS = {"wall_time", "eval_time", "snapshot_time"}
 
@@ -111,7 +111,7 @@ def test_run_writes_three_files_with_provenance(tmp_path, phase1_dir, d4rl_env):
 
     saved = torch.load(run / "checkpoint.pt", weights_only=True)
     assert saved["step"] == 150 and saved["agent"]["n_ensemble"] == 4
-    from hrl_core.agents import make_agent
+    from hrl_core.rl.agents import make_agent
 
     agent = make_agent("cql", 11, 3, 4)
     agent.load_state_dict(saved["agent"])  # loadable to continue
@@ -119,9 +119,9 @@ def test_run_writes_three_files_with_provenance(tmp_path, phase1_dir, d4rl_env):
 
 def test_step0_matches_phase1_checkpoint(tmp_path, phase1_dir, d4rl_env):
     """Step 0 evaluates the loaded policy: the same number as evaluating Phase I directly."""
-    from hrl_core.agents import make_agent
-    from hrl_core.checkpoint import load_state
-    from hrl_core.evaluation import Evaluator
+    from hrl_core.rl.agents import make_agent
+    from hrl_core.rl.evaluation import Evaluator
+    from hrl_core.run.phase1 import load_state
 
     cfg = tiny(tmp_path, phase1_dir, online_steps=1, eval_interval=1)
     result = finetune(cfg, progress=False)

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from hrl_core.data import read_hdf5
-from hrl_core.envs import DATASETS
-from hrl_core.generate import MEDIUM_TARGET, generate, load_policy, rollout, save_policy, shipped_policy_path
-from hrl_core.networks import TanhGaussianPolicy
+from hrl_core.rl.envs import DATASETS
+from hrl_core.rl.networks import TanhGaussianPolicy
+from hrl_core.run.generate import MEDIUM_TARGET, generate, load_policy, rollout, save_policy, shipped_policy_path
 
 
 def test_policy_file_round_trip(tmp_path):

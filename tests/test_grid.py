@@ -9,15 +9,15 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from hrl_core import grid
 from hrl_core.errors import HrlError
+from hrl_core.lab import grids
 from tests.conftest import run_hrl
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_seed_grid_has_72_cells_with_spec_run_names():
-    cells = grid.expand(grid.load_grid(REPO / "params" / "grid.yaml"))
+    cells = grids.expand(grids.load_grid(REPO / "params" / "grid.yaml"))
     names = [c.run_name for c in cells]
     assert len(cells) == 72 and len(set(names)) == 72
     assert "ft_cql_halfcheetah-medium-v2_k0_noise0.0_ensemble_s0" in names
@@ -27,8 +27,8 @@ def test_seed_grid_has_72_cells_with_spec_run_names():
 
 
 def test_quick_file_and_flag_give_the_same_cells_at_5000_steps():
-    quick_file = grid.expand(grid.load_grid(REPO / "params" / "quick.yaml"))
-    quick_flag = grid.expand(grid.load_grid(REPO / "params" / "grid.yaml"), quick=True)
+    quick_file = grids.expand(grids.load_grid(REPO / "params" / "quick.yaml"))
+    quick_flag = grids.expand(grids.load_grid(REPO / "params" / "grid.yaml"), quick=True)
     assert [c.run_name for c in quick_file] == [c.run_name for c in quick_flag]
     assert {(c.config.online_steps, c.config.eval_interval, c.config.eval_episodes) for c in quick_flag} == {
         (5_000, 1_000, 5)
@@ -36,17 +36,17 @@ def test_quick_file_and_flag_give_the_same_cells_at_5000_steps():
 
 
 def test_filters():
-    spec = grid.load_grid(REPO / "params" / "grid.yaml")
-    cells = grid.expand(spec, {"algos": ["iql"], "datasets": ["hopper-medium-v2"], "seeds": [1]})
+    spec = grids.load_grid(REPO / "params" / "grid.yaml")
+    cells = grids.expand(spec, {"algos": ["iql"], "datasets": ["hopper-medium-v2"], "seeds": [1]})
     assert len(cells) == 6
     assert {(c.config.remove_top_k, c.config.bonus_type) for c in cells} == {
         (k, b) for k in (0, 30, 60) for b in ("ensemble", "none")
     }
-    assert len(grid.expand(spec, {"remove_top_k": [60.0], "bonus_types": ["none"]})) == 12
-    assert len(grid.expand(spec, {"remove_top_k": [60], "seeds": ["2"]})) == 8  # as typed on a command line
+    assert len(grids.expand(spec, {"remove_top_k": [60.0], "bonus_types": ["none"]})) == 12
+    assert len(grids.expand(spec, {"remove_top_k": [60], "seeds": ["2"]})) == 8  # as typed on a command line
     # Filters select on the cell's settings, so they also see what an arm sets.
     study = {**spec, "remove_top_k": [0], "arms": {"heavy": {"remove_top_k": 60}, "clean": {}}}
-    picked = grid.expand(study, {"remove_top_k": [60], "algos": ["cql"]})
+    picked = grids.expand(study, {"remove_top_k": [60], "algos": ["cql"]})
     assert {(c.arm, c.config.remove_top_k, c.config.algo) for c in picked} == {("heavy", 60.0, "cql")}
     # Relative paths are fixed where `hrl grid` runs: notebooks run from notebooks/.
     assert all(Path(c.config.save_dir).is_absolute() and Path(c.config.phase1_dir).is_absolute() for c in cells)
@@ -56,18 +56,18 @@ def test_bad_grid_files(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("algos: [iql]\n")
     with pytest.raises(HrlError, match="missing keys"):
-        grid.load_grid(bad)
+        grids.load_grid(bad)
     bad.write_text("algos: [iql]\ndatasets: [hopper-medium-v2]\nremove_top_k: [0]\nbonus_types: [none]\n"
                    "seeds: [0]\nsettings: {online_stepz: 5}\n")  # fmt: skip
     with pytest.raises(HrlError, match="unknown settings"):
-        grid.load_grid(bad)
+        grids.load_grid(bad)
     with pytest.raises(HrlError, match="not found"):
-        grid.load_grid(tmp_path / "nope.yaml")
+        grids.load_grid(tmp_path / "nope.yaml")
 
 
 def test_study_grid_arms_give_distinct_runs_with_the_arm_settings():
-    spec = grid.load_grid(REPO / "params" / "study_iql.yaml")
-    cells = grid.expand(spec)
+    spec = grids.load_grid(REPO / "params" / "study_iql.yaml")
+    cells = grids.expand(spec)
     names = [c.run_name for c in cells]
     assert len(cells) == 2 * 2 * 6 * 3 and len(set(names)) == len(cells)  # no two arms share a folder
     by_arm = {}
@@ -83,13 +83,13 @@ def test_study_grid_arms_give_distinct_runs_with_the_arm_settings():
     # Seed-major: a grid stopped early leaves every arm with the same seeds.
     seeds = [c.config.seed for c in cells]
     assert seeds == sorted(seeds)
-    only = grid.expand(spec, {"arms": ["vanilla", "spec"], "seeds": [2], "bonus_types": ["none"]})
+    only = grids.expand(spec, {"arms": ["vanilla", "spec"], "seeds": [2], "bonus_types": ["none"]})
     assert [(c.arm, c.config.seed) for c in only] == [("vanilla", 2)] * 4
 
 
 def test_the_cpu_grid_and_the_iql_study_share_the_vanilla_and_spec_runs():
-    cpu = {c.run_name: c for c in grid.expand(grid.load_grid(REPO / "params" / "grid_cpu.yaml"))}
-    study = grid.expand(grid.load_grid(REPO / "params" / "study_iql.yaml"))
+    cpu = {c.run_name: c for c in grids.expand(grids.load_grid(REPO / "params" / "grid_cpu.yaml"))}
+    study = grids.expand(grids.load_grid(REPO / "params" / "study_iql.yaml"))
     shared = [c for c in study if c.run_name in cpu]
     assert sorted({c.arm for c in shared}) == ["spec", "vanilla"] and len(shared) == 24
     for c in shared:  # a shared name means the same identity settings
@@ -99,7 +99,7 @@ def test_the_cpu_grid_and_the_iql_study_share_the_vanilla_and_spec_runs():
 
 
 def test_runs_that_differ_in_a_result_setting_never_share_a_folder():
-    from hrl_core.config import FinetuneConfig
+    from hrl_core.run.config import FinetuneConfig
 
     spec_name = FinetuneConfig(seed=1).run_name
     assert spec_name == "ft_iql_hopper-medium-v2_k0_noise0.0_ensemble_s1"  # the spec's name is unchanged
@@ -123,7 +123,7 @@ def test_two_arms_with_the_same_settings_are_refused(tmp_path):
     f.write_text("algos: [iql]\ndatasets: [hopper-medium-v2]\nremove_top_k: [0]\nseeds: [0]\n"
                  "arms: {a: {bonus_type: none}, b: {bonus_type: none, cql_alpha: 3}}\n")  # fmt: skip
     with pytest.raises(HrlError, match="arms 'a' and 'b' have the same settings"):
-        grid.expand(grid.load_grid(f))
+        grids.expand(grids.load_grid(f))
 
 
 def test_bad_arms(tmp_path):
@@ -131,13 +131,13 @@ def test_bad_arms(tmp_path):
     head = "algos: [iql]\ndatasets: [hopper-medium-v2]\nremove_top_k: [0]\nseeds: [0]\n"
     bad.write_text(head + "arms: {a: {member_innit: warmstart}}\n")
     with pytest.raises(HrlError, match="arm 'a' has unknown settings"):
-        grid.load_grid(bad)
+        grids.load_grid(bad)
     bad.write_text(head + "arms: [a, b]\n")
     with pytest.raises(HrlError, match="arms must be a non-empty mapping"):
-        grid.load_grid(bad)
+        grids.load_grid(bad)
     bad.write_text(head)  # without arms, bonus_types is required
     with pytest.raises(HrlError, match="missing keys"):
-        grid.load_grid(bad)
+        grids.load_grid(bad)
 
 
 def test_dry_run_lists_cells_and_estimate(d4rl_dir, phase1_dir):
@@ -162,7 +162,7 @@ def test_real_cells_through_papermill_on_dask(tmp_path, d4rl_dir, phase1_dir):
     first = run_hrl(args, tmp_path, d4rl_dir, phase1_dir)
     assert first.returncode == 1, first.stdout + first.stderr
     assert "grid: 1 ran, 0 skipped (already complete), 0 running elsewhere, 1 failed" in first.stdout
-    good, bad = (c.run_name for c in grid.expand(grid.load_grid(params)))
+    good, bad = (c.run_name for c in grids.expand(grids.load_grid(params)))
     assert "k60" in good and "k45" in bad
     assert f"FAILED {bad}" in first.stdout and str(executed / f"{bad}.ipynb") in first.stdout
 
@@ -192,11 +192,11 @@ def test_real_cells_through_papermill_on_dask(tmp_path, d4rl_dir, phase1_dir):
 
 
 def test_pretrain_grid_file_expands_to_36_phase1_cells():
-    cells = grid.expand(grid.load_grid(REPO / "params" / "pretrain_grid.yaml"))
+    cells = grids.expand(grids.load_grid(REPO / "params" / "pretrain_grid.yaml"))
     assert len(cells) == 36
     assert "cql_halfcheetah-medium-v2_k0_noise0.0_s0" in {c.run_name for c in cells}
     assert {c.config.total_steps for c in cells} == {500_000}
-    quick = grid.expand(grid.load_grid(REPO / "params" / "pretrain_grid.yaml"), quick=True)
+    quick = grids.expand(grids.load_grid(REPO / "params" / "pretrain_grid.yaml"), quick=True)
     assert {c.config.total_steps for c in quick} == {20_000}
     assert all(c.notebook.name == "pretrain.ipynb" for c in cells)
 
@@ -250,25 +250,25 @@ def test_a_kernel_that_dies_at_start_is_started_again_but_a_failing_cell_is_not(
         "nbformat": 4, "nbformat_minor": 5,
     }))  # fmt: skip
     once = _kernelspec(tmp_path / "jupyter", "dies-once", deaths=1)
-    res = grid.execute_cell(str(nb), str(tmp_path / "out" / "a.ipynb"), {"x": 2}, {}, "a", kernel_name="dies-once")
+    res = grids.execute_cell(str(nb), str(tmp_path / "out" / "a.ipynb"), {"x": 2}, {}, "a", kernel_name="dies-once")
     assert res["status"] == "complete" and res["kernel_starts"] == 2 and once.read_text() == "2", res
     assert (tmp_path / "out" / "a.ipynb").exists()
 
     always = _kernelspec(tmp_path / "jupyter", "always-dies", deaths=99)
-    res = grid.execute_cell(str(nb), str(tmp_path / "out" / "b.ipynb"), {"x": 2}, {}, "b", kernel_name="always-dies")
-    assert res["status"] == "failed" and res["kernel_starts"] == grid.KERNEL_START_ATTEMPTS, res
-    assert always.read_text() == str(grid.KERNEL_START_ATTEMPTS) and "kernel started 3 times" in res["error"]
+    res = grids.execute_cell(str(nb), str(tmp_path / "out" / "b.ipynb"), {"x": 2}, {}, "b", kernel_name="always-dies")
+    assert res["status"] == "failed" and res["kernel_starts"] == grids.KERNEL_START_ATTEMPTS, res
+    assert always.read_text() == str(grids.KERNEL_START_ATTEMPTS) and "kernel started 3 times" in res["error"]
 
     # A cell that raises ran code: never started again (the run may have written results).
-    res = grid.execute_cell(str(nb), str(tmp_path / "out" / "c.ipynb"), {"x": 3}, {}, "c", kernel_name="dies-once")
+    res = grids.execute_cell(str(nb), str(tmp_path / "out" / "c.ipynb"), {"x": 3}, {}, "c", kernel_name="dies-once")
     assert res["status"] == "failed" and res["kernel_starts"] == 1 and "x is not 2" in res["error"], res
     assert once.read_text() == "3"
     assert (tmp_path / "out" / "c.ipynb").exists()  # the failed cell's record, with its error
 
 
 def test_the_long_study_runs_in_parts_with_their_own_axes_and_budgets():
-    spec = grid.load_grid(REPO / "params" / "study_long.yaml")
-    cells = grid.expand(spec)
+    spec = grids.load_grid(REPO / "params" / "study_long.yaml")
+    cells = grids.expand(spec)
     parts = [c.part for c in cells]
     # Parts run in the file's order, each seed-major within itself.
     assert list(dict.fromkeys(parts)) == list(spec["parts"])
@@ -292,10 +292,10 @@ def test_the_long_study_runs_in_parts_with_their_own_axes_and_budgets():
     }
     assert len({c.run_name for c in cells}) == len(cells)
     # --part picks parts; other filters apply inside them.
-    picked = grid.expand(spec, {"parts": ["cql-hopper"], "seeds": [2]})
+    picked = grids.expand(spec, {"parts": ["cql-hopper"], "seeds": [2]})
     assert {c.part for c in picked} == {"cql-hopper"} and len(picked) == 4
     with pytest.raises(HrlError, match="no part"):
-        grid.expand(spec, {"parts": ["nope"]})
+        grids.expand(spec, {"parts": ["nope"]})
 
 
 def test_bad_parts(tmp_path):
@@ -306,4 +306,4 @@ def test_bad_parts(tmp_path):
                            ("parts: {p: {seeds: [0]}, q: {seeds: [0]}}", "both hold run")]:  # fmt: skip
         bad.write_text(base + parts + "\n")
         with pytest.raises(HrlError, match=message):
-            grid.expand(grid.load_grid(bad))
+            grids.expand(grids.load_grid(bad))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hrl_core.config import FinetuneConfig
+from hrl_core.run.config import FinetuneConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,8 @@ PINNED = [
 def test_run_names_and_hashes_never_change(settings, name):
     cfg = FinetuneConfig(**settings)
     assert cfg.run_name == name
-    assert cfg.settings_hash == (name.rsplit("-", 1)[-1] if cfg.settings_hash else "")
+    h = cfg.settings_hash
+    assert (name[-9:] in (f"_{h}", f"-{h}")) if h else len(name.split("_")) == 7  # the hash ends the name, or none
 
 
 @pytest.mark.parametrize("grid_file,folder", [("grid_cpu.yaml", "executed/grid_cpu")])

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from hrl_core import lock
-from hrl_core.config import FinetuneConfig
 from hrl_core.errors import HrlError
+from hrl_core.run import lock
+from hrl_core.run.config import FinetuneConfig
 from tests.conftest import run_hrl
 
 ARGS = ["--algo", "iql", "--env", "hopper-medium-v2", "--remove_top_k", "60", "--bonus_type", "ensemble",
@@ -170,25 +170,27 @@ def test_a_cell_finding_its_run_locked_leaves_the_holders_notebook_alone(tmp_pat
     params.write_text("algos: [iql]\ndatasets: [hopper-medium-v2]\nremove_top_k: [60]\nbonus_types: [none]\n"
                       f"seeds: [1]\nsettings: {{save_dir: {tmp_path / 'r'}, online_steps: 60, eval_interval: 60, "
                       "eval_episodes: 1, batch_size: 32}\n")  # fmt: skip
-    from hrl_core import grid
+    from hrl_core.lab import grids
 
     env = {"D4RL_DATASET_DIR": str(d4rl_dir), "HRL_PHASE1_DIR": str(phase1_dir)}
     for k, v in env.items():
         monkeypatch.setenv(k, v)  # execute_cell sets them in its (worker) process: restored after the test
-    cell = grid.expand(grid.load_grid(params))[0]
+    cell = grids.expand(grids.load_grid(params))[0]
     out = tmp_path / "executed" / f"{cell.run_name}.ipynb"
     out.parent.mkdir()
-    holders = grid.partial_path(out, host="node-3", pid=777)  # the holder's, being written
-    assert holders != grid.partial_path(out)
+    holders = grids.partial_path(out, host="node-3", pid=777)  # the holder's, being written
+    assert holders != grids.partial_path(out)
     holders.write_text("{}")
     with lock.RunLock(cell.run_dir):
-        res = grid.execute_cell(str(cell.notebook), str(out), grid.notebook_parameters(cell.config), env, cell.run_name)
-    assert res["status"] == grid.RUNNING_ELSEWHERE, res
+        res = grids.execute_cell(
+            str(cell.notebook), str(out), grids.notebook_parameters(cell.config), env, cell.run_name
+        )
+    assert res["status"] == grids.RUNNING_ELSEWHERE, res
     assert holders.read_text() == "{}" and not out.exists() and res["notebook"] is None
     assert sorted(p.name for p in out.parent.iterdir()) == [holders.name]  # its own partial is gone
     # Later the cell runs here; a partial left by an execution killed before it is cleaned up.
     os.utime(holders, (time.time() - 60, time.time() - 60))
-    res = grid.execute_cell(str(cell.notebook), str(out), grid.notebook_parameters(cell.config), env, cell.run_name)
+    res = grids.execute_cell(str(cell.notebook), str(out), grids.notebook_parameters(cell.config), env, cell.run_name)
     assert res["status"] == "complete", res
     assert sorted(p.name for p in out.parent.iterdir()) == [out.name]
 
@@ -197,11 +199,11 @@ def test_dry_run_shows_a_cell_running_elsewhere(tmp_path):
     params = tmp_path / "g.yaml"
     params.write_text("algos: [iql]\ndatasets: [hopper-medium-v2]\nremove_top_k: [0]\nbonus_types: [none]\n"
                       f"seeds: [0]\nsettings: {{save_dir: {tmp_path / 'r'}}}\n")  # fmt: skip
-    from hrl_core import grid
+    from hrl_core.lab import grids
 
-    cell = grid.expand(grid.load_grid(params))[0]
+    cell = grids.expand(grids.load_grid(params))[0]
     with lock.RunLock(cell.run_dir):
-        assert grid.cell_status(cell).startswith("running elsewhere: ")
+        assert grids.cell_status(cell).startswith("running elsewhere: ")
         out = run_hrl(["grid", "--params", params, "--dry_run"], tmp_path, timeout=120)
     assert out.returncode == 0 and f"running elsewhere: {os.uname().nodename} PID {os.getpid()}" in out.stdout
 
@@ -242,7 +244,7 @@ def test_disk_full_error_names_file_and_free_space(tmp_path, monkeypatch):
     """The classification alone: torch's writer reports ENOSPC as a RuntimeError."""
     import errno
 
-    from hrl_core import io
+    from hrl_core.run import files
 
     def broken(fh):
         try:
@@ -250,9 +252,9 @@ def test_disk_full_error_names_file_and_free_space(tmp_path, monkeypatch):
         except OSError:
             raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598") from None
 
-    with pytest.raises(io.DiskFull, match=r"cannot write .*x\.pt: No space left on device \(.* free in .*\); free"):
-        io._atomic_write(tmp_path / "x.pt", lambda fh: broken(fh))
+    with pytest.raises(files.DiskFull, match=r"cannot write .*x\.pt: No space left on device \(.* free in .*\); free"):
+        files._atomic_write(tmp_path / "x.pt", lambda fh: broken(fh))
     assert not list(tmp_path.iterdir())  # no temporary file left
     with pytest.raises(RuntimeError):  # other failures stay what they are
-        io._atomic_write(tmp_path / "y.pt", lambda fh: (_ for _ in ()).throw(RuntimeError("bug")))
-    assert issubclass(io.DiskFull, HrlError)
+        files._atomic_write(tmp_path / "y.pt", lambda fh: (_ for _ in ()).throw(RuntimeError("bug")))
+    assert issubclass(files.DiskFull, HrlError)

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from hrl_core.config import FinetuneConfig
-from hrl_core.finetune import finetune
-from hrl_core.loggers import namespaced
+from hrl_core.run.config import FinetuneConfig
+from hrl_core.run.finetune import finetune
+from hrl_core.run.loggers import namespaced
 
 
 def tiny(tmp_path, phase1_dir, logger: str) -> FinetuneConfig:

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from hrl_core.checkpoint import load_state
-from hrl_core.networks import PER_MEMBER_MIN_ROWS, EnsembleLinear, EnsembleQ, _PerMemberAffine
+from hrl_core.rl.networks import PER_MEMBER_MIN_ROWS, EnsembleLinear, EnsembleQ, _PerMemberAffine
+from hrl_core.run.phase1 import load_state
 
 
 def phase1_q(state: dict, head: str, in_dim: int) -> nn.Sequential:

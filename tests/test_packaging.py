@@ -94,6 +94,6 @@ def test_the_wheel_ships_both_behaviour_policies(installed, tmp_path):
     assert "shipped with hrl" in out.stdout and (tmp_path / "h.hdf5").exists()
     listing = subprocess.run([str(installed / "bin" / "python"), "-c",
                               "from importlib import resources; print(sorted(p.name for p in "
-                              "resources.files('hrl_core.policies').iterdir() if p.name.endswith('.pt')))"],
+                              "resources.files('hrl_core.data.policies').iterdir() if p.name.endswith('.pt')))"],
                              cwd=tmp_path, capture_output=True, text=True)  # fmt: skip
     assert listing.stdout.strip() == "['halfcheetah-medium-v2.pt', 'hopper-medium-v2.pt']", listing.stderr

@@ -9,11 +9,11 @@ import h5py
 import pytest
 import torch
 
-from hrl_core.config import FinetuneConfig
 from hrl_core.data import read_hdf5
-from hrl_core.finetune import finetune
-from hrl_core.generate import generate
-from hrl_core.pretrain import PretrainConfig, pretrain
+from hrl_core.run.config import FinetuneConfig
+from hrl_core.run.finetune import finetune
+from hrl_core.run.generate import generate
+from hrl_core.run.pretrain import PretrainConfig, pretrain
 
 
 @pytest.mark.parametrize("algo", ["iql", "cql"])

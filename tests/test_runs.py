@@ -7,11 +7,11 @@ import shutil
 
 import pytest
 
-from hrl_core import runs
-from hrl_core.checkpoint import phase1_run_name
-from hrl_core.config import FinetuneConfig
 from hrl_core.errors import HrlError
-from hrl_core.finetune import finetune
+from hrl_core.run import folder
+from hrl_core.run.config import FinetuneConfig
+from hrl_core.run.finetune import finetune
+from hrl_core.run.phase1 import phase1_run_name
 from tests.conftest import write_d4rl_slice
 
 
@@ -79,7 +79,7 @@ def test_identity_of_folders_written_before_identities_were_recorded(tmp_path):
     (run / "metrics.json").write_text(json.dumps({"status": "complete", "step": [0]}))
     wanted = {"settings": cfg.identity_settings(), "inputs": {"dataset_sha256": "a" * 64,
                                                               "phase1_checkpoint_sha256": "b" * 64}}  # fmt: skip
-    assert runs.existing(run, wanted).status == "complete"
+    assert folder.existing(run, wanted).status == "complete"
     wanted["inputs"]["dataset_sha256"] = "c" * 64
-    found = runs.existing(run, wanted)
+    found = folder.existing(run, wanted)
     assert found.status == "other" and "dataset sha256 aaaaaaaaaaaa… there" in found.differences[0]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hrl_core.errors import HrlError
-from hrl_core.runtime import ThreadGovernor, default_threads, idle_cores, resolve_device
+from hrl_core.run.runtime import ThreadGovernor, default_threads, idle_cores, resolve_device
 
 
 def test_device_choice_with_and_without_gpus():
@@ -36,10 +36,10 @@ def test_governor_shrinks_beside_a_busy_process(monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     gov = ThreadGovernor(2, every=0.0)
     assert gov.fixed and gov.maybe_adjust() == 2  # --threads given: never changed
-    monkeypatch.setattr("hrl_core.runtime.busy_cores_of_others", lambda interval=0.25: 0.0)  # idle at the start
+    monkeypatch.setattr("hrl_core.run.runtime.busy_cores_of_others", lambda interval=0.25: 0.0)  # idle at the start
     gov = ThreadGovernor(None, every=0.0)
     assert gov.threads == 2
-    monkeypatch.setattr("hrl_core.runtime._others_busy", lambda *a: 1.0)  # another process holds a core
+    monkeypatch.setattr("hrl_core.run.runtime._others_busy", lambda *a: 1.0)  # another process holds a core
     assert gov.maybe_adjust() == 1 and torch.get_num_threads() == 1
-    monkeypatch.setattr("hrl_core.runtime._others_busy", lambda *a: 0.0)  # it finished
+    monkeypatch.setattr("hrl_core.run.runtime._others_busy", lambda *a: 0.0)  # it finished
     assert gov.maybe_adjust() == 2 and gov.changes == 2

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from hrl_core import stats
+from hrl_core.lab import stats
 
 
 def welch(a, b):

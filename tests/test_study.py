@@ -9,11 +9,10 @@ import nbformat
 import numpy as np
 import pytest
 
-from hrl_core import grid
-from hrl_core.lab import clean_level, records, study, summary
+from hrl_core.lab import clean_level, grids, records, study, summary
 from tests.conftest import run_hrl, write_result_fixture
 
-REPO = grid.REPO
+REPO = grids.REPO
 
 DS = "hopper-medium-v2"
 ENV = "Hopper-v4"
@@ -150,8 +149,8 @@ def test_a_study_without_k0_cells_reads_the_clean_level_from_a_stored_offline_ev
 def test_the_offline_clean_level_is_exactly_a_clean_runs_step_0(tmp_path, d4rl_dir, phase1_dir):
     """A real k=0 run's step 0 and the offline evaluation of the same checkpoint on the same
     seeds are the same number (so a study without k=0 runs measures the clean level right)."""
-    from hrl_core.config import FinetuneConfig
-    from hrl_core.finetune import finetune
+    from hrl_core.run.config import FinetuneConfig
+    from hrl_core.run.finetune import finetune
 
     cfg = FinetuneConfig(algo="iql", env=DS, remove_top_k=0, bonus_type="none", seed=2, online_steps=4,
                          eval_interval=4, eval_episodes=3, batch_size=32, phase1_seed=1, threads=1,
@@ -171,7 +170,7 @@ def test_the_offline_clean_level_is_exactly_a_clean_runs_step_0(tmp_path, d4rl_d
 
 
 def test_design_says_what_the_grid_file_asks_for():
-    spec = grid.load_grid(grid.REPO / "params" / "study_cql.yaml")
+    spec = grids.load_grid(grids.REPO / "params" / "study_cql.yaml")
     text = study.design_markdown(spec)
     settings = spec["settings"]
     assert spec["description"] in text and "algorithm cql" in text and "k ∈ {60}" in text
@@ -195,7 +194,7 @@ def test_tiny_study_through_grid_and_hrl_study(tmp_path, d4rl_dir, phase1_dir):
     out = run_hrl(["grid", "--params", params, "--no_progress"], tmp_path, d4rl_dir, phase1_dir)
     assert out.returncode == 0, out.stdout + out.stderr
     assert len(list((tmp_path / "executed").glob("*.ipynb"))) == 6
-    runs = records.load_cells(grid.expand(grid.load_grid(params)))
+    runs = records.load_cells(grids.expand(grids.load_grid(params)))
     assert sorted((r.arm, r.seed) for r in runs) == sorted((a, s) for a in ("vanilla", "warmstart", "ucb_action")
                                                            for s in (0, 1))  # fmt: skip
     nb_out, figs = tmp_path / "study.ipynb", tmp_path / "figures"

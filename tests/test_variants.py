@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hrl_core.agents import make_agent
-from hrl_core.checkpoint import load_state
-from hrl_core.config import FinetuneConfig
-from hrl_core.finetune import finetune
-from hrl_core.networks import EnsembleQ
-from hrl_core.variants import perturb_fresh_members, target_min, ucb_choice
+from hrl_core.rl.agents import make_agent
+from hrl_core.rl.ensemble import perturb_fresh_members, target_min, ucb_choice
+from hrl_core.rl.networks import EnsembleQ
+from hrl_core.run.config import FinetuneConfig
+from hrl_core.run.finetune import finetune
+from hrl_core.run.phase1 import load_state
 
 
 def test_min_all_is_the_spec_min():
@@ -77,7 +77,7 @@ def test_variant_runs_end_to_end(tmp_path, d4rl_env, phase1_dir, variant):
 
 def test_warmstart_fits_fresh_members_to_loaded_targets_only(phase1_dir, d4rl_dir):
     from hrl_core.data import OfflineData, read_hdf5
-    from hrl_core.variants import warmstart_fresh_members
+    from hrl_core.rl.ensemble import warmstart_fresh_members
 
     state = load_state(phase1_dir / "iql_hopper-medium-v2_k60_noise0.0_s1" / "checkpoint.pt")
     torch.manual_seed(0)
@@ -106,7 +106,7 @@ def test_warmstart_fits_fresh_members_to_loaded_targets_only(phase1_dir, d4rl_di
 
 
 def test_normalized_bonus_scales_with_the_rewards():
-    from hrl_core.variants import BonusScale
+    from hrl_core.rl.ensemble import BonusScale
 
     gen = torch.Generator().manual_seed(0)
     stds, qs, rs = (torch.rand(200, generator=gen) * s + s for s in (2.0, 100.0, 3.0))

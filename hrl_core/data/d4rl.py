@@ -20,8 +20,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from hrl_core.envs import dataset_spec
 from hrl_core.errors import HrlError
+from hrl_core.rl.envs import dataset_spec
 
 REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from hrl_core.data.corruption import add_reward_noise, remove_top_k
 from hrl_core.data.d4rl import Transitions, dataset_dir, locate, read_hdf5, sha256_of
-from hrl_core.envs import dataset_spec
 from hrl_core.errors import HrlError
+from hrl_core.rl.envs import dataset_spec
 
 SOURCES = ("auto", "d4rl", "generated", "minari")
 

@@ -40,26 +40,26 @@ def _key(entry: dict) -> tuple:
 
 
 def _read_store(path: Path) -> list[dict]:
-    from hrl_core import io
+    from hrl_core.run import files
 
     try:
-        data = io.read_json(path)
+        data = files.read_json(path)
     except (OSError, ValueError):
         return []
     return data.get("evaluations", []) if isinstance(data, dict) else []
 
 
 def _write_store(path: Path, entries: list[dict]) -> None:
-    from hrl_core import io
+    from hrl_core.run import files
 
     note = ("Offline evaluations of clean (k=0) Phase I checkpoints, as a run's step 0 is evaluated; "
             "written by hrl_core.lab.clean_level.")  # fmt: skip
-    io.write_json(path, {"about": note, "evaluations": entries})
+    files.write_json(path, {"about": note, "evaluations": entries})
 
 
 def clean_checkpoint(run) -> Path:
     """The k=0 Phase I checkpoint of a run's algorithm, dataset and Phase I seed."""
-    from hrl_core.checkpoint import phase1_run_name
+    from hrl_core.run.phase1 import phase1_run_name
 
     s, used = run.config["settings"], run.config["provenance"]["phase1_checkpoint"]
     seed = used.get("used_seed", s.get("phase1_seed") if s.get("phase1_seed") is not None else s["seed"])
@@ -74,11 +74,11 @@ def evaluate_checkpoint(path: Path, algo: str, dataset: str, env_id: str, ref_sc
     """The clean checkpoint's actor evaluated on these seeds (one batched evaluation)."""
     import torch
 
-    from hrl_core.checkpoint import load_state, validate
     from hrl_core.data.d4rl import sha256_of
-    from hrl_core.envs import dataset_spec
-    from hrl_core.evaluation import Evaluator
-    from hrl_core.networks import TanhGaussianPolicy
+    from hrl_core.rl.envs import dataset_spec
+    from hrl_core.rl.evaluation import Evaluator
+    from hrl_core.rl.networks import TanhGaussianPolicy
+    from hrl_core.run.phase1 import load_state, validate
 
     spec = dataset_spec(dataset)
     state = load_state(path)

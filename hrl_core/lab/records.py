@@ -1,4 +1,4 @@
-"""Reading runs back: the reader's side of a run folder (the writer's is ``hrl_core.runs``).
+"""Reading runs back: the reader's side of a run folder (the writer's is ``hrl_core.run.folder``).
 
 A run is read from its folder in the results (``<save_dir>/<run_name>/config.json`` and
 ``metrics.json``). A record that is shared (committed beside its executed notebooks and
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hrl_core import io
+from hrl_core.run import files
 
 CONFIG, METRICS = "config.json", "metrics.json"
 RECORDS = "records"  # the repository folder of committed compact runs
@@ -57,8 +57,8 @@ def read_run(run_dir: Path, arm: str = "") -> Run | None:
     """A run folder with readable config.json and metrics.json and at least one point."""
     run_dir = Path(run_dir)
     try:
-        metrics = io.read_json(run_dir / METRICS)
-        config = io.read_json(run_dir / CONFIG)
+        metrics = files.read_json(run_dir / METRICS)
+        config = files.read_json(run_dir / CONFIG)
     except (OSError, ValueError):
         return None
     if not isinstance(metrics, dict) or not metrics.get("step"):

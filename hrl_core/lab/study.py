@@ -15,8 +15,7 @@ import math
 
 import numpy as np
 
-from hrl_core import stats
-from hrl_core.lab import summary
+from hrl_core.lab import stats, summary
 from hrl_core.lab.figures import catalog
 from hrl_core.lab.figures import static as static_renderer
 

@@ -19,7 +19,7 @@ are summarized by the median with a censored seed counted at the budget (and how
 got there), and compared by the difference of their means with censored seeds counted at
 the budget (the restricted mean of survival analysis; every run of a setting has the same
 budget), with a Welch interval whose nominal level is calibrated by simulation
-(:func:`hrl_core.stats.capped_steps_difference`; its simulated coverage is printed).
+(:func:`hrl_core.lab.stats.capped_steps_difference`; its simulated coverage is printed).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hrl_core import stats
+from hrl_core.lab import stats
 from hrl_core.lab.recovery import SPEC_FRACTION, Recovery, capped, median_text, recovery
 
 REFERENCE_ARM = "vanilla"

@@ -52,13 +52,13 @@ class RunBrowser:
         import ipywidgets as w
         import plotly.graph_objects as go
 
-        from hrl_core import grid
         from hrl_core.errors import HrlError
+        from hrl_core.lab import grids
 
-        spec = grid.load_grid(params)
+        spec = grids.load_grid(params)
         if "arms" in spec:
             raise HrlError(f"{params} is a variants study (it has arms): open notebooks/study.ipynb")
-        self.cells = grid.expand(spec, overrides={"save_dir": str(save_dir)} if save_dir else None)
+        self.cells = grids.expand(spec, overrides={"save_dir": str(save_dir)} if save_dir else None)
         self.save_dir = Path(self.cells[0].config.save_dir) if self.cells else Path(save_dir or ".")
         self._load()
         algos = sorted({r.algo for r in self.runs}) or ["cql", "iql"]

@@ -8,9 +8,9 @@ import warnings
 import pytest
 import torch
 
-from hrl_core.agents import make_agent
-from hrl_core.checkpoint import load_state
 from hrl_core.data import OfflineData, read_hdf5
+from hrl_core.rl.agents import make_agent
+from hrl_core.run.phase1 import load_state
 
 
 @pytest.fixture(scope="module")

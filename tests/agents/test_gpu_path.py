@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hrl_core.agents import make_agent
-from hrl_core.networks import layer_path
+from hrl_core.rl.agents import make_agent
+from hrl_core.rl.networks import layer_path
 
 
 def _batch(obs_dim: int, act_dim: int, n: int = 256, seed: int = 0) -> dict:
@@ -52,16 +52,16 @@ def test_every_tensor_of_a_snapshot_is_restored_onto_the_agent_device(phase1_dir
     """Snapshots load on the CPU; a run on another device (CUDA) must get every tensor on its own
     device (a run resumed on CUDA after SIGTERM mid-window once added CPU window sums to CUDA
     tensors and failed). Here the other device is torch's "meta" device, which a CPU has."""
-    from hrl_core import runs
-    from hrl_core.checkpoint import load_phase1_file
-    from hrl_core.config import FinetuneConfig
-    from hrl_core.finetune import RunState, build_parts, load_offline
-    from hrl_core.runtime import ThreadGovernor
+    from hrl_core.run import folder
+    from hrl_core.run.config import FinetuneConfig
+    from hrl_core.run.finetune import RunState, build_parts, load_offline
+    from hrl_core.run.phase1 import load_phase1_file
+    from hrl_core.run.runtime import ThreadGovernor
 
     cfg = FinetuneConfig(algo="cql", env="hopper-medium-v2", remove_top_k=60, seed=1, online_steps=50,
                          eval_interval=50, eval_episodes=1, batch_size=32, threads=1,
                          phase1_dir=str(phase1_dir))  # fmt: skip
-    inputs = runs.resolve_inputs(cfg)
+    inputs = folder.resolve_inputs(cfg)
     data, ckpt = load_offline(cfg, inputs.dataset), load_phase1_file(inputs, "cql", 11, 3)
     parts, _, _ = build_parts(cfg, torch.device("cpu"), data, ckpt, ThreadGovernor(1), fresh=True)
     state = RunState.fresh(cfg, parts)

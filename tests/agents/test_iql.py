@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hrl_core.agents import make_agent
-from hrl_core.agents.iql import expectile_loss
-from hrl_core.checkpoint import load_state
 from hrl_core.data import OfflineData, read_hdf5
+from hrl_core.rl.agents import make_agent
+from hrl_core.rl.agents.iql import expectile_loss
+from hrl_core.run.phase1 import load_state
 
 
 def test_expectile_loss_weights_signs_asymmetrically():

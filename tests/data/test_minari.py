@@ -8,12 +8,12 @@ import h5py
 import numpy as np
 import pytest
 
-from hrl_core.config import FinetuneConfig
 from hrl_core.data.corruption import trajectory_ids
 from hrl_core.data.d4rl import read_hdf5
 from hrl_core.data.sources import load_source
 from hrl_core.errors import HrlError
-from hrl_core.finetune import finetune
+from hrl_core.run.config import FinetuneConfig
+from hrl_core.run.finetune import finetune
 
 REFS = (-20.0, 3000.0)  # made-up reference scores, so the test can tell whose are used
 

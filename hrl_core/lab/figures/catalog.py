@@ -18,8 +18,7 @@ import math
 
 import numpy as np
 
-from hrl_core import stats
-from hrl_core.lab import summary
+from hrl_core.lab import stats, summary
 from hrl_core.lab.figures.spec import Figure, HLine, Panel, Series
 from hrl_core.lab.recovery import steps_text
 

@@ -20,17 +20,17 @@ from typing import Literal
 import numpy as np
 import torch
 
-from hrl_core import io
-from hrl_core.agents import make_agent
-from hrl_core.checkpoint import phase1_run_name
-from hrl_core.config import DatasetName, setting
 from hrl_core.data import HybridSampler, OfflineData, ReplayBuffer
-from hrl_core.envs import dataset_spec
 from hrl_core.errors import DivergenceError, HrlError
-from hrl_core.evaluation import Evaluator
-from hrl_core.perf import tune_allocator
-from hrl_core.runs import take_folder
-from hrl_core.runtime import ThreadGovernor, check_finite, resolve_device, seed_everything, versions
+from hrl_core.rl.agents import make_agent
+from hrl_core.rl.envs import dataset_spec
+from hrl_core.rl.evaluation import Evaluator
+from hrl_core.rl.perf import tune_allocator
+from hrl_core.run import files
+from hrl_core.run.config import DatasetName, setting
+from hrl_core.run.folder import take_folder
+from hrl_core.run.phase1 import phase1_run_name
+from hrl_core.run.runtime import ThreadGovernor, check_finite, resolve_device, seed_everything, versions
 
 PHASE1_CQL_ALPHA = 5.0  # conservative penalty weight offline
 QUICK_STEPS = 20_000  # --quick budget of a Phase I cell (Phase I's quick runs)
@@ -58,13 +58,13 @@ class PretrainConfig:
     threads: int | None = setting(None, lo=1, result=False)  # torch CPU threads; None: chosen for the machine
 
     def __post_init__(self):
-        from hrl_core.config import check_fields
+        from hrl_core.run.config import check_fields
 
         check_fields(self)  # types, finiteness, choices and ranges, as for Phase II settings
 
     @classmethod
     def check_value(cls, name: str, value):
-        from hrl_core.config import check_value
+        from hrl_core.run.config import check_value
 
         return check_value(cls, name, value)
 
@@ -102,7 +102,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> Path:
     device = resolve_device(cfg.device)
     file = locate_source(cfg.env_name, cfg.dataset_source)
     wanted = {"settings": cfg.result_settings(), "dataset_sha256": file.sha256}
-    if (run_dir / "metrics.json").exists() and io.read_json(run_dir / "metrics.json").get("status") == "complete":
+    if (run_dir / "metrics.json").exists() and files.read_json(run_dir / "metrics.json").get("status") == "complete":
         diffs = _differences(run_dir, wanted)
         if diffs:
             raise HrlError(
@@ -119,7 +119,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> Path:
 
 def _differences(run_dir: Path, wanted: dict) -> list[str]:
     try:
-        config = io.read_json(run_dir / "config.json")
+        config = files.read_json(run_dir / "config.json")
     except (OSError, ValueError):
         return ["its config.json is unreadable"]
     out = []
@@ -152,7 +152,7 @@ def _pretrain_locked(cfg, spec, run_dir, device, data, wanted, lock, progress) -
         "command": sys.argv,
         "dataset_sha256": wanted["dataset_sha256"],
     }
-    io.write_json(run_dir / "config.json", config)
+    files.write_json(run_dir / "config.json", config)
 
     metrics: dict = {"status": "running", "step": [], "normalized_return": [], "raw_return_mean": [],
                      "raw_return_std": [], "ep_len_mean": [], "train_step": []}  # fmt: skip
@@ -191,17 +191,17 @@ def _pretrain_locked(cfg, spec, run_dir, device, data, wanted, lock, progress) -
                 metrics["train_step"].append(step)
                 metrics["wall_time"] = time.perf_counter() - t0
                 lock.check()
-                io.write_torch(run_dir / "checkpoint.pt", phase1_checkpoint(agent, step))
-                io.write_json(run_dir / "metrics.json", metrics)
+                files.write_torch(run_dir / "checkpoint.pt", phase1_checkpoint(agent, step))
+                files.write_json(run_dir / "metrics.json", metrics)
                 lock.refresh()
                 bar.write(f"{cfg.run_name} step {step}: normalized return {result['normalized_return']:.1f}")
     except DivergenceError as exc:
         metrics.update(status="diverged", diverged_at_step=exc.step, diverged_quantity=exc.quantity)
-        io.write_json(run_dir / "metrics.json", metrics)
+        files.write_json(run_dir / "metrics.json", metrics)
         raise
     finally:
         bar.close()
         evaluator.close()
     metrics["status"] = "complete"
-    io.write_json(run_dir / "metrics.json", metrics)
+    files.write_json(run_dir / "metrics.json", metrics)
     return run_dir

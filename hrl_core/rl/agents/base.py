@@ -3,7 +3,7 @@
 Agents follow the d3rlpy / SB3 shape: ``update(batch) -> dict`` of 0-dim tensors
 (read them only at log time: no per-step host sync), ``act(obs, deterministic)``,
 ``state_dict()`` / ``load_state_dict()``. The training loop owns env and data;
-exploration during collection belongs to ``hrl_core.explorers``.
+exploration during collection belongs to ``hrl_core.rl.explorers``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import copy
 import numpy as np
 import torch
 
-from hrl_core.networks import EnsembleQ, TanhGaussianPolicy, soft_update
+from hrl_core.rl.networks import EnsembleQ, TanhGaussianPolicy, soft_update
 
 
 class EnsembleAgent:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hrl_core.envs import make_env, normalized_score
+from hrl_core.rl.envs import make_env, normalized_score
 
 EVAL_SEED_OFFSET = 1_000_000  # eval seeds = offset + 1000 * run seed + episode index
 

@@ -15,10 +15,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hrl_core.checkpoint import phase1_run_name
-from hrl_core.config import FinetuneConfig
 from hrl_core.data.d4rl import dataset_dir
-from hrl_core.envs import dataset_spec
+from hrl_core.rl.envs import dataset_spec
+from hrl_core.run.config import FinetuneConfig
+from hrl_core.run.phase1 import phase1_run_name
 
 # Both datasets ship a behaviour policy (hrl_core/policies). halfcheetah: its recovery curves
 # are the least noisy at a few seeds (hopper's per-seed spread is about ten times larger in
@@ -69,11 +69,10 @@ class _Stage:
 def run_demo(out_root: Path, phase1_dir: Path, budget: Budget = QUICK, workers: int | None = None,
              dataset: str = DATASET) -> int:  # fmt: skip
     """Run the chain; results_phase2/, executed/ and figures/ go under ``out_root``."""
-    from hrl_core import grid
     from hrl_core.data.sources import generated_path
-    from hrl_core.generate import generate, shipped_policy_path
-    from hrl_core.lab import plot
-    from hrl_core.pretrain import PretrainConfig
+    from hrl_core.lab import grids, plot
+    from hrl_core.run.generate import generate, shipped_policy_path
+    from hrl_core.run.pretrain import PretrainConfig
 
     t0, times = time.time(), {}
     spec = dataset_spec(dataset)
@@ -117,10 +116,10 @@ def run_demo(out_root: Path, phase1_dir: Path, budget: Budget = QUICK, workers: 
                                  total_steps=budget.pretrain_steps,
                                  eval_interval=max(budget.pretrain_steps // 4, 1), eval_episodes=5,
                                  save_dir=str(phase1_dir), dataset_source=source)  # fmt: skip
-            todo.append(grid.Cell(cfg, notebook=grid.PRETRAIN_NOTEBOOK))
+            todo.append(grids.Cell(cfg, notebook=grids.PRETRAIN_NOTEBOOK))
         if todo:
             _say(f"Phase I: pretraining {len(todo)} cell(s), {budget.pretrain_steps:,} steps each, into {phase1_dir}")
-            failed = grid.print_results(grid.run_grid(todo, executed_dir=out_root / "executed", workers=workers,
+            failed = grids.print_results(grids.run_grid(todo, executed_dir=out_root / "executed", workers=workers,
                                                       progress=False))  # fmt: skip
             if failed:
                 return 1
@@ -128,7 +127,7 @@ def run_demo(out_root: Path, phase1_dir: Path, budget: Budget = QUICK, workers: 
     # 3. Phase II: ensemble bonus vs vanilla, through the same grid machinery.
     save_dir = out_root / "results_phase2"
     cells = [
-        grid.Cell(
+        grids.Cell(
             FinetuneConfig(
                 algo=ALGO,
                 env=dataset,
@@ -148,8 +147,8 @@ def run_demo(out_root: Path, phase1_dir: Path, budget: Budget = QUICK, workers: 
     ]
     with _Stage("Phase II", times):
         _say(f"Phase II: {len(cells)} cells x {budget.online_steps:,} online steps -> {save_dir}")
-        results = grid.run_grid(cells, executed_dir=out_root / "executed", workers=workers, progress=False)
-        failed = grid.print_results(results)
+        results = grids.run_grid(cells, executed_dir=out_root / "executed", workers=workers, progress=False)
+        failed = grids.print_results(results)
 
     # 4. Figures and summary.
     with _Stage("figures", times):

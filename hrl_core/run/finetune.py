@@ -3,7 +3,7 @@
 One run = one grid cell. The loop owns the environment and the data:
 
 1. find the inputs (Phase I checkpoint, dataset file) and compare the run's identity
-   with what its folder holds (``hrl_core.runs``); take the folder's lock;
+   with what its folder holds (``hrl_core.run.folder``); take the folder's lock;
 2. load the (corrupted) offline data and the checkpoint, widen the critic to N
    members (0-1 from the checkpoint, the rest fresh);
 3. evaluate the loaded policy (step 0);
@@ -13,7 +13,7 @@ One run = one grid cell. The loop owns the environment and the data:
 5. every ``eval_interval`` steps: evaluate, append to ``metrics.json``, write a
    resume snapshot.
 
-Running the same cell again resumes from the last snapshot; see ``hrl_core.runs``
+Running the same cell again resumes from the last snapshot; see ``hrl_core.run.folder``
 for the folder's files.
 """
 
@@ -30,20 +30,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hrl_core import io, runs
-from hrl_core.agents import CQLConfig, IQLConfig, make_agent
-from hrl_core.checkpoint import load_phase1_file
-from hrl_core.config import FinetuneConfig
 from hrl_core.data import HybridSampler, OfflineData, ReplayBuffer
-from hrl_core.envs import dataset_spec, get_env_state, make_env, set_env_state
 from hrl_core.errors import AlreadyComplete, DivergenceError, HrlError
-from hrl_core.evaluation import Evaluator, eval_seeds
-from hrl_core.explorers import make_explorer
-from hrl_core.lock import LOCK_NAME, RunLocked, describe, live_holder
-from hrl_core.perf import tune_allocator
-from hrl_core.runs import RunResult
-from hrl_core.runtime import ThreadGovernor, check_finite, check_writable, resolve_device, seed_everything, versions
-from hrl_core.variants import perturb_fresh_members, warmstart_fresh_members
+from hrl_core.rl.agents import CQLConfig, IQLConfig, make_agent
+from hrl_core.rl.ensemble import perturb_fresh_members, warmstart_fresh_members
+from hrl_core.rl.envs import dataset_spec, get_env_state, make_env, set_env_state
+from hrl_core.rl.evaluation import Evaluator, eval_seeds
+from hrl_core.rl.explorers import make_explorer
+from hrl_core.rl.perf import tune_allocator
+from hrl_core.run import files, folder
+from hrl_core.run.config import FinetuneConfig
+from hrl_core.run.folder import RunResult
+from hrl_core.run.lock import LOCK_NAME, RunLocked, describe, live_holder
+from hrl_core.run.phase1 import load_phase1_file
+from hrl_core.run.runtime import ThreadGovernor, check_finite, check_writable, resolve_device, seed_everything, versions
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # rewards are stored as float32
 
@@ -130,12 +130,12 @@ class Window:
 class Parts:
     """What the loop works with, built once per run."""
 
-    agent: object  # hrl_core.agents.EnsembleAgent
+    agent: object  # hrl_core.rl.agents.EnsembleAgent
     buffer: ReplayBuffer  # online transitions (rewards include the bonus)
     sampler: HybridSampler  # online + offline batches
     env: object  # the training environment
     evaluator: Evaluator  # deterministic evaluation environments
-    explorer: object  # hrl_core.explorers.Explorer
+    explorer: object  # hrl_core.rl.explorers.Explorer
     threads: ThreadGovernor  # torch CPU threads (fixed, or following the machine's load)
 
 
@@ -242,12 +242,12 @@ def finetune(cfg: FinetuneConfig, restart: bool = False, progress: bool = True, 
     # FinetuneConfig), the device, the logger's extra, the files and what the folder holds,
     # then the data and the checkpoint themselves (finite, the environment's sizes).
     device = resolve_device(cfg.device)
-    from hrl_core.loggers import require
+    from hrl_core.run.loggers import require
 
     require(cfg.logger)
-    inputs = runs.resolve_inputs(cfg)  # the Phase I checkpoint first, then the data file
-    ident = runs.identity(cfg, inputs)
-    found = runs.existing(run_dir, ident)
+    inputs = folder.resolve_inputs(cfg)  # the Phase I checkpoint first, then the data file
+    ident = folder.identity(cfg, inputs)
+    found = folder.existing(run_dir, ident)
     if found.status == "other" and not restart:
         raise found.conflict_error(run_dir)
     if found.status == "damaged" and not restart:
@@ -264,7 +264,7 @@ def finetune(cfg: FinetuneConfig, restart: bool = False, progress: bool = True, 
     spec = dataset_spec(cfg.env)
     data = load_offline(cfg, inputs.dataset)
     ckpt = load_phase1_file(inputs, cfg.algo, spec.obs_dim, spec.act_dim)
-    with runs.take_folder(run_dir) as lock:
+    with folder.take_folder(run_dir) as lock:
         return _run_locked(cfg, run_dir, device, inputs, ident, lock, restart, progress, grid_cell, data, ckpt)
 
 
@@ -273,45 +273,45 @@ def _already_complete(cfg, run_dir: Path, grid_cell: bool) -> RunResult:
     if grid_cell:
         raise AlreadyComplete(message)
     print(message)
-    return RunResult(run_dir, "already_complete", io.read_json(run_dir / runs.METRICS))
+    return RunResult(run_dir, "already_complete", files.read_json(run_dir / folder.METRICS))
 
 
 def _run_locked(cfg, run_dir, device, inputs, ident, lock, restart, progress, grid_cell, data, ckpt) -> RunResult:
     # Under the lock, look again: another process may have finished the run meanwhile.
-    found = runs.existing(run_dir, ident)
+    found = folder.existing(run_dir, ident)
     if found.status == "complete" and not restart:
         return _already_complete(cfg, run_dir, grid_cell)
     allocator_tuned = tune_allocator()
     threads = ThreadGovernor(cfg.threads)
     snapshot = None
     if found.status in ("running", "failed") and not restart:
-        snapshot = runs.load_snapshot(run_dir)
+        snapshot = folder.load_snapshot(run_dir)
         # Snapshots written before identities were recorded were checked via config.json.
-        if snapshot is not None and runs.identity_differences(snapshot.get("identity", ident), ident):
+        if snapshot is not None and folder.identity_differences(snapshot.get("identity", ident), ident):
             raise HrlError(
                 f"{run_dir} holds an unfinished run with different settings; pass --restart to discard it "
                 "or use another --save_dir"
             )
     if restart:
-        runs.clear_folder(run_dir, keep=(LOCK_NAME,))
+        folder.clear_folder(run_dir, keep=(LOCK_NAME,))
 
     parts, offline, warmstart = build_parts(cfg, device, data, ckpt, threads, fresh=snapshot is None)
     config = run_record(cfg, ident, parts, data, ckpt, device, warmstart, allocator_tuned)
     if snapshot is not None:
-        old = io.read_json(run_dir / runs.CONFIG) if (run_dir / runs.CONFIG).exists() else {}
+        old = files.read_json(run_dir / folder.CONFIG) if (run_dir / folder.CONFIG).exists() else {}
         config["started"] = old.get("started", config["started"])
         config["warmstart"] = old.get("warmstart")
         config["resumed"] = old.get("resumed", []) + [
             {"at_step": snapshot["step"], "time": _dt.datetime.now().astimezone().isoformat(timespec="seconds")}
         ]
-    io.write_json(run_dir / runs.CONFIG, config)
+    files.write_json(run_dir / folder.CONFIG, config)
     kind = data.provenance.get("kind", "")
     if kind.startswith("not D4RL") or "unverified" in kind:
         print(f"hrl: note: dataset {data.provenance['path']} is {kind}", file=sys.stderr)
     if ckpt.provenance["substituted"]:
         print(f"hrl: note: {ckpt.provenance['substitution_note']}", file=sys.stderr)
 
-    from hrl_core.loggers import make_logger
+    from hrl_core.run.loggers import make_logger
 
     logger = make_logger(cfg, run_dir, config)
     try:
@@ -366,7 +366,7 @@ def build_parts(cfg: FinetuneConfig, device, data, ckpt, threads: ThreadGovernor
 
 
 def run_record(cfg: FinetuneConfig, ident: dict, parts: Parts, data, ckpt, device, warmstart, allocator_tuned) -> dict:
-    """The run's config.json (layout: hrl_core.runs)."""
+    """The run's config.json (layout: hrl_core.run.folder)."""
     spec = dataset_spec(cfg.env)
     ref_scores = data.provenance.get("ref_scores")
     return {
@@ -414,10 +414,10 @@ def train(cfg: FinetuneConfig, run_dir: Path, parts: Parts, state: RunState, ide
         append_point(state.metrics, point)
         state.window = Window()
         t_save = time.perf_counter()
-        runs.write_snapshot(run_dir, state.snapshot(parts, ident))
+        folder.write_snapshot(run_dir, state.snapshot(parts, ident))
         # Snapshot cost lands between evaluation points; logged so timing is honest.
         state.metrics["snapshot_time"][-1] = time.perf_counter() - t_save
-        io.write_json(run_dir / runs.METRICS, state.metrics)
+        files.write_json(run_dir / folder.METRICS, state.metrics)
         lock.refresh()
         logger.log_point(state.step, point)
         if bar is not None:
@@ -476,16 +476,16 @@ def train(cfg: FinetuneConfig, run_dir: Path, parts: Parts, state: RunState, ide
                     evaluate_and_save()
                 elif signals.received:
                     lock.check()
-                    runs.write_snapshot(run_dir, state.snapshot(parts, ident))
+                    folder.write_snapshot(run_dir, state.snapshot(parts, ident))
                 if signals.received:
-                    io.write_json(run_dir / runs.METRICS, {**state.metrics, "interrupted_at_step": state.step})
+                    files.write_json(run_dir / folder.METRICS, {**state.metrics, "interrupted_at_step": state.step})
                     raise RunInterrupted(
                         f"{signals.received} received: snapshot written at step {state.step} in {run_dir}; "
                         "run the same command again to resume"
                     )
     except DivergenceError as exc:
         state.metrics.update(status="diverged", diverged_at_step=exc.step, diverged_quantity=exc.quantity)
-        io.write_json(run_dir / runs.METRICS, state.metrics)
+        files.write_json(run_dir / folder.METRICS, state.metrics)
         raise
     except (RunInterrupted, KeyboardInterrupt):
         raise
@@ -493,7 +493,7 @@ def train(cfg: FinetuneConfig, run_dir: Path, parts: Parts, state: RunState, ide
         if not lock.lost:
             state.metrics.update(status="failed", reason=f"{exc.__class__.__name__}: {exc}", failed_at_step=state.step)
             try:
-                io.write_json(run_dir / runs.METRICS, state.metrics)
+                files.write_json(run_dir / folder.METRICS, state.metrics)
             except HrlError:
                 pass  # the disk is full: the error below says so, the last snapshot stays
         raise
@@ -505,9 +505,9 @@ def train(cfg: FinetuneConfig, run_dir: Path, parts: Parts, state: RunState, ide
 
     lock.check()
     final = {"agent": agent.state_dict(), "config": cfg.to_dict(), "step": state.step}
-    io.write_torch(run_dir / runs.CHECKPOINT, final)
+    files.write_torch(run_dir / folder.CHECKPOINT, final)
     state.metrics["status"] = "complete"
-    io.write_json(run_dir / runs.METRICS, state.metrics)
-    runs.clear_snapshots(run_dir)  # the snapshot (with the replay buffer) is only needed to resume
+    files.write_json(run_dir / folder.METRICS, state.metrics)
+    folder.clear_snapshots(run_dir)  # the snapshot (with the replay buffer) is only needed to resume
     logger.finish(state.metrics)
     return RunResult(run_dir, "complete", state.metrics)

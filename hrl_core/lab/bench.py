@@ -17,14 +17,14 @@ import time
 import numpy as np
 import torch
 
-from hrl_core.agents import make_agent
 from hrl_core.data import HybridSampler, OfflineData, ReplayBuffer
 from hrl_core.data.d4rl import Transitions
-from hrl_core.envs import dataset_spec, make_env
-from hrl_core.evaluation import Evaluator
-from hrl_core.explorers import RewardBonus
-from hrl_core.networks import HIDDEN
-from hrl_core.perf import tune_allocator
+from hrl_core.rl.agents import make_agent
+from hrl_core.rl.envs import dataset_spec, make_env
+from hrl_core.rl.evaluation import Evaluator
+from hrl_core.rl.explorers import RewardBonus
+from hrl_core.rl.networks import HIDDEN
+from hrl_core.rl.perf import tune_allocator
 
 
 def _median_ms(fn, repeats: int, warmup: int = 3, device: torch.device | None = None) -> float:
@@ -204,11 +204,11 @@ def run_bench(
     device: str = "auto",
 ) -> dict:
     """``compile_cql=None`` does what a run would: compile the CQL critic on CUDA only."""
-    from hrl_core.runtime import resolve_device
+    from hrl_core.run.runtime import resolve_device
 
     dev = resolve_device(device)
     tune_allocator()  # as every run does
-    from hrl_core.runtime import set_threads
+    from hrl_core.run.runtime import set_threads
 
     set_threads(threads)  # None: the idle cores, as a run without --threads starts
     if compile_cql is None:

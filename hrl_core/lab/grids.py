@@ -54,8 +54,8 @@ from pathlib import Path
 import yaml
 
 from hrl_core import resources
-from hrl_core.config import QUICK, FinetuneConfig
 from hrl_core.errors import HrlError
+from hrl_core.run.config import QUICK, FinetuneConfig
 
 REPO = resources.base_dir()  # the checkout (or, installed, the current folder)
 DEFAULT_GRID = resources.folder("params") / "grid.yaml"
@@ -78,7 +78,7 @@ PRETRAIN_NOTEBOOK = resources.folder("notebooks") / "pretrain.ipynb"
 
 def _kind(spec: dict) -> tuple[dict, type, dict, Path]:
     """(axes, config class, quick budget, notebook) of a grid file's kind."""
-    from hrl_core.pretrain import QUICK_STEPS, PretrainConfig
+    from hrl_core.run.pretrain import QUICK_STEPS, PretrainConfig
 
     if spec.get("kind", "finetune") == "pretrain":
         return PRETRAIN_AXES, PretrainConfig, {"total_steps": QUICK_STEPS}, PRETRAIN_NOTEBOOK
@@ -304,18 +304,18 @@ def cell_status(cell: Cell, allow_download: bool = False) -> str:
     compared by identity (settings and input digests), so a cell whose folder holds a run
     with other inputs or settings is not reported complete.
     """
-    from hrl_core import lock, runs
+    from hrl_core.run import folder, lock
 
     holder = lock.live_holder(cell.run_dir)
     if holder is not None:
         return f"running elsewhere: {lock.describe(holder)}"
     if not hasattr(cell.config, "identity_settings"):  # Phase I cells
-        return runs.read_status(cell.run_dir) or "new"
+        return folder.read_status(cell.run_dir) or "new"
     try:
-        inputs = runs.resolve_inputs(cell.config, allow_download=allow_download)
+        inputs = folder.resolve_inputs(cell.config, allow_download=allow_download)
     except HrlError as exc:
         return f"inputs missing: {exc}"
-    found = runs.existing(cell.run_dir, runs.identity(cell.config, inputs))
+    found = folder.existing(cell.run_dir, folder.identity(cell.config, inputs))
     if found.status == "other":
         return f"other run in folder: {'; '.join(found.differences)}"
     if found.status == "damaged":

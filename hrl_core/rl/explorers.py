@@ -10,7 +10,7 @@ d3rlpy's ``explorers`` own action selection). The loop only calls
 - :class:`RewardBonus` (``bonus_type=ensemble``, ``exploration=reward_bonus``): the
   spec's bonus ``lambda * std(Q_1..Q_N)(s, a)`` at the action actually taken, added to
   the online transition's reward; ``bonus_scale=normalized`` puts it in reward units
-  (:class:`hrl_core.variants.BonusScale`), ``bonus_clip`` caps it.
+  (:class:`hrl_core.rl.ensemble.BonusScale`), ``bonus_clip`` caps it.
 - :class:`UCBAction` (``exploration=ucb_action``): SUNRISE's choice among K policy
   samples by mean + coeff * std of Q; rewards unchanged.
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hrl_core.variants import BonusScale, ucb_choice
+from hrl_core.rl.ensemble import BonusScale, ucb_choice
 
 
 class Explorer:

@@ -4,7 +4,7 @@ for analysis, is ``hrl_core.lab.records``).
 A Phase II run folder ``<save_dir>/<run_name>/`` holds:
 
 ``config.json``
-    ``run_name``; ``settings`` (every :class:`~hrl_core.config.FinetuneConfig` field);
+    ``run_name``; ``settings`` (every :class:`~hrl_core.run.config.FinetuneConfig` field);
     ``identity`` (``settings``: the result settings that apply, ``settings_hash``,
     ``inputs``: ``dataset_sha256``, ``phase1_checkpoint_sha256``); ``agent_config``;
     ``environment`` (``env_id``, ``reference_scores``, ``eval_seeds``); ``provenance``
@@ -21,7 +21,7 @@ A Phase II run folder ``<save_dir>/<run_name>/`` holds:
 ``snapshot.pt``, ``snapshot.prev.pt``
     resume state, while the run is unfinished.
 ``.hrl.lock``
-    while a process writes there (:mod:`hrl_core.lock`).
+    while a process writes there (:mod:`hrl_core.run.lock`).
 
 Two runs are the same experiment when their identities are equal: the same result
 settings and the same inputs (dataset file and Phase I checkpoint, by sha256). A
@@ -35,8 +35,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hrl_core import io
 from hrl_core.errors import HrlError
+from hrl_core.run import files
 
 CONFIG = "config.json"
 METRICS = "metrics.json"
@@ -79,8 +79,8 @@ def resolve_inputs(cfg, allow_download: bool = True) -> Inputs:
 
     The checkpoint comes first: a missing one is reported before any download is tried.
     """
-    from hrl_core.checkpoint import find_phase1
     from hrl_core.data.sources import locate_source
+    from hrl_core.run.phase1 import find_phase1
 
     path, used, substituted = find_phase1(
         cfg.phase1_dir, cfg.algo, cfg.env, cfg.remove_top_k, cfg.reward_noise_std, cfg.effective_phase1_seed
@@ -99,10 +99,10 @@ def recorded_identity(run_dir: Path) -> dict | None:
     provenance for folders written before identities were recorded); None if unreadable."""
     from dataclasses import fields
 
-    from hrl_core.config import FinetuneConfig
+    from hrl_core.run.config import FinetuneConfig
 
     try:
-        config = io.read_json(Path(run_dir) / CONFIG)
+        config = files.read_json(Path(run_dir) / CONFIG)
     except (OSError, ValueError):
         return None
     if "identity" in config:
@@ -177,7 +177,7 @@ def existing(run_dir: Path, wanted: dict) -> Existing:
 # --------------------------------------------------------------------------------------
 def read_status(run_dir: Path) -> str | None:
     try:
-        return io.read_json(Path(run_dir) / METRICS).get("status")
+        return files.read_json(Path(run_dir) / METRICS).get("status")
     except (OSError, ValueError):
         return None
 
@@ -185,7 +185,7 @@ def read_status(run_dir: Path) -> str | None:
 def load_snapshot(run_dir: Path) -> dict | None:
     """Newest loadable snapshot; a damaged one is reported and the previous one used (with a
     note saying which); None, said plainly, when neither loads."""
-    from hrl_core.checkpoint import load_state
+    from hrl_core.run.phase1 import load_state
 
     damaged = []
     for name in (SNAPSHOT, SNAPSHOT_PREV):
@@ -212,7 +212,7 @@ def take_folder(run_dir: Path):
     """Hold a run folder's lock while writing there (``with take_folder(d) as lock:``); a folder
     this call created and that is still empty at the end (bad input found after the lock was
     taken, another writer) is removed, so nothing is left behind."""
-    from hrl_core.lock import RunLock
+    from hrl_core.run.lock import RunLock
 
     run_dir = Path(run_dir)
     created = not run_dir.exists()
@@ -229,7 +229,7 @@ def write_snapshot(run_dir: Path, snapshot: dict) -> None:
     """Keep the last two snapshots so a damaged newest one still leaves a good one."""
     current = Path(run_dir) / SNAPSHOT
     tmp = Path(run_dir) / f".{SNAPSHOT}.new"
-    io.write_torch(tmp, snapshot)
+    files.write_torch(tmp, snapshot)
     if current.exists():
         current.replace(Path(run_dir) / SNAPSHOT_PREV)
     tmp.replace(current)

@@ -29,10 +29,10 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from hrl_core.envs import DATASETS
 from hrl_core.errors import HrlError
+from hrl_core.rl.envs import DATASETS
 
-DatasetName = Literal[tuple(DATASETS)]  # the supported D4RL datasets (hrl_core.envs.DATASETS)
+DatasetName = Literal[tuple(DATASETS)]  # the supported D4RL datasets (hrl_core.rl.envs.DATASETS)
 COMPILE_MIN_STEPS = 2_000  # a compile takes ~20 s: worth it for runs of 2,000+ steps
 # The grid cell's coordinates: required on the command line, spelled out in the run name.
 CELL_KEYS = ("algo", "env", "remove_top_k", "bonus_type", "seed")
@@ -105,7 +105,7 @@ class FinetuneConfig:
     # generated (hrl data generate) | minari
     dataset_source: Literal["auto", "d4rl", "generated", "minari"] = setting("auto", result=False)
     # fresh members: fresh (the spec: default initialization) | warmstart (first fit offline to the loaded
-    # members' Bellman targets) | perturb (a loaded member plus noise); hrl_core.variants
+    # members' Bellman targets) | perturb (a loaded member plus noise); hrl_core.rl.ensemble
     member_init: Literal["fresh", "warmstart", "perturb"] = setting("fresh")
     warmstart_steps: int = setting(5_000, lo=0, when=lambda c: c.member_init == "warmstart")  # offline warm-up steps
     perturb_scale: float = setting(0.1, lo=0, when=lambda c: c.member_init == "perturb")  # noise std / weight std
@@ -120,7 +120,7 @@ class FinetuneConfig:
     bonus_clip: float = setting(0.0, lo=0, when=_reward_bonus_on)  # cap on the bonus; 0: no cap
     # torch.compile the CQL critic pass: auto (CQL runs of 2,000+ steps on CUDA) | on | off
     compile: Literal["auto", "on", "off"] = setting("auto", result=False)
-    # experiment tracking of evaluation points and training windows (hrl_core.loggers)
+    # experiment tracking of evaluation points and training windows (hrl_core.run.loggers)
     logger: Literal["none", "csv", "tensorboard", "wandb"] = setting("none", result=False)
 
     def __post_init__(self):
@@ -154,7 +154,7 @@ class FinetuneConfig:
         """Whether this run compiles the CQL critic on ``device_type`` ("cpu" | "cuda").
 
         auto compiles on CUDA only: on a CPU the eager per-member GEMMs of
-        ``hrl_core.networks.EnsembleLinear`` are as fast as the compiled pass with one
+        ``hrl_core.rl.networks.EnsembleLinear`` are as fast as the compiled pass with one
         thread and faster with two (``hrl bench`` vs ``hrl bench --compile``), without
         the ~20 s compile or a C++ compiler.
         """
@@ -223,7 +223,7 @@ class FinetuneConfig:
         """``ft_<algo>_<dataset>_k<k>_noise<sigma>_<ensemble|vanilla>_s<seed>`` for the spec's
         settings; any other setting adds its readable choices and a hash of all of them, so
         runs that differ in any result setting never share a folder."""
-        from hrl_core.checkpoint import format_k
+        from hrl_core.run.phase1 import format_k
 
         tag = "ensemble" if self.bonus_type == "ensemble" else "vanilla"
         name = (

@@ -1,8 +1,8 @@
 """Helpers that keep the notebooks thin: the parameters cell, parameters -> config, the record.
 
 The ``parameters`` cell of ``notebooks/finetune.ipynb`` is generated from
-:class:`~hrl_core.config.FinetuneConfig` by :func:`parameters_source` (a test fails when
-the notebook's cell differs; ``python -m hrl_core.workbook`` rewrites it), so the notebook,
+:class:`~hrl_core.run.config.FinetuneConfig` by :func:`parameters_source` (a test fails when
+the notebook's cell differs; ``python -m hrl_core.lab.workbook`` rewrites it), so the notebook,
 the command line and the grid offer the same settings with the same defaults.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 from hrl_core import resources
-from hrl_core.config import FinetuneConfig
+from hrl_core.run.config import FinetuneConfig
 
 REPO = resources.base_dir()  # relative paths in a notebook run by hand start here
 FINETUNE_NOTEBOOK = resources.folder("notebooks") / "finetune.ipynb"
@@ -29,12 +29,12 @@ def parameters_source() -> str:
     """The ``parameters`` cell: every FinetuneConfig field, its default and its help."""
     import typing
 
-    from hrl_core.config import field_help, literal_choices, range_text
+    from hrl_core.run.config import field_help, literal_choices, range_text
 
     hints = typing.get_type_hints(FinetuneConfig)
     helps = field_help()
-    lines = ["# Parameters (papermill overrides these). Generated from hrl_core.config.FinetuneConfig:",
-             "# python -m hrl_core.workbook rewrites this cell after a setting is added."]  # fmt: skip
+    lines = ["# Parameters (papermill overrides these). Generated from hrl_core.run.config.FinetuneConfig:",
+             "# python -m hrl_core.lab.workbook rewrites this cell after a setting is added."]  # fmt: skip
     for f in fields(FinetuneConfig):
         default = f.default_factory() if f.default is MISSING else f.default
         if f.name == "phase1_dir":
@@ -113,7 +113,7 @@ def record_summary(result) -> dict:
 
 def pretrain_config_from_parameters(namespace: dict):
     """Phase I config from the pretrain notebook's parameter variables."""
-    from hrl_core.pretrain import PretrainConfig
+    from hrl_core.run.pretrain import PretrainConfig
 
     values = {f.name: namespace[f.name] for f in fields(PretrainConfig) if f.name in namespace}
     if "save_dir" in values:

@@ -1,9 +1,9 @@
 """Phase II agents (one module per algorithm) and a factory."""
 
-from hrl_core.agents.base import EnsembleAgent
-from hrl_core.agents.cql import CQLAgent, CQLConfig
-from hrl_core.agents.iql import IQLAgent, IQLConfig
 from hrl_core.errors import HrlError
+from hrl_core.rl.agents.base import EnsembleAgent
+from hrl_core.rl.agents.cql import CQLAgent, CQLConfig
+from hrl_core.rl.agents.iql import IQLAgent, IQLConfig
 
 ALGOS = ("cql", "iql")
 

@@ -20,7 +20,7 @@ import torch
 
 from hrl_core.data.d4rl import sha256_of
 from hrl_core.errors import HrlError
-from hrl_core.networks import HIDDEN
+from hrl_core.rl.networks import HIDDEN
 
 
 def format_k(k: float) -> str:
@@ -100,7 +100,7 @@ def validate(state: dict, algo: str, obs_dim: int, act_dim: int, path: Path) -> 
 
 def expected_shapes(algo: str, obs_dim: int, act_dim: int) -> dict[str, dict[str, tuple]]:
     """Every tensor of a Phase I checkpoint and its shape (nn.Linear stores [out, in])."""
-    from hrl_core.networks import HIDDEN, TanhGaussianPolicy, ValueNetwork
+    from hrl_core.rl.networks import HIDDEN, TanhGaussianPolicy, ValueNetwork
 
     double_q = {}
     for head in ("q1", "q2"):
@@ -131,7 +131,7 @@ def load_state(path: Path) -> dict:
 
 
 def load_phase1_file(inputs, algo: str, obs_dim: int, act_dim: int) -> Phase1Checkpoint:
-    """Load and check the checkpoint that ``hrl_core.runs.resolve_inputs`` found."""
+    """Load and check the checkpoint that ``hrl_core.run.folder.resolve_inputs`` found."""
     path, seed_used, substituted = inputs.checkpoint, inputs.phase1_seed_used, inputs.substituted
     state = load_state(path)
     validate(state, algo, obs_dim, act_dim, path)

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import torch
 
-from hrl_core.agents.base import EnsembleAgent
 from hrl_core.data.buffers import Batch
-from hrl_core.networks import ValueNetwork
-from hrl_core.perf import make_adam
-from hrl_core.variants import target_min
+from hrl_core.rl.agents.base import EnsembleAgent
+from hrl_core.rl.ensemble import target_min
+from hrl_core.rl.networks import ValueNetwork
+from hrl_core.rl.perf import make_adam
 
 
 @dataclass
@@ -32,7 +32,7 @@ class IQLConfig:
     actor_lr: float = 3e-4  # Adam learning rate of the actor
     critic_lr: float = 3e-4  # Adam learning rate of the critic ensemble
     value_lr: float = 3e-4  # Adam learning rate of V
-    target_reduce: str = "min_all"  # min_all (spec) | min_random2 (REDQ/RLPD), see hrl_core.variants
+    target_reduce: str = "min_all"  # min_all (spec) | min_random2 (REDQ/RLPD), see hrl_core.rl.ensemble
 
 
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:

@@ -146,7 +146,7 @@ EXTRAS = {"tensorboard": (("tensorboard",), "tensorboard"), "wandb": (("wandb",)
 def require(logger: str) -> None:
     """One error line with the install command when a logger's package is missing (checked
     before a run reads its data or creates its folder)."""
-    from hrl_core.runtime import require_extra
+    from hrl_core.run.runtime import require_extra
 
     if logger in EXTRAS:
         modules, extra = EXTRAS[logger]

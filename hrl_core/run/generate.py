@@ -31,20 +31,20 @@ import h5py
 import numpy as np
 import torch
 
-from hrl_core.agents import make_agent
 from hrl_core.data.buffers import ReplayBuffer
-from hrl_core.envs import dataset_spec, make_env, normalized_score
 from hrl_core.errors import HrlError
-from hrl_core.evaluation import Evaluator
-from hrl_core.networks import TanhGaussianPolicy
-from hrl_core.perf import tune_allocator
-from hrl_core.runtime import ThreadGovernor, check_finite, seed_everything
+from hrl_core.rl.agents import make_agent
+from hrl_core.rl.envs import dataset_spec, make_env, normalized_score
+from hrl_core.rl.evaluation import Evaluator
+from hrl_core.rl.networks import TanhGaussianPolicy
+from hrl_core.rl.perf import tune_allocator
+from hrl_core.run.runtime import ThreadGovernor, check_finite, seed_everything
 
 MEDIUM_TARGET = 100.0 / 3  # D4RL "medium": about a third of expert normalized return
 QUICK = {"n_transitions": 50_000, "max_train_steps": 15_000, "random_steps": 2_000, "eval_interval": 5_000}
 FULL = {"n_transitions": 1_000_000, "max_train_steps": 500_000, "random_steps": 10_000, "eval_interval": 10_000}
 FINAL_EVAL_EPISODES = 20  # the kept policy's re-check on fresh episode seeds
-POLICY_PACKAGE = "hrl_core.policies"  # shipped behaviour policies: <dataset>.pt
+POLICY_PACKAGE = "hrl_core.data.policies"  # shipped behaviour policies: <dataset>.pt
 
 
 # --------------------------------------------------------------------------------------
@@ -108,10 +108,10 @@ def _greedy(actor: TanhGaussianPolicy, obs: np.ndarray) -> np.ndarray:
 
 def save_policy(actor: TanhGaussianPolicy, path: Path, record: dict) -> Path:
     """The actor's weights (float32) and its training record, loadable with weights_only=True."""
-    from hrl_core import io
+    from hrl_core.run import files
 
     state = {k: v.detach().cpu().float().clone() for k, v in actor.state_dict().items()}
-    io.write_torch(Path(path), {"actor": state, "record": record})
+    files.write_torch(Path(path), {"actor": state, "record": record})
     return Path(path)
 
 
@@ -121,7 +121,7 @@ def shipped_policy_path(dataset: str) -> Path:
 
 def load_policy(path: Path, dataset: str) -> tuple[TanhGaussianPolicy, dict]:
     """A behaviour policy file -> (actor, its training record)."""
-    from hrl_core.checkpoint import load_state
+    from hrl_core.run.phase1 import load_state
 
     if not Path(path).exists():
         raise HrlError(

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import torch
 
-from hrl_core.agents.base import EnsembleAgent
 from hrl_core.data.buffers import Batch
-from hrl_core.perf import compile_or_eager, make_adam
-from hrl_core.variants import target_min
+from hrl_core.rl.agents.base import EnsembleAgent
+from hrl_core.rl.ensemble import target_min
+from hrl_core.rl.perf import compile_or_eager, make_adam
 
 
 @dataclass
@@ -40,7 +40,7 @@ class CQLConfig:
     # dominates the update). Runs do it on CUDA only: on a CPU the eager per-member
     # GEMMs are as fast (FinetuneConfig.compile_critic, README "Performance").
     compile_critic: bool = False
-    target_reduce: str = "min_all"  # min_all (spec) | min_random2 (REDQ/RLPD), see hrl_core.variants
+    target_reduce: str = "min_all"  # min_all (spec) | min_random2 (REDQ/RLPD), see hrl_core.rl.ensemble
 
 
 class CQLAgent(EnsembleAgent):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from hrl_core.networks import EnsembleQ
+from hrl_core.rl.networks import EnsembleQ
 
 
 def target_min(q_all: torch.Tensor, reduce: str = "min_all") -> torch.Tensor:
@@ -64,7 +64,7 @@ def warmstart_fresh_members(agent, sample_batch, steps: int, lr: float = 3e-4, n
     with the Phase I critics on the data) yet diverse (different initializations),
     instead of Q ~ 0 members dominating min-targets and std(Q).
     """
-    from hrl_core.perf import make_adam
+    from hrl_core.rl.perf import make_adam
 
     opt = make_adam(agent.critic.parameters(), lr=lr)  # a separate optimizer, discarded after
     losses = []
