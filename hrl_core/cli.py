@@ -28,13 +28,13 @@ def add_config_flags(parser, cls, required=(), quick: dict | None = None, aliase
     (``aliases``: extra spellings, e.g. ``--env`` for Phase I's ``env_name``)."""
     import typing
 
-    from hrl_core.run.config import base_type, field_help, literal_choices, range_text
+    from hrl_core.run.config import base_type, field_choices, field_help, range_text
 
     hints = typing.get_type_hints(cls)
     helps = field_help(cls)
     for f in fields(cls):
         hint = hints[f.name]
-        choices = literal_choices(hint) or None
+        choices = field_choices(cls, f.name) or None
         default = f.default_factory() if f.default is MISSING else f.default
         text = helps.get(f.name, "")
         if f.metadata.get("lo") is not None or f.metadata.get("hi") is not None:
@@ -207,7 +207,7 @@ def _selected_cells(args, overrides: dict):
 
 
 def grid_slurm_defaults():
-    from hrl_core.lab.grids import SlurmOptions
+    from hrl_core.lab.clusters.slurm import SlurmOptions
 
     return SlurmOptions()
 
@@ -215,7 +215,8 @@ def grid_slurm_defaults():
 def _run_grid(args) -> int:
     from pathlib import Path
 
-    from hrl_core.lab import grids
+    from hrl_core.lab import clusters, execute, grids
+    from hrl_core.lab.clusters.slurm import SlurmOptions
 
     overrides = {"save_dir": args.save_dir} if args.save_dir else {}
     if args.logger:
@@ -229,50 +230,33 @@ def _run_grid(args) -> int:
             require_extra(("dask_jobqueue",), "slurm", "hrl grid --cluster slurm")
     slurm = None
     if args.cluster == "slurm":
-        slurm = grids.SlurmOptions(partition=args.partition, walltime=args.walltime, cores=args.cores,
-                                  memory=args.memory, gpus_per_job=args.gpus_per_job, jobs=args.jobs,
-                                  job_extra=tuple(args.job_extra), cells_per_gpu=args.cells_per_gpu)  # fmt: skip
-    plan = grids.plan_text(cells, args.scheduler, slurm, args.workers, args.cells_per_gpu, args.threads_per_cell)
-    if slurm is not None:
-        workers = slurm.jobs * slurm.cells_per_job
-    elif args.scheduler:
-        workers = 1
-    else:
-        workers = len(grids.plan_workers(grids.visible_gpus(), os.cpu_count() or 1, args.cells_per_gpu, args.workers))
+        slurm = SlurmOptions(partition=args.partition, walltime=args.walltime, cores=args.cores, memory=args.memory,
+                             gpus_per_job=args.gpus_per_job, jobs=args.jobs, job_extra=tuple(args.job_extra),
+                             cells_per_gpu=args.cells_per_gpu)  # fmt: skip
+    backend = clusters.backend(args.cluster, args.scheduler, slurm, args.workers, args.cells_per_gpu,
+                               args.threads_per_cell)  # fmt: skip
     if args.dry_run:
+        from hrl_core.rl import agents
+
         statuses = [grids.cell_status(c) for c in cells]
         todo = [c for c, s in zip(cells, statuses, strict=True) if s.startswith(("new", "running", "failed"))]
         for c, s in zip(cells, statuses, strict=True):
             print(f"{c.run_name:<70} {c.steps:>7} steps  {s}")
-        est = grids.estimate_seconds(todo, grids.MS_PER_STEP_1_THREAD, workers)
-        print(f"plan: {plan}")
+        workers = backend.concurrent_cells()
+        est = grids.estimate_seconds(todo, workers)
+        algos = sorted({c.config.algo for c in cells})
+        rates = " / ".join(f"{agents.get(a).ms_per_step:.0f} ms ({a.upper()})" for a in algos)
+        print(f"plan: {backend.describe()}")
         print(
             f"{len(cells)} cells, {len(todo)} to run; estimated wall time {grids.format_duration(est)} on "
-            f"{workers} concurrent cell(s) at {grids.MS_PER_STEP_1_THREAD['cql']:.0f} ms (CQL) / "
-            f"{grids.MS_PER_STEP_1_THREAD['iql']:.0f} ms (IQL) per step (measured: 1 CPU thread per cell, "
+            f"{workers} concurrent cell(s) at {rates} per step (as each algorithm declares: 1 CPU thread per cell, "
             "2-core machine; GPUs are faster)"
         )
         return 0
-    print(f"grid: {plan}", flush=True)
-    cluster = None
-    if slurm is not None:
-        env = {k: os.environ[k] for k in ("D4RL_DATASET_DIR", "HRL_PHASE1_DIR") if k in os.environ}
-        cluster = grids.slurm_cluster(slurm, env)
-    try:
-        results = grids.run_grid(
-            cells,
-            executed_dir=Path(args.executed_dir or spec.get("executed_dir") or "executed").resolve(),
-            scheduler=args.scheduler,
-            workers=args.workers,
-            threads_per_cell=slurm.threads_per_cell if slurm else args.threads_per_cell,
-            progress=not args.no_progress,
-            cluster=cluster,
-            cells_per_gpu=args.cells_per_gpu,
-        )
-    finally:
-        if cluster is not None:
-            cluster.close()
-    return 1 if grids.print_results(results) else 0
+    print(f"grid: {backend.describe()}", flush=True)
+    executed_dir = Path(args.executed_dir or spec.get("executed_dir") or "executed").resolve()
+    results = execute.run_grid(cells, backend, executed_dir, progress=not args.no_progress)
+    return 1 if execute.print_results(results) else 0
 
 
 # --------------------------------------------------------------------------------------
@@ -337,7 +321,7 @@ def _add_study(sub) -> None:
         from pathlib import Path
 
         from hrl_core import resources
-        from hrl_core.lab import grids, records
+        from hrl_core.lab import execute, grids, records
         from hrl_core.run.runtime import require_extra
 
         require_extra(("papermill", "ipykernel"), "grid", "hrl study")
@@ -358,7 +342,7 @@ def _add_study(sub) -> None:
             "part": args.part,
         }
         out = Path(args.out or f"executed/{stem}" + (f"_{args.part}" if args.part else "") + ".ipynb").resolve()
-        res = grids.execute_cell(str(resources.notebook("study.ipynb")), str(out), params, {}, "study")
+        res = execute.execute_cell(str(resources.notebook("study.ipynb")), str(out), params, {}, "study")
         if res["status"] != "complete":
             raise HrlError(f"study notebook failed ({res['error']}); see {out}")
         print(f"hrl study: {out} ({res['seconds']:.0f} s)")

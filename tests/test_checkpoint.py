@@ -8,9 +8,18 @@ import pytest
 import torch
 
 from hrl_core.errors import HrlError
-from hrl_core.run.phase1 import find_phase1, load_phase1, phase1_run_name
+from hrl_core.run.phase1 import find_phase1, load_phase1_file, phase1_run_name
 
 HOPPER = dict(obs_dim=11, act_dim=3)
+
+
+def load_phase1(phase1_dir, algo, dataset, k, noise, seed, obs_dim, act_dim):
+    """Find and load a Phase I checkpoint as a run does (seed 0 stands in for a missing seed)."""
+    from types import SimpleNamespace
+
+    path, used, substituted = find_phase1(phase1_dir, algo, dataset, k, noise, seed)
+    found = SimpleNamespace(checkpoint=path, phase1_seed_used=used, substituted=substituted, requested_seed=seed)
+    return load_phase1_file(found, algo, obs_dim, act_dim)
 
 
 def test_run_name_matches_phase1_layout(phase1_dir):

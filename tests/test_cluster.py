@@ -12,21 +12,23 @@ from pathlib import Path
 import pytest
 
 from hrl_core.lab import grids
+from hrl_core.lab.clusters.local import LocalBackend, plan_workers
+from hrl_core.lab.clusters.slurm import SlurmOptions
 from tests.conftest import run_hrl
 from tests.support import slurm as slurm_support
 
 
 def test_workers_are_pinned_to_gpus_when_there_are_some():
-    cpu = grids.plan_workers(n_gpus=0, cpu_count=2)
+    cpu = plan_workers(n_gpus=0, cpu_count=2)
     assert [(w.gpu, w.threads) for w in cpu] == [(None, 1), (None, 1)]  # one 1-thread cell per core
     assert "CUDA_VISIBLE_DEVICES" not in cpu[0].env and cpu[0].env["OMP_NUM_THREADS"] == "1"
-    gpus = grids.plan_workers(n_gpus=2, cpu_count=16, cells_per_gpu=3)
+    gpus = plan_workers(n_gpus=2, cpu_count=16, cells_per_gpu=3)
     assert len(gpus) == 6 and sorted(w.gpu for w in gpus) == [0, 0, 0, 1, 1, 1]
     assert {w.env["CUDA_VISIBLE_DEVICES"] for w in gpus} == {"0", "1"} and {w.threads for w in gpus} == {2}
     assert len({w.name for w in gpus}) == 6
-    text = grids.plan_text([], None, None, None, cells_per_gpu=3, threads_per_cell=1, n_gpus=2, cpu_count=16)
+    text = LocalBackend(cells_per_gpu=3, threads_per_cell=1, n_gpus=2, cpu_count=16).describe()
     assert text == "local: 6 worker(s) on 2 GPU(s) (3 cell(s) per GPU), 2 torch thread(s) per cell"
-    opts = grids.SlurmOptions(partition="gpu", gpus_per_job=1, cells_per_gpu=2, cores=8, jobs=5)
+    opts = SlurmOptions(partition="gpu", gpus_per_job=1, cells_per_gpu=2, cores=8, jobs=5)
     assert (opts.cells_per_job, opts.threads_per_cell) == (2, 4)
     assert "up to 5 job(s) at once on partition gpu, each 8 cores" in opts.describe()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import typing
 from dataclasses import MISSING, fields
 
 import pytest
@@ -12,7 +11,7 @@ from hrl_core.cli import build_parser
 from hrl_core.errors import HrlError
 from hrl_core.lab import workbook
 from hrl_core.rl.agents import CQLConfig, IQLConfig
-from hrl_core.run.config import CELL_KEYS, QUICK, FinetuneConfig, field_help, literal_choices
+from hrl_core.run.config import CELL_KEYS, QUICK, FinetuneConfig, field_choices, field_help
 
 
 def _defaults(cls) -> dict:
@@ -46,11 +45,10 @@ def test_the_command_line_offers_every_setting_with_its_choices():
     parser = build_parser()
     finetune = parser._subparsers._group_actions[0].choices["finetune"]
     flags = {a.dest: a for a in finetune._actions if a.option_strings}
-    hints = typing.get_type_hints(FinetuneConfig)
     for f in fields(FinetuneConfig):
         action = flags[f.name]
         assert action.required == (f.name in CELL_KEYS), f.name
-        choices = literal_choices(hints[f.name])
+        choices = field_choices(FinetuneConfig, f.name)  # a Literal's values, or its registry's names
         assert tuple(action.choices or ()) == choices, f.name
     args = parser.parse_args(["finetune", "--algo", "cql", "--env", "hopper-medium-v2", "--remove_top_k", "60",
                               "--bonus_type", "none", "--seed", "2", "--quick", "--eval_interval", "250"])  # fmt: skip

@@ -7,6 +7,7 @@ import pytest
 
 from hrl_core.rl.agents import make_agent
 from hrl_core.rl.evaluation import Evaluator, eval_seeds
+from hrl_core.run import phase1
 from hrl_core.run.phase1 import load_state
 
 # (run, dataset, normalized score in ../shared/README.md: tanh(mean), 5 episodes)
@@ -23,7 +24,7 @@ def test_phase1_actor_reproduces_known_score(phase1_dir, run, dataset, score):
     state = load_state(phase1_dir / run / "checkpoint.pt")
     obs_dim, act_dim = (17, 6) if "halfcheetah" in dataset else (11, 3)
     agent = make_agent(run[:3], obs_dim, act_dim, n_ensemble=3)
-    agent.load_phase1(state)
+    phase1.load_into(agent, state)
     result = Evaluator(dataset, n_episodes=5, seed=0).run(lambda o: agent.act(o, deterministic=True))
     # Hopper's returns vary from start state to start state; 8 points covers 5-episode noise.
     tolerance = 3 if "halfcheetah" in dataset else 8

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from hrl_core.run import phase1
 from hrl_core.run.config import FinetuneConfig
 from hrl_core.run.finetune import finetune, load_offline
 
@@ -126,7 +127,7 @@ def test_step0_matches_phase1_checkpoint(tmp_path, phase1_dir, d4rl_env):
     cfg = tiny(tmp_path, phase1_dir, online_steps=1, eval_interval=1)
     result = finetune(cfg, progress=False)
     agent = make_agent("iql", 11, 3, 2)
-    agent.load_phase1(load_state(phase1_dir / "iql_hopper-medium-v2_k60_noise0.0_s1" / "checkpoint.pt"))
+    phase1.load_into(agent, load_state(phase1_dir / "iql_hopper-medium-v2_k60_noise0.0_s1" / "checkpoint.pt"))
     direct = Evaluator(cfg.env, cfg.eval_episodes, cfg.seed).run(lambda o: agent.act(o, deterministic=True))
     assert result.metrics["normalized_return"][0] == direct["normalized_return"]
 

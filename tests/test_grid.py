@@ -10,7 +10,7 @@ import nbformat
 import pytest
 
 from hrl_core.errors import HrlError
-from hrl_core.lab import grids
+from hrl_core.lab import execute, grids
 from tests.conftest import run_hrl
 
 REPO = Path(__file__).resolve().parents[1]
@@ -250,17 +250,17 @@ def test_a_kernel_that_dies_at_start_is_started_again_but_a_failing_cell_is_not(
         "nbformat": 4, "nbformat_minor": 5,
     }))  # fmt: skip
     once = _kernelspec(tmp_path / "jupyter", "dies-once", deaths=1)
-    res = grids.execute_cell(str(nb), str(tmp_path / "out" / "a.ipynb"), {"x": 2}, {}, "a", kernel_name="dies-once")
+    res = execute.execute_cell(str(nb), str(tmp_path / "out" / "a.ipynb"), {"x": 2}, {}, "a", kernel_name="dies-once")
     assert res["status"] == "complete" and res["kernel_starts"] == 2 and once.read_text() == "2", res
     assert (tmp_path / "out" / "a.ipynb").exists()
 
     always = _kernelspec(tmp_path / "jupyter", "always-dies", deaths=99)
-    res = grids.execute_cell(str(nb), str(tmp_path / "out" / "b.ipynb"), {"x": 2}, {}, "b", kernel_name="always-dies")
-    assert res["status"] == "failed" and res["kernel_starts"] == grids.KERNEL_START_ATTEMPTS, res
-    assert always.read_text() == str(grids.KERNEL_START_ATTEMPTS) and "kernel started 3 times" in res["error"]
+    res = execute.execute_cell(str(nb), str(tmp_path / "out" / "b.ipynb"), {"x": 2}, {}, "b", kernel_name="always-dies")
+    assert res["status"] == "failed" and res["kernel_starts"] == execute.KERNEL_START_ATTEMPTS, res
+    assert always.read_text() == str(execute.KERNEL_START_ATTEMPTS) and "kernel started 3 times" in res["error"]
 
     # A cell that raises ran code: never started again (the run may have written results).
-    res = grids.execute_cell(str(nb), str(tmp_path / "out" / "c.ipynb"), {"x": 3}, {}, "c", kernel_name="dies-once")
+    res = execute.execute_cell(str(nb), str(tmp_path / "out" / "c.ipynb"), {"x": 3}, {}, "c", kernel_name="dies-once")
     assert res["status"] == "failed" and res["kernel_starts"] == 1 and "x is not 2" in res["error"], res
     assert once.read_text() == "3"
     assert (tmp_path / "out" / "c.ipynb").exists()  # the failed cell's record, with its error

@@ -170,7 +170,7 @@ def test_a_cell_finding_its_run_locked_leaves_the_holders_notebook_alone(tmp_pat
     params.write_text("algos: [iql]\ndatasets: [hopper-medium-v2]\nremove_top_k: [60]\nbonus_types: [none]\n"
                       f"seeds: [1]\nsettings: {{save_dir: {tmp_path / 'r'}, online_steps: 60, eval_interval: 60, "
                       "eval_episodes: 1, batch_size: 32}\n")  # fmt: skip
-    from hrl_core.lab import grids
+    from hrl_core.lab import execute, grids
 
     env = {"D4RL_DATASET_DIR": str(d4rl_dir), "HRL_PHASE1_DIR": str(phase1_dir)}
     for k, v in env.items():
@@ -178,19 +178,20 @@ def test_a_cell_finding_its_run_locked_leaves_the_holders_notebook_alone(tmp_pat
     cell = grids.expand(grids.load_grid(params))[0]
     out = tmp_path / "executed" / f"{cell.run_name}.ipynb"
     out.parent.mkdir()
-    holders = grids.partial_path(out, host="node-3", pid=777)  # the holder's, being written
-    assert holders != grids.partial_path(out)
+    holders = execute.partial_path(out, host="node-3", pid=777)  # the holder's, being written
+    assert holders != execute.partial_path(out)
     holders.write_text("{}")
     with lock.RunLock(cell.run_dir):
-        res = grids.execute_cell(
-            str(cell.notebook), str(out), grids.notebook_parameters(cell.config), env, cell.run_name
+        res = execute.execute_cell(
+            str(cell.notebook), str(out), execute.notebook_parameters(cell.config), env, cell.run_name
         )
     assert res["status"] == grids.RUNNING_ELSEWHERE, res
     assert holders.read_text() == "{}" and not out.exists() and res["notebook"] is None
     assert sorted(p.name for p in out.parent.iterdir()) == [holders.name]  # its own partial is gone
     # Later the cell runs here; a partial left by an execution killed before it is cleaned up.
     os.utime(holders, (time.time() - 60, time.time() - 60))
-    res = grids.execute_cell(str(cell.notebook), str(out), grids.notebook_parameters(cell.config), env, cell.run_name)
+    params = execute.notebook_parameters(cell.config)
+    res = execute.execute_cell(str(cell.notebook), str(out), params, env, cell.run_name)
     assert res["status"] == "complete", res
     assert sorted(p.name for p in out.parent.iterdir()) == [out.name]
 

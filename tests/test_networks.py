@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from hrl_core.rl.networks import PER_MEMBER_MIN_ROWS, EnsembleLinear, EnsembleQ, _PerMemberAffine
+from hrl_core.rl.ensemble import PER_MEMBER_MIN_ROWS, EnsembleLinear, EnsembleQ, _PerMemberAffine
+from hrl_core.run import phase1
 from hrl_core.run.phase1 import load_state
 
 
@@ -23,7 +24,7 @@ def test_members_0_1_reproduce_checkpoint_q1_q2(phase1_dir, run):
     in_dim = state["q1.0.weight"].shape[1]
     obs_dim = 11 if "hopper" in run else 17
     ens = EnsembleQ(obs_dim, in_dim - obs_dim, n_members=5)
-    ens.load_double_q(state)
+    phase1.double_q_into(ens, state)
     x = torch.randn(512, in_dim)
     q = ens.forward_input(x)  # [5, 512]
     for member, head in enumerate(("q1", "q2")):
@@ -85,7 +86,12 @@ def test_min_and_bessel_std_over_members():
     torch.testing.assert_close(ens.q_min(obs, act), q.min(0).values)
     mean = q.mean(0)
     bessel = (((q - mean) ** 2).sum(0) / 2).sqrt()
-    torch.testing.assert_close(ens.disagreement(obs, act), bessel)
+    # The exploration signal (what the explorer measures at the action taken) is this Bessel std.
+    from hrl_core.rl.explorers import Explorer
+
+    explorer = Explorer()
+    explorer._measure(q[:, 0].detach())
+    assert explorer.disagreement == pytest.approx(float(bessel[0].detach()), rel=1e-6)
 
 
 def test_member_count_bounds():

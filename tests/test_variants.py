@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from hrl_core.rl.agents import make_agent
-from hrl_core.rl.ensemble import perturb_fresh_members, target_min, ucb_choice
-from hrl_core.rl.networks import EnsembleQ
+from hrl_core.rl.ensemble import EnsembleQ, perturb_fresh_members, target_min
+from hrl_core.rl.explorers import ucb_choice
+from hrl_core.run import phase1
 from hrl_core.run.config import FinetuneConfig
 from hrl_core.run.finetune import finetune
 from hrl_core.run.phase1 import load_state
@@ -37,7 +38,7 @@ def test_ucb_picks_argmax_of_mean_plus_coeff_std():
 def test_perturb_starts_fresh_members_near_loaded_ones(phase1_dir):
     state = load_state(phase1_dir / "iql_hopper-medium-v2_k60_noise0.0_s1" / "checkpoint.pt")["critic"]
     ens = EnsembleQ(11, 3, n_members=5)
-    ens.load_double_q(state)
+    phase1.double_q_into(ens, state)
     before = {k: v.clone() for k, v in ens.state_dict().items()}
     torch.manual_seed(0)
     perturb_fresh_members(ens, scale=0.1)
@@ -82,7 +83,7 @@ def test_warmstart_fits_fresh_members_to_loaded_targets_only(phase1_dir, d4rl_di
     state = load_state(phase1_dir / "iql_hopper-medium-v2_k60_noise0.0_s1" / "checkpoint.pt")
     torch.manual_seed(0)
     agent = make_agent("iql", 11, 3, n_ensemble=4)
-    agent.load_phase1(state)
+    phase1.load_into(agent, state)
     data = OfflineData(read_hdf5(d4rl_dir / "hopper_medium-v2.hdf5"))
     probe = {k: v[:512] for k, v in data.tensors.items()}
 
@@ -106,7 +107,7 @@ def test_warmstart_fits_fresh_members_to_loaded_targets_only(phase1_dir, d4rl_di
 
 
 def test_normalized_bonus_scales_with_the_rewards():
-    from hrl_core.rl.ensemble import BonusScale
+    from hrl_core.rl.explorers import BonusScale
 
     gen = torch.Generator().manual_seed(0)
     stds, qs, rs = (torch.rand(200, generator=gen) * s + s for s in (2.0, 100.0, 3.0))

@@ -19,11 +19,11 @@ import torch
 
 from hrl_core.data import HybridSampler, OfflineData, ReplayBuffer
 from hrl_core.data.d4rl import Transitions
+from hrl_core.rl import agents
 from hrl_core.rl.agents import make_agent
 from hrl_core.rl.envs import dataset_spec, make_env
 from hrl_core.rl.evaluation import Evaluator
 from hrl_core.rl.explorers import RewardBonus
-from hrl_core.rl.networks import HIDDEN
 from hrl_core.rl.perf import tune_allocator
 
 
@@ -53,46 +53,9 @@ def gemm_gflops(n: int = 2048, repeats: int = 7, device: torch.device | None = N
     return 2 * n**3 / (ms / 1000) / 1e9
 
 
-def _mlp_flops(
-    rows: int, dims: list[int], backward: bool, weight_grads: bool = True, input_grad: bool = False
-) -> float:
-    """Multiply-add FLOPs of an MLP on ``rows`` inputs (x2 per multiply-add).
-
-    Backward costs one GEMM per layer for input gradients (all layers but the first,
-    unless the input itself needs a gradient) and one for weight gradients (when the
-    weights are trained).
-    """
-    total = 0.0
-    for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
-        gemm = 2.0 * rows * d_in * d_out
-        total += gemm
-        if backward:
-            total += gemm if (i > 0 or input_grad) else 0.0
-            total += gemm if weight_grads else 0.0
-    return total
-
-
-def update_flops(algo: str, obs_dim: int, act_dim: int, n: int, batch: int, n_samples: int = 10) -> float:
-    """FLOPs of one gradient update (matmuls only; element-wise work is ignored)."""
-    h = HIDDEN
-    q = [obs_dim + act_dim, h, h, 1]
-    pi = [obs_dim, h, h, 2 * act_dim]  # mean and log-std heads counted as one layer
-    v = [obs_dim, h, h, 1]
-    if algo == "cql":
-        rows = (1 + 2 * n_samples) * batch
-        flops = n * _mlp_flops(batch, q, backward=False)  # target Q(s', a')
-        flops += _mlp_flops(batch, pi, backward=False)  # a' ~ pi(s')
-        flops += _mlp_flops(n_samples * batch, pi, backward=False)  # policy actions for the penalty
-        flops += n * _mlp_flops(rows, q, backward=True)  # critic on data + random + policy actions
-        flops += _mlp_flops(batch, pi, backward=True)  # actor loss: pi
-        # actor loss: frozen Q, differentiated down to its action input
-        flops += n * _mlp_flops(batch, q, backward=True, weight_grads=False, input_grad=True)
-        return flops
-    flops = n * _mlp_flops(batch, q, backward=False)  # target Q(s, a)
-    flops += _mlp_flops(batch, v, backward=True) + _mlp_flops(batch, v, backward=False)  # V(s), V(s')
-    flops += n * _mlp_flops(batch, q, backward=True)  # Q ensemble
-    flops += _mlp_flops(batch, pi, backward=True)  # actor log-prob
-    return flops
+def update_flops(algo: str, obs_dim: int, act_dim: int, n: int, batch: int) -> float:
+    """FLOPs of one gradient update (matmuls only), as the algorithm's module declares them."""
+    return agents.get(algo).update_flops(obs_dim, act_dim, n, batch)
 
 
 def _offline_stub(spec, device, size: int = 50_000) -> OfflineData:
@@ -114,7 +77,7 @@ def bench_cell(
 ) -> dict:
     spec = dataset_spec(dataset)
     torch.manual_seed(0)
-    overrides = {"compile_critic": compile_cql} if algo == "cql" else {}
+    overrides = {"compile_critic": compile_cql} if "compile_critic" in agents.settings_of(algo) else {}
     agent = make_agent(algo, spec.obs_dim, spec.act_dim, n, device, **overrides)
     online = ReplayBuffer(10_000, spec.obs_dim, spec.act_dim, device)
     env = make_env(dataset)

@@ -70,10 +70,12 @@ def run_demo(out_root: Path, phase1_dir: Path, budget: Budget = QUICK, workers: 
              dataset: str = DATASET) -> int:  # fmt: skip
     """Run the chain; results_phase2/, executed/ and figures/ go under ``out_root``."""
     from hrl_core.data.sources import generated_path
-    from hrl_core.lab import grids, plot
+    from hrl_core.lab import clusters, execute, grids, plot
     from hrl_core.run.generate import generate, shipped_policy_path
     from hrl_core.run.pretrain import PretrainConfig
 
+    backend = clusters.backend(workers=workers)
+    pretrain = grids.grid_kind({"kind": "pretrain"})
     t0, times = time.time(), {}
     spec = dataset_spec(dataset)
     d4rl_file = dataset_dir() / spec.file_name
@@ -116,11 +118,10 @@ def run_demo(out_root: Path, phase1_dir: Path, budget: Budget = QUICK, workers: 
                                  total_steps=budget.pretrain_steps,
                                  eval_interval=max(budget.pretrain_steps // 4, 1), eval_episodes=5,
                                  save_dir=str(phase1_dir), dataset_source=source)  # fmt: skip
-            todo.append(grids.Cell(cfg, notebook=grids.PRETRAIN_NOTEBOOK))
+            todo.append(grids.Cell(cfg, notebook=pretrain.notebook, kind=pretrain))
         if todo:
             _say(f"Phase I: pretraining {len(todo)} cell(s), {budget.pretrain_steps:,} steps each, into {phase1_dir}")
-            failed = grids.print_results(grids.run_grid(todo, executed_dir=out_root / "executed", workers=workers,
-                                                      progress=False))  # fmt: skip
+            failed = execute.print_results(execute.run_grid(todo, backend, out_root / "executed", progress=False))
             if failed:
                 return 1
 
@@ -147,8 +148,8 @@ def run_demo(out_root: Path, phase1_dir: Path, budget: Budget = QUICK, workers: 
     ]
     with _Stage("Phase II", times):
         _say(f"Phase II: {len(cells)} cells x {budget.online_steps:,} online steps -> {save_dir}")
-        results = grids.run_grid(cells, executed_dir=out_root / "executed", workers=workers, progress=False)
-        failed = grids.print_results(results)
+        results = execute.run_grid(cells, backend, out_root / "executed", progress=False)
+        failed = execute.print_results(results)
 
     # 4. Figures and summary.
     with _Stage("figures", times):

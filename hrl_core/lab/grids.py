@@ -1,4 +1,4 @@
-"""``hrl grid``: the study's grid, one papermill-executed notebook per cell, on Dask.
+"""Grid files: what a grid asks for (its cells), and what each cell's folder holds (its status).
 
 A grid file (``params/*.yaml``) lists the axes and shared settings::
 
@@ -32,22 +32,15 @@ subset of the arms; the grid is the union of its parts, and no run may be in two
 Cells run seed-major (all seed-0 cells first), so a grid stopped early leaves every
 setting with the same number of seeds rather than some settings with all of them.
 
-Every cell executes ``notebooks/finetune.ipynb`` with papermill into
-``executed/<run_name>.ipynb`` (the injected parameters stay in the notebook). A cell
-whose folder holds a complete run with the same identity (settings and inputs) is
-skipped, so re-running resumes a grid; an unfinished cell resumes from its snapshot;
-a cell another process is running is reported "running elsewhere" and left alone.
-Cells run as tasks on Dask: a ``LocalCluster`` sized to the machine, or any cluster
-given by ``--scheduler``.
+A cell whose folder holds a complete run with the same identity (settings and inputs)
+is complete; an unfinished one resumes; a cell another process is running is "running
+elsewhere". Running the cells is ``hrl_core.lab.execute``; where they run,
+``hrl_core.lab.clusters``.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
-import socket
-import sys
-import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -73,16 +66,28 @@ OPTIONAL_KEYS = {
 }  # fmt: skip
 # ``kind: pretrain`` grids (Phase I) have no bonus axis and name the dataset env_name.
 PRETRAIN_AXES = {"algos": "algo", "datasets": "env_name", "remove_top_k": "remove_top_k", "seeds": "seed"}
-PRETRAIN_NOTEBOOK = resources.folder("notebooks") / "pretrain.ipynb"
 
 
-def _kind(spec: dict) -> tuple[dict, type, dict, Path]:
-    """(axes, config class, quick budget, notebook) of a grid file's kind."""
+@dataclass(frozen=True)
+class GridKind:
+    """What a grid file's ``kind`` means: its axes, its cells' settings, their notebook and budget."""
+
+    name: str  # finetune (Phase II) | pretrain (Phase I)
+    axes: dict  # grid-file key -> settings field
+    config_cls: type  # FinetuneConfig | PretrainConfig
+    quick: dict  # the --quick budget
+    notebook: Path  # what each cell executes
+    steps_field: str  # the cell's training steps: online_steps | total_steps
+    by_identity: bool  # a cell's folder is compared by identity (settings + input digests), else by status
+
+
+def grid_kind(spec: dict) -> GridKind:
     from hrl_core.run.pretrain import QUICK_STEPS, PretrainConfig
 
     if spec.get("kind", "finetune") == "pretrain":
-        return PRETRAIN_AXES, PretrainConfig, {"total_steps": QUICK_STEPS}, PRETRAIN_NOTEBOOK
-    return AXES, FinetuneConfig, QUICK, DEFAULT_NOTEBOOK
+        return GridKind("pretrain", PRETRAIN_AXES, PretrainConfig, {"total_steps": QUICK_STEPS},
+                        resources.folder("notebooks") / "pretrain.ipynb", "total_steps", False)  # fmt: skip
+    return GridKind("finetune", AXES, FinetuneConfig, QUICK, DEFAULT_NOTEBOOK, "online_steps", True)
 
 
 @dataclass
@@ -94,6 +99,7 @@ class Cell:
     notebook: Path = DEFAULT_NOTEBOOK  # the notebook papermill executes for this cell
     arm: str = ""  # the study arm this cell belongs to (grid files with arms:); not part of the run
     part: str = ""  # the grid file's part this cell belongs to (grid files with parts:); not part of the run
+    kind: GridKind | None = None  # None: a Phase II cell
 
     @property
     def run_name(self) -> str:
@@ -102,7 +108,7 @@ class Cell:
     @property
     def steps(self) -> int:
         """Training steps of the cell: online steps (Phase II) or gradient steps (Phase I)."""
-        return getattr(self.config, "online_steps", None) or self.config.total_steps
+        return getattr(self.config, self.kind.steps_field if self.kind else "online_steps")
 
     @property
     def run_dir(self) -> Path:
@@ -124,7 +130,8 @@ def load_grid(path: str | Path) -> dict:
         raise HrlError(f"grid file {path} must be a mapping with keys {', '.join(AXES)} and settings")
     if spec.get("kind", "finetune") not in ("finetune", "pretrain"):
         raise HrlError(f"grid file {path}: kind must be finetune or pretrain")
-    axes, config_cls, _, _ = _kind(spec)
+    kind = grid_kind(spec)
+    axes, config_cls = kind.axes, kind.config_cls
     for key in ("settings", "algo_settings", "comparisons"):  # arms and parts say so themselves, below
         if spec.get(key) is not None and not isinstance(spec[key], dict):
             raise HrlError(f"grid file {path}: {key} must be a mapping (key: value lines), not {spec[key]!r}")
@@ -221,7 +228,8 @@ def expand(spec: dict, filters: dict | None = None, overrides: dict | None = Non
     filters = filters or {}
     if spec.get("parts"):
         return _expand_parts(spec, filters, overrides, quick)
-    axis_names, config_cls, quick_budget, notebook = _kind(spec)
+    kind = grid_kind(spec)
+    axis_names, config_cls, quick_budget = kind.axes, kind.config_cls, kind.quick
     shared = dict(spec.get("settings") or {})
     late = {**(quick_budget if quick else {}), **(overrides or {})}  # beat the file's settings
     present = {k: v for k, v in axis_names.items() if k in spec}  # bonus_types is optional with arms
@@ -243,11 +251,11 @@ def expand(spec: dict, filters: dict | None = None, overrides: dict | None = Non
         # Absolute paths: notebooks run with notebooks/ as working directory (and a
         # remote worker elsewhere), so relative paths are fixed here, from where
         # `hrl grid` was started, as `hrl finetune` would read them.
-        if hasattr(cfg, "resolve_paths"):
+        if kind.by_identity:
             cfg.resolve_paths(Path.cwd())
         else:
             cfg.save_dir = str(Path(cfg.save_dir).resolve())
-        cell = Cell(cfg, notebook=notebook, arm="" if arm is None else str(arm))
+        cell = Cell(cfg, notebook=kind.notebook, arm="" if arm is None else str(arm), kind=kind)
         twin = by_name.get(cell.run_name)
         if twin is not None:
             raise HrlError(
@@ -309,7 +317,7 @@ def cell_status(cell: Cell, allow_download: bool = False) -> str:
     holder = lock.live_holder(cell.run_dir)
     if holder is not None:
         return f"running elsewhere: {lock.describe(holder)}"
-    if not hasattr(cell.config, "identity_settings"):  # Phase I cells
+    if cell.kind is not None and not cell.kind.by_identity:  # Phase I cells: their status
         return folder.read_status(cell.run_dir) or "new"
     try:
         inputs = folder.resolve_inputs(cell.config, allow_download=allow_download)
@@ -323,405 +331,26 @@ def cell_status(cell: Cell, allow_download: bool = False) -> str:
     return found.status
 
 
-def estimate_seconds(cells: list[Cell], ms_per_step: dict[str, float], workers: int) -> float:
-    """Wall-time estimate: online steps x measured ms/step (hrl bench), over the workers."""
+RUNNING_ELSEWHERE = "running elsewhere"
+DAMAGED = "complete but its record is damaged"
+SKIPPED = "skipped (complete)"
+
+
+def estimate_seconds(cells: list[Cell], workers: int) -> float:
+    """Wall-time estimate: steps x each algorithm's declared ms per step, over the workers."""
+    from hrl_core.rl import agents
+
     total = 0.0
     for c in cells:
-        per_step = ms_per_step[c.config.algo] / 1000
+        per_step = agents.get(c.config.algo).ms_per_step / 1000
         evals = c.steps // c.config.eval_interval + 1
         total += c.steps * per_step + evals * c.config.eval_episodes * EVAL_SECONDS_PER_EPISODE
     return total / max(workers, 1)
 
 
-# Per online step on the reference 2-core CPU machine, one torch thread per cell, two
-# cells side by side, N=3. CQL: `hrl bench --threads 1` (median of 3, halfcheetah shapes,
-# 110.6 ms; hopper 107.5). IQL: end to end in the variants study (30,000-step hopper cells
-# took ~510 s each, loop, evaluation and start-up included; `hrl bench --threads 1` alone
-# says 12 ms). README "Performance".
-MS_PER_STEP_1_THREAD = {"cql": 110.0, "iql": 17.0}
 EVAL_SECONDS_PER_EPISODE = 0.15  # one 1,000-step episode, stepped with the others
 
 
 def format_duration(seconds: float) -> str:
     hours, rem = divmod(int(seconds), 3600)
     return f"{hours} h {rem // 60:02d} min" if hours else f"{rem // 60} min {rem % 60:02d} s"
-
-
-def default_workers() -> int:
-    """One cell per core, one torch thread each (see :func:`plan_workers`)."""
-    return max(1, os.cpu_count() or 1)
-
-
-@dataclass
-class WorkerSpec:
-    """One Dask worker of a local grid: its name, the GPU it is pinned to, its torch threads."""
-
-    name: str
-    gpu: int | None  # CUDA device index made visible to it (CUDA_VISIBLE_DEVICES); None: CPU
-    threads: int  # torch threads of the cell it runs
-
-    @property
-    def env(self) -> dict:
-        env = {"OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads)}
-        if self.gpu is not None:
-            env["CUDA_VISIBLE_DEVICES"] = str(self.gpu)
-        return env
-
-
-def visible_gpus() -> int:
-    """CUDA GPUs this machine offers (0 without torch CUDA)."""
-    try:
-        import torch
-
-        return torch.cuda.device_count()
-    except Exception:  # noqa: BLE001 - no usable CUDA means no GPUs
-        return 0
-
-
-def plan_workers(n_gpus: int, cpu_count: int, cells_per_gpu: int = 1, workers: int | None = None,
-                 threads_per_cell: int | None = None) -> list[WorkerSpec]:  # fmt: skip
-    """The local workers of a grid.
-
-    With G GPUs: ``cells_per_gpu`` workers per GPU, each seeing only its own GPU (so a
-    cell's ``device=auto`` is that GPU), the cores shared out among them. Without: one
-    worker per core (or ``workers``) with one torch thread each -- measured on 2 cores,
-    two 1-thread cells finish more steps per second than one 2-thread cell (IQL 14.3 vs
-    10.3 ms per update, CQL 135 vs 96 ms), and more threads than cores run several
-    times slower.
-    """
-    if n_gpus > 0:
-        n = workers or n_gpus * max(1, cells_per_gpu)
-        threads = threads_per_cell or max(1, cpu_count // n)
-        return [WorkerSpec(f"gpu{i % n_gpus}-{i // n_gpus}", i % n_gpus, threads) for i in range(n)]
-    n = workers or max(1, cpu_count)
-    threads = threads_per_cell or 1
-    return [WorkerSpec(f"cpu{i}", None, threads) for i in range(n)]
-
-
-LOOPBACK = "127.0.0.1"  # where a local grid's scheduler and workers listen
-
-
-def local_cluster(specs: list[WorkerSpec]):
-    """A Dask cluster on this machine with one process per WorkerSpec (its env, its GPU)."""
-    from dask.distributed import Nanny, Scheduler, SpecCluster
-
-    # Loopback only: Dask's comm protocol runs whatever function it is sent, so a worker
-    # listening on the machine's network address (its default: all interfaces) lets anyone
-    # who reaches the node run code as the user. The worker's HTTP endpoints follow its host.
-    options = {"nthreads": 1, "silence_logs": 40, "host": LOOPBACK}
-    workers = {s.name: {"cls": Nanny, "options": {**options, "env": s.env, "name": s.name}} for s in specs}
-    scheduler = {"cls": Scheduler, "options": {"dashboard_address": None, "host": LOOPBACK}}
-    return SpecCluster(workers=workers, scheduler=scheduler, silence_logs=40)
-
-
-@dataclass
-class SlurmOptions:
-    """What a cluster user sets for ``hrl grid --cluster slurm`` (dask-jobqueue SLURMCluster)."""
-
-    partition: str | None = None  # Slurm partition (queue); None: the cluster's default
-    walltime: str = "24:00:00"  # per job; a cell cut by it resumes in the next job from its snapshot
-    cores: int = 2  # CPU cores per job
-    memory: str = "8GB"  # memory per job
-    gpus_per_job: int = 0  # 0: CPU jobs (one cell per core); 1: one GPU per job shared by cells_per_gpu cells
-    jobs: int = 4  # jobs at once
-    job_extra: tuple = ()  # extra #SBATCH lines, e.g. ("--account=myproj", "--qos=long")
-    cells_per_gpu: int = 1  # concurrent cells on a job's GPU
-    log_dir: str = "slurm-logs"  # the jobs' stdout/stderr
-
-    @property
-    def cells_per_job(self) -> int:
-        return self.cells_per_gpu if self.gpus_per_job else self.cores
-
-    @property
-    def threads_per_cell(self) -> int:
-        return max(1, self.cores // self.cells_per_job)
-
-    def describe(self) -> str:
-        where = f"partition {self.partition}" if self.partition else "the default partition"
-        gpu = f", {self.gpus_per_job} GPU ({self.cells_per_gpu} cell(s) on it)" if self.gpus_per_job else ""
-        return (f"slurm: up to {self.jobs} job(s) at once on {where}, each {self.cores} cores, {self.memory}{gpu}, "
-                f"walltime {self.walltime}; {self.cells_per_job} cell(s) per job, {self.threads_per_cell} torch "
-                f"thread(s) per cell")  # fmt: skip
-
-
-def slurm_cluster(opts: SlurmOptions, env: dict | None = None):
-    """A dask-jobqueue SLURMCluster for the grid, scaled to ``opts.jobs`` jobs.
-
-    Each job runs one Dask worker with one thread per concurrent cell (cells run in their
-    own kernel processes). At walltime or preemption Slurm sends SIGTERM to every process
-    of the job and SIGKILL ``KillWait`` seconds later (30 s by default): a running cell
-    writes a snapshot on SIGTERM, and the grid (or its re-run) resumes it in another job.
-    """
-    import sys
-
-    try:
-        from dask_jobqueue import SLURMCluster
-    except ImportError:
-        raise HrlError("--cluster slurm needs dask-jobqueue: pip install 'hrl[slurm]'") from None
-    exports = {**(env or {}), "OMP_NUM_THREADS": str(opts.threads_per_cell)}
-    directives = list(opts.job_extra)
-    if opts.gpus_per_job:
-        directives.append(f"--gres=gpu:{opts.gpus_per_job}")
-    Path(opts.log_dir).mkdir(parents=True, exist_ok=True)
-    cluster = SLURMCluster(
-        queue=opts.partition,
-        cores=opts.cells_per_job,  # worker threads = concurrent cells
-        job_cpu=opts.cores,
-        processes=1,
-        memory=opts.memory,
-        walltime=opts.walltime,
-        job_extra_directives=directives,
-        job_script_prologue=[f"export {k}={v}" for k, v in exports.items()],
-        python=sys.executable,
-        log_directory=opts.log_dir,
-        scheduler_options={"dashboard_address": None},
-    )
-    cluster.scale(jobs=opts.jobs)
-    return cluster
-
-
-def plan_text(cells: list[Cell], scheduler: str | None, slurm: SlurmOptions | None, workers: int | None,
-              cells_per_gpu: int, threads_per_cell: int, n_gpus: int | None = None,
-              cpu_count: int | None = None) -> str:  # fmt: skip
-    """What ``hrl grid`` would start to run these cells (for --dry_run)."""
-    if scheduler:
-        return f"an existing Dask cluster at {scheduler} (its workers' own resources)"
-    if slurm is not None:
-        return slurm.describe()
-    n_gpus = visible_gpus() if n_gpus is None else n_gpus
-    cpus = cpu_count or os.cpu_count() or 1
-    specs = plan_workers(n_gpus, cpus, cells_per_gpu, workers, threads_per_cell if not n_gpus else None)
-    if n_gpus:
-        return (f"local: {len(specs)} worker(s) on {n_gpus} GPU(s) ({cells_per_gpu} cell(s) per GPU), "
-                f"{specs[0].threads} torch thread(s) per cell")  # fmt: skip
-    return f"local: {len(specs)} worker(s), no GPU, {specs[0].threads} torch thread(s) per cell"
-
-
-# --------------------------------------------------------------------------------------
-# Execution
-# --------------------------------------------------------------------------------------
-def notebook_parameters(cfg) -> dict:
-    """Config -> the notebook's parameters: its fields as they are (papermill writes None as None)."""
-    from dataclasses import asdict
-
-    params = asdict(cfg)
-    params["progress"] = False  # papermill output stays readable; the grid shows progress
-    if isinstance(cfg, FinetuneConfig):
-        params["grid_cell"] = True  # finished meanwhile by another process: skip, do not re-record
-    return params
-
-
-RUNNING_ELSEWHERE = "running elsewhere"
-DAMAGED = "complete but its record is damaged"
-SKIPPED = "skipped (complete)"
-
-
-def partial_path(output: Path, host: str | None = None, pid: int | None = None) -> Path:
-    """The hidden file a cell's notebook is executed into: one per executing process."""
-    host, pid = host or socket.gethostname(), pid or os.getpid()
-    return output.with_name(f".{output.stem}.{host}-{pid}.partial.ipynb")
-
-
-def _remove_stale_partials(output: Path, before: float) -> None:
-    """Partial notebooks of this cell left by killed executions (older than this one)."""
-    for stale in output.parent.glob(f".{output.stem}.*.partial.ipynb"):
-        try:
-            if stale.stat().st_mtime < before:
-                stale.unlink()
-        except FileNotFoundError:  # its owner removed it meanwhile
-            pass
-
-
-KERNEL_START_ATTEMPTS = 3  # a kernel that dies before running any cell is started again
-
-
-def _nothing_ran(partial: Path) -> bool:
-    """True when papermill ran none of the notebook's cells (e.g. its kernel died at start:
-    two kernels started at once on one host can pick the same free TCP port)."""
-    import json
-
-    try:
-        cells = json.loads(partial.read_text()).get("cells", [])
-    except (OSError, ValueError):
-        return True  # not even written: nothing ran
-    # papermill marks every cell "completed" when it ends, even unrun ones: a cell ran iff it has a start time
-    return all(c.get("metadata", {}).get("papermill", {}).get("start_time") is None for c in cells)
-
-
-def execute_cell(notebook: str, output: str, parameters: dict, env: dict, run_name: str = "",
-                 kernel_name: str = "python3") -> dict:  # fmt: skip
-    """Run one cell's notebook with papermill (in a Dask worker). Never raises.
-
-    Returns ``{"status", "run_name", "notebook", "seconds", "error", "kernel_starts"}``.
-    The notebook is executed into a hidden partial file of its own (host and PID in the
-    name: two grids may start the same cell at once, and one of them then finds the run
-    locked) and moved to ``output`` when it ends, so a cell that finds its run held by
-    another process leaves that process's notebook alone; a failed cell keeps its
-    executed notebook with the error in it. A kernel that fails before the notebook's
-    first cell ran is started again (up to ``KERNEL_START_ATTEMPTS`` times): nothing of
-    the run happened yet, so this cannot change a result.
-    """
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
-    os.environ.update(env)
-    t0 = time.time()
-    result = {"run_name": run_name, "notebook": output, "error": None, "kernel_starts": 0}
-    partial = partial_path(Path(output))
-    try:
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
-        while True:
-            result["kernel_starts"] += 1
-            try:
-                papermill.execute_notebook(
-                    notebook,
-                    str(partial),
-                    parameters=parameters,
-                    cwd=str(Path(notebook).parent),
-                    progress_bar=False,
-                    log_output=False,
-                    kernel_name=kernel_name,
-                    # the kernel's own log: its TCP-without-encryption warning on every start is noise here
-                    extra_arguments=["--IPKernelApp.log_level=ERROR"],
-                )
-                break
-            except PapermillExecutionError:
-                raise
-            except Exception:  # noqa: BLE001 - retried only when no cell ran
-                if result["kernel_starts"] >= KERNEL_START_ATTEMPTS or not _nothing_ran(partial):
-                    raise
-                time.sleep(1.0 + (os.getpid() % 7) / 3)  # two grids retrying do not meet again
-        result["status"] = "complete"
-    except PapermillExecutionError as exc:
-        result["status"] = {"RunLocked": RUNNING_ELSEWHERE, "AlreadyComplete": SKIPPED}.get(exc.ename, "failed")
-        result["error"] = f"{exc.ename}: {str(exc.evalue).strip().splitlines()[0][:300]}" if exc.evalue else exc.ename
-    except Exception as exc:  # noqa: BLE001 - a failed cell must not stop the grid
-        lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
-        result["status"] = "failed"
-        result["error"] = lines[-1][:300] if lines else exc.__class__.__name__
-        if result["kernel_starts"] > 1:
-            result["error"] += f" (kernel started {result['kernel_starts']} times)"
-    finally:
-        try:
-            if result.get("status") in (RUNNING_ELSEWHERE, SKIPPED):  # another process's record stays
-                partial.unlink(missing_ok=True)
-                result["notebook"] = None
-            elif partial.exists():
-                os.replace(partial, output)
-                _remove_stale_partials(Path(output), t0)
-        except OSError as exc:  # e.g. a full disk: the run's own folder holds its results
-            result["error"] = (result.get("error") or "") + f"; executed notebook not kept ({exc})"
-    result["seconds"] = time.time() - t0
-    return result
-
-
-def run_grid(
-    cells: list[Cell],
-    notebook: Path = DEFAULT_NOTEBOOK,
-    executed_dir: Path = Path("executed"),
-    scheduler: str | None = None,
-    workers: int | None = None,
-    threads_per_cell: int = 1,
-    progress: bool = True,
-    cluster=None,
-    cells_per_gpu: int = 1,
-) -> list[dict]:
-    """Execute the cells on Dask; returns one result dict per cell (skipped ones too).
-
-    ``scheduler``: an existing Dask cluster's address; ``cluster``: a cluster object
-    (e.g. dask-jobqueue's SLURMCluster); otherwise a local cluster from :func:`plan_workers`.
-    """
-    from dask.distributed import Client, as_completed
-    from tqdm.auto import tqdm
-
-    todo, results = [], []
-    for cell in cells:
-        status = cell_status(cell, allow_download=True)
-        if status == "complete":
-            results.append({"run_name": cell.run_name, "status": SKIPPED, "notebook": None})
-        elif status.startswith(DAMAGED):  # a complete run's damaged record: never silently recomputed
-            results.append({"run_name": cell.run_name, "status": "failed", "notebook": None,
-                            "error": status})  # fmt: skip
-        elif status.startswith(RUNNING_ELSEWHERE):
-            results.append({"run_name": cell.run_name, "status": RUNNING_ELSEWHERE, "notebook": None,
-                            "error": status.split(": ", 1)[1]})  # fmt: skip
-        else:
-            todo.append(cell)
-    if not todo:
-        return results
-
-    # Propagate the data locations to the workers (a remote cluster may differ: then
-    # set them in the workers' environment instead).
-    env = {k: os.environ[k] for k in ("D4RL_DATASET_DIR", "HRL_PHASE1_DIR") if k in os.environ}
-    own_cluster = None
-    if scheduler:
-        client = Client(scheduler)
-    elif cluster is not None:
-        client = Client(cluster)
-    else:
-        specs = plan_workers(visible_gpus(), os.cpu_count() or 1, cells_per_gpu, workers, threads_per_cell)
-        own_cluster = local_cluster(specs)
-        client = Client(own_cluster)
-    try:
-        futures = {}
-        for cell in todo:
-            cfg = cell.config
-            if getattr(cfg, "threads", 0) is None and not own_cluster:
-                cfg.threads = threads_per_cell  # a worker of someone else's cluster: the grid's choice
-            params = notebook_parameters(cfg)
-            out = Path(executed_dir) / f"{cell.run_name}.ipynb"
-            cell.notebook_out = out
-            fut = client.submit(
-                execute_cell,
-                str(notebook if notebook != DEFAULT_NOTEBOOK else cell.notebook),
-                str(out),
-                params,
-                env,
-                cell.run_name,
-                key=f"cell-{cell.run_name}",
-                pure=False,
-                retries=0,
-            )
-            futures[fut] = cell
-        bar = tqdm(total=len(todo), desc="grid", unit="cell", disable=not progress)
-        counts = {"complete": 0, "failed": 0, RUNNING_ELSEWHERE: 0}
-        t0 = time.time()
-        for fut in as_completed(futures):
-            try:
-                res = fut.result()
-            except Exception as exc:  # noqa: BLE001 - a worker lost (e.g. its Slurm job ended)
-                cell = futures[fut]
-                error = f"worker lost ({exc.__class__.__name__}); run the grid again to resume the cell"
-                res = {"run_name": cell.run_name, "status": "failed", "notebook": str(cell.notebook_out)}
-                res["error"] = error
-            results.append(res)
-            counts[res["status"]] = counts.get(res["status"], 0) + 1
-            finished = sum(counts.values())
-            eta = (time.time() - t0) / finished * (len(todo) - finished)
-            bar.set_postfix(done=counts["complete"], failed=counts["failed"], elsewhere=counts[RUNNING_ELSEWHERE],
-                            eta=format_duration(eta), refresh=False)  # fmt: skip
-            bar.update(1)
-        bar.close()
-    finally:
-        client.close()
-        if own_cluster is not None:
-            own_cluster.close()
-    return results
-
-
-def print_results(results: list[dict], out=sys.stdout) -> int:
-    """Summary lines; returns the number of failed cells (cells running elsewhere are not failures)."""
-    failed = [r for r in results if r["status"] == "failed"]
-    ran = [r for r in results if r["status"] == "complete"]
-    skipped = [r for r in results if r["status"].startswith("skipped")]
-    elsewhere = [r for r in results if r["status"] == RUNNING_ELSEWHERE]
-    print(
-        f"grid: {len(ran)} ran, {len(skipped)} skipped (already complete), {len(elsewhere)} running elsewhere, "
-        f"{len(failed)} failed",
-        file=out,
-    )
-    for r in elsewhere:
-        print(f"  ELSEWHERE {r['run_name']}: {r.get('error')}", file=out)
-    for r in failed:
-        print(f"  FAILED {r['run_name']}: {r['error']}\n         notebook: {r['notebook']}", file=out)
-    return len(failed)

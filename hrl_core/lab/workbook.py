@@ -27,11 +27,9 @@ EXTRA_PARAMETERS = (
 
 def parameters_source() -> str:
     """The ``parameters`` cell: every FinetuneConfig field, its default and its help."""
-    import typing
 
-    from hrl_core.run.config import field_help, literal_choices, range_text
+    from hrl_core.run.config import field_choices, field_help, range_text
 
-    hints = typing.get_type_hints(FinetuneConfig)
     helps = field_help()
     lines = ["# Parameters (papermill overrides these). Generated from hrl_core.run.config.FinetuneConfig:",
              "# python -m hrl_core.lab.workbook rewrites this cell after a setting is added."]  # fmt: skip
@@ -39,7 +37,7 @@ def parameters_source() -> str:
         default = f.default_factory() if f.default is MISSING else f.default
         if f.name == "phase1_dir":
             default = "results"  # not the machine's $HRL_PHASE1_DIR: the notebook must not depend on it
-        choices = literal_choices(hints[f.name])
+        choices = field_choices(FinetuneConfig, f.name)
         allowed = f" (one of: {', '.join(map(str, choices))})" if choices else ""
         if f.metadata.get("lo") is not None or f.metadata.get("hi") is not None:
             allowed = f" (range {range_text(f)})"

@@ -1,34 +1,74 @@
-"""How a run explores during collection: the action it takes and the bonus it adds.
+"""How a run explores during collection: the action it takes, the bonus it adds, and what it learns.
 
-One object, built from the run's config (:func:`make_explorer`), owns acting, the
-ensemble-disagreement signal, its scaling and clipping, and its saved state (as
-d3rlpy's ``explorers`` own action selection). The loop only calls
-``explorer.act(agent, obs)`` and ``explorer.bonus(reward)``.
+An explorer is a small protocol (as d3rlpy's explorers), registered by name
+(``exploration=<name>`` with ``bonus_type=ensemble``); the loop calls only:
 
-- :class:`NoBonus` (``bonus_type=none``): the stochastic policy's action; rewards
-  unchanged. The disagreement is still measured and logged.
-- :class:`RewardBonus` (``bonus_type=ensemble``, ``exploration=reward_bonus``): the
-  spec's bonus ``lambda * std(Q_1..Q_N)(s, a)`` at the action actually taken, added to
-  the online transition's reward; ``bonus_scale=normalized`` puts it in reward units
-  (:class:`hrl_core.rl.ensemble.BonusScale`), ``bonus_clip`` caps it.
-- :class:`UCBAction` (``exploration=ucb_action``): SUNRISE's choice among K policy
-  samples by mean + coeff * std of Q; rewards unchanged.
+- ``explorer.act(agent, obs)`` -> the action to take (it also measures the ensemble
+  disagreement std(Q_1..Q_N)(s, a) there: :attr:`Explorer.disagreement`, logged for every run);
+- ``explorer.bonus(reward)`` -> what is added to that online transition's reward (0: none);
+- ``explorer.update(agent, batch)`` after each gradient update (an explorer that learns, e.g.
+  RND, trains here; returns statistics to log, or None);
+- ``state_dict()`` / ``load_state_dict()``: its own saved state (snapshots keep it under
+  ``explorer``).
+
+Each explorer declares the settings it uses (:attr:`Explorer.settings`): a setting that the
+run's explorer does not use is not part of the run's identity. Built in:
+
+- :class:`NoBonus` (``bonus_type=none``): the stochastic policy's action; rewards unchanged.
+- :class:`RewardBonus` (``reward_bonus``, the spec): ``lambda * std(Q)(s, a)`` at the action
+  actually taken; ``bonus_scale=normalized`` puts it in reward units (:class:`BonusScale`),
+  ``bonus_clip`` caps it.
+- :class:`UCBAction` (``ucb_action``): SUNRISE's choice among K policy samples by
+  mean + coeff * std of Q (Lee et al., ICML 2021); rewards unchanged.
+
+Plug-ins register their own with :func:`register` (see ``hrl_core.plugins``).
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 
-from hrl_core.rl.ensemble import BonusScale, ucb_choice
+from hrl_core.errors import HrlError
+
+_REGISTRY: dict[str, type] = {}
+
+
+def register(cls: type) -> type:
+    """Class decorator: make an explorer available as ``exploration=<cls.name>``."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def names() -> tuple[str, ...]:
+    """Registered explorer names (built-ins first, then plug-ins)."""
+    from hrl_core import plugins
+
+    plugins.load()
+    return tuple(_REGISTRY)
+
+
+def get(name: str) -> type:
+    if name not in names():
+        raise HrlError(f"unknown exploration {name!r}: use one of {', '.join(names())}")
+    return _REGISTRY[name]
 
 
 class Explorer:
-    """Base: the policy's own stochastic action, no bonus."""
+    """Base: the policy's own stochastic action, no bonus, nothing learned."""
+
+    name: ClassVar[str] = "none"
+    settings: ClassVar[tuple[str, ...]] = ()  # FinetuneConfig fields this explorer reads
 
     def __init__(self):
         self.disagreement = 0.0  # std(Q_1..Q_N)(s, a) of the last action taken
         self.mean_abs_q = 0.0  # mean |Q| over members at that action
+
+    @classmethod
+    def from_config(cls, cfg) -> Explorer:
+        return cls()
 
     def _measure(self, q: torch.Tensor) -> None:
         # One host transfer for both numbers.
@@ -46,6 +86,10 @@ class Explorer:
         """The bonus added to the last action's env reward (0: none)."""
         return 0.0
 
+    def update(self, agent, batch: dict) -> dict | None:
+        """After each gradient update; an explorer that learns trains here (tensors to log, or None)."""
+        return None
+
     def state_dict(self) -> dict | None:
         return None
 
@@ -57,14 +101,52 @@ class NoBonus(Explorer):
     """``bonus_type=none``: vanilla fine-tuning."""
 
 
+class BonusScale:
+    """``bonus_scale=normalized``: lambda * std(Q) / running |Q| * running |r|.
+
+    std(Q) relative to the Q scale is a unitless disagreement; multiplying by the
+    running mean |env reward| puts the bonus in reward units. So lambda means "bonus
+    = lambda x (relative disagreement) x typical reward" in any environment, and a
+    reward rescale by c rescales the bonus by c (the bonus/reward ratio is unchanged).
+    Running means are exponential with rate ``rate`` (state saved in snapshots).
+    """
+
+    def __init__(self, rate: float = 0.01):
+        self.rate = rate
+        self.q_scale = None  # running mean |Q(s, a)| over members
+        self.r_scale = None  # running mean |r|
+
+    def __call__(self, std_q: float, mean_abs_q: float, reward: float) -> float:
+        def ema(old, new):
+            return new if old is None else (1 - self.rate) * old + self.rate * new
+
+        self.q_scale = ema(self.q_scale, mean_abs_q)
+        self.r_scale = ema(self.r_scale, abs(reward))
+        return std_q / max(self.q_scale, 1e-6) * self.r_scale
+
+    def state_dict(self) -> dict:
+        return {"rate": self.rate, "q_scale": self.q_scale, "r_scale": self.r_scale}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rate, self.q_scale, self.r_scale = state["rate"], state["q_scale"], state["r_scale"]
+
+
+@register
 class RewardBonus(Explorer):
     """The spec's exploration bonus on online rewards."""
+
+    name = "reward_bonus"
+    settings = ("bonus_coeff", "bonus_scale", "bonus_clip")
 
     def __init__(self, coeff: float, scale: str = "raw", clip: float = 0.0):
         super().__init__()
         self.coeff = coeff
         self.clip = clip
         self.scaler = BonusScale() if scale == "normalized" else None
+
+    @classmethod
+    def from_config(cls, cfg) -> RewardBonus:
+        return cls(cfg.bonus_coeff, cfg.bonus_scale, cfg.bonus_clip)
 
     def bonus(self, reward: float) -> float:
         signal = self.disagreement
@@ -81,13 +163,31 @@ class RewardBonus(Explorer):
             self.scaler.load_state_dict(state)
 
 
+def ucb_choice(q_all: torch.Tensor, coeff: float) -> int:
+    """Index of the candidate action maximizing mean + coeff * std over members.
+
+    SUNRISE's UCB exploration (Lee et al., ICML 2021): q_all [N, K] holds every
+    member's Q for K candidate actions sampled from the policy.
+    """
+    score = q_all.mean(dim=0) + coeff * q_all.std(dim=0)  # [K]
+    return int(score.argmax())
+
+
+@register
 class UCBAction(Explorer):
     """SUNRISE's UCB action selection (Lee et al., ICML 2021); rewards unchanged."""
+
+    name = "ucb_action"
+    settings = ("ucb_candidates", "ucb_coeff")
 
     def __init__(self, candidates: int, coeff: float):
         super().__init__()
         self.candidates = candidates
         self.coeff = coeff
+
+    @classmethod
+    def from_config(cls, cfg) -> UCBAction:
+        return cls(cfg.ucb_candidates, cfg.ucb_coeff)
 
     @torch.no_grad()
     def act(self, agent, obs: np.ndarray) -> np.ndarray:
@@ -104,6 +204,4 @@ def make_explorer(cfg) -> Explorer:
     """The explorer a FinetuneConfig asks for."""
     if cfg.bonus_type != "ensemble":
         return NoBonus()
-    if cfg.exploration == "ucb_action":
-        return UCBAction(cfg.ucb_candidates, cfg.ucb_coeff)
-    return RewardBonus(cfg.bonus_coeff, cfg.bonus_scale, cfg.bonus_clip)
+    return get(cfg.exploration).from_config(cfg)

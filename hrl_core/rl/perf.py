@@ -74,3 +74,20 @@ def make_adam(params, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=lr, fused=True)
     except (RuntimeError, ValueError, TypeError):
         return torch.optim.Adam(params, lr=lr)
+
+
+def mlp_flops(rows: int, dims: list[int], backward: bool, weight_grads: bool = True, input_grad: bool = False) -> float:
+    """Multiply-add FLOPs of an MLP on ``rows`` inputs (x2 per multiply-add).
+
+    Backward costs one GEMM per layer for input gradients (all layers but the first,
+    unless the input itself needs a gradient) and one for weight gradients (when the
+    weights are trained).
+    """
+    total = 0.0
+    for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
+        gemm = 2.0 * rows * d_in * d_out
+        total += gemm
+        if backward:
+            total += gemm if (i > 0 or input_grad) else 0.0
+            total += gemm if weight_grads else 0.0
+    return total

@@ -7,8 +7,9 @@ comment that is also its ``--help`` text. Everything else is generated from it:
 - ``hrl finetune``'s flags (``hrl_core.cli``), with choices, ranges and help;
 - the ``parameters`` cell of ``notebooks/finetune.ipynb`` (``workbook.parameters_source``;
   a test fails when the notebook drifts from it);
-- the agent's hyper-parameters: fields named like a field of ``CQLConfig`` /
-  ``IQLConfig`` are passed to the agent (:meth:`FinetuneConfig.agent_settings`);
+- the agent's hyper-parameters: fields named like a field of the algorithm's config
+  (``CQLConfig``, ``IQLConfig``, a plug-in's) are passed to the agent
+  (:meth:`FinetuneConfig.agent_settings`), and apply to a run only if its algorithm has them;
 - the run's identity: the result settings that apply to the run, hashed into its
   folder name and recorded in ``config.json`` (:meth:`FinetuneConfig.identity_settings`).
 
@@ -38,16 +39,19 @@ COMPILE_MIN_STEPS = 2_000  # a compile takes ~20 s: worth it for runs of 2,000+ 
 CELL_KEYS = ("algo", "env", "remove_top_k", "bonus_type", "seed")
 
 
-def setting(default, *, lo=None, hi=None, lo_open=False, hi_open=False, result=True, when=None, quick=None):
+def setting(default, *, lo=None, hi=None, lo_open=False, hi_open=False, result=True, when=None, quick=None,
+            choices=None):  # fmt: skip
     """A field of FinetuneConfig with what the rest of the package needs to know about it.
 
     ``lo``/``hi``: allowed range (``*_open``: bound excluded). ``result``: whether the
     setting changes the run's results (and so its identity). ``when``: a predicate on
     the config saying whether the setting applies at all (``cql_alpha`` only for CQL);
     one that does not apply is left out of the identity. ``quick``: its ``--quick`` value.
+    ``choices``: a function giving the allowed values when they come from a registry (the
+    algorithms, the explorers), so plug-ins are among them; otherwise a ``Literal`` type.
     """
     meta = {"lo": lo, "hi": hi, "lo_open": lo_open, "hi_open": hi_open, "result": result, "when": when,
-            "quick": quick}  # fmt: skip
+            "quick": quick, "choices": choices}  # fmt: skip
     if callable(default):
         return field(default_factory=default, metadata=meta)
     return field(default=default, metadata=meta)
@@ -57,21 +61,43 @@ def _phase1_dir_default() -> str:
     return os.environ.get("HRL_PHASE1_DIR", "results")
 
 
+def _algorithms() -> tuple[str, ...]:
+    from hrl_core.rl import agents
+
+    return agents.names()
+
+
+def _explorers() -> tuple[str, ...]:
+    from hrl_core.rl import explorers
+
+    return explorers.names()
+
+
 # When a setting applies at all (one that does not is left out of the run's identity).
-def _cql(c: FinetuneConfig) -> bool:
-    return c.algo == "cql"
+def _algo_has(name: str):
+    """Applies when the run's algorithm has a hyper-parameter of this name (cql_alpha: CQL)."""
+
+    def applies(c: FinetuneConfig) -> bool:
+        from hrl_core.rl import agents
+
+        return name in agents.settings_of(c.algo)
+
+    return applies
 
 
 def _bonus_on(c: FinetuneConfig) -> bool:
     return c.bonus_type == "ensemble"
 
 
-def _reward_bonus_on(c: FinetuneConfig) -> bool:
-    return c.bonus_type == "ensemble" and c.exploration == "reward_bonus"
+def _explorer_uses(name: str):
+    """Applies when the run explores (bonus_type=ensemble) with an explorer that reads it."""
 
+    def applies(c: FinetuneConfig) -> bool:
+        from hrl_core.rl import explorers
 
-def _ucb_on(c: FinetuneConfig) -> bool:
-    return c.bonus_type == "ensemble" and c.exploration == "ucb_action"
+        return c.bonus_type == "ensemble" and name in explorers.get(c.exploration).settings
+
+    return applies
 
 
 @dataclass
@@ -81,17 +107,19 @@ class FinetuneConfig:
     A comment above a field and the one after it are its help text (``hrl finetune --help``).
     """
 
-    algo: Literal["cql", "iql"] = setting("iql")  # Phase I algorithm
+    algo: str = setting("iql", choices=_algorithms)  # Phase I algorithm
     env: DatasetName = setting("hopper-medium-v2")  # D4RL dataset
     remove_top_k: float = setting(0.0, lo=0, hi=100, hi_open=True)  # % of top-return trajectories removed: 0, 30, 60
     bonus_type: Literal["ensemble", "none"] = setting("ensemble")  # ensemble: lambda*std(Q) bonus; none: vanilla
     seed: int = setting(0)  # online seed (torch, numpy, env); also picks the Phase I seed
     online_steps: int = setting(250_000, lo=1, quick=5_000)  # online env steps, one gradient update each
     n_ensemble: int = setting(3, lo=2, hi=10)  # Q-ensemble members; members 0-1 come from Phase I q1/q2
-    bonus_coeff: float = setting(1.0, lo=0, when=_reward_bonus_on)  # lambda of the bonus lambda*std(Q)(s, a)
+    # lambda of the bonus lambda*std(Q)(s, a)
+    bonus_coeff: float = setting(1.0, lo=0, when=_explorer_uses("bonus_coeff"))
     online_ratio: float = setting(0.5, lo=0, hi=1)  # online fraction of each batch
     batch_size: int = setting(256, lo=1)  # transitions per gradient update
-    cql_alpha: float = setting(1.0, lo=0, when=_cql)  # CQL penalty weight online (Phase I offline: 5.0)
+    # CQL penalty weight online (Phase I offline: 5.0)
+    cql_alpha: float = setting(1.0, lo=0, when=_algo_has("cql_alpha"))
     eval_interval: int = setting(5_000, lo=1, quick=1_000)  # online steps between evaluations and snapshots
     eval_episodes: int = setting(10, lo=1, quick=5)  # deterministic episodes per evaluation
     reward_noise_std: float = setting(0.0, lo=0)  # Gaussian reward noise of the offline data (Phase I corruption)
@@ -112,12 +140,14 @@ class FinetuneConfig:
     # Bellman targets: min over all members (the spec) | over a random pair each update (REDQ/RLPD)
     target_reduce: Literal["min_all", "min_random2"] = setting("min_all")
     # with bonus_type ensemble: reward_bonus (the spec) | ucb_action (SUNRISE action choice; rewards unchanged)
-    exploration: Literal["reward_bonus", "ucb_action"] = setting("reward_bonus", when=_bonus_on)
-    ucb_candidates: int = setting(10, lo=1, when=_ucb_on)  # exploration ucb_action: policy samples to choose from
-    ucb_coeff: float = setting(1.0, lo=0, when=_ucb_on)  # exploration ucb_action: weight of std(Q) in the choice
+    exploration: str = setting("reward_bonus", when=_bonus_on, choices=_explorers)
+    # exploration ucb_action: policy samples to choose from
+    ucb_candidates: int = setting(10, lo=1, when=_explorer_uses("ucb_candidates"))
+    # exploration ucb_action: weight of std(Q) in the choice
+    ucb_coeff: float = setting(1.0, lo=0, when=_explorer_uses("ucb_coeff"))
     # raw (the spec: lambda * std(Q)) | normalized (std(Q) / running mean |Q| x running mean |r|: reward units)
-    bonus_scale: Literal["raw", "normalized"] = setting("raw", when=_reward_bonus_on)
-    bonus_clip: float = setting(0.0, lo=0, when=_reward_bonus_on)  # cap on the bonus; 0: no cap
+    bonus_scale: Literal["raw", "normalized"] = setting("raw", when=_explorer_uses("bonus_scale"))
+    bonus_clip: float = setting(0.0, lo=0, when=_explorer_uses("bonus_clip"))  # cap on the bonus; 0: no cap
     # torch.compile the CQL critic pass: auto (CQL runs of 2,000+ steps on CUDA) | on | off
     compile: Literal["auto", "on", "off"] = setting("auto", result=False)
     # experiment tracking of evaluation points and training windows (hrl_core.run.loggers)
@@ -158,7 +188,9 @@ class FinetuneConfig:
         thread and faster with two (``hrl bench`` vs ``hrl bench --compile``), without
         the ~20 s compile or a C++ compiler.
         """
-        if self.algo != "cql" or self.compile == "off":
+        from hrl_core.rl import agents
+
+        if "compile_critic" not in agents.settings_of(self.algo) or self.compile == "off":
             return False
         if self.compile == "on":
             return True
@@ -214,9 +246,8 @@ class FinetuneConfig:
     @property
     def variant_tag(self) -> str:
         """Non-default choices (member_init, bonus_scale, ...) as a readable name part."""
-        hints = _type_hints()
         non_default = self.non_default_settings()
-        return "-".join(str(v) for k, v in non_default.items() if literal_choices(hints[k]))
+        return "-".join(str(v) for k, v in non_default.items() if field_choices(type(self), k))
 
     @property
     def run_name(self) -> str:
@@ -272,6 +303,14 @@ def literal_choices(hint) -> tuple:
     return typing.get_args(hint) if typing.get_origin(hint) is Literal else ()
 
 
+def field_choices(cls, name: str) -> tuple:
+    """Allowed values of a settings field: its registry's names, or its ``Literal`` values (() if any value)."""
+    f = _fields_of(cls)[name]
+    if f.metadata.get("choices"):
+        return tuple(f.metadata["choices"]())
+    return literal_choices(_type_hints(cls)[name])
+
+
 def base_type(hint) -> type:
     """int/float/str/bool of a field type (``int | None`` -> int; Literal -> its values' type)."""
     choices = literal_choices(hint)
@@ -318,7 +357,7 @@ def check_value(cls, name: str, value):
             value = float(value)
     elif kind is str and not isinstance(value, str):
         raise HrlError(f"{name}={value!r} must be text, not {type(value).__name__}")
-    choices = literal_choices(hint)
+    choices = field_choices(cls, name)
     if choices and value not in choices:
         raise HrlError(f"{name}={value!r}: use one of {', '.join(map(str, choices))}")
     meta = f.metadata

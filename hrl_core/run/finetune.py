@@ -32,13 +32,13 @@ import torch
 
 from hrl_core.data import HybridSampler, OfflineData, ReplayBuffer
 from hrl_core.errors import AlreadyComplete, DivergenceError, HrlError
-from hrl_core.rl.agents import CQLConfig, IQLConfig, make_agent
+from hrl_core.rl import agents
 from hrl_core.rl.ensemble import perturb_fresh_members, warmstart_fresh_members
 from hrl_core.rl.envs import dataset_spec, get_env_state, make_env, set_env_state
 from hrl_core.rl.evaluation import Evaluator, eval_seeds
 from hrl_core.rl.explorers import make_explorer
 from hrl_core.rl.perf import tune_allocator
-from hrl_core.run import files, folder
+from hrl_core.run import files, folder, phase1
 from hrl_core.run.config import FinetuneConfig
 from hrl_core.run.folder import RunResult
 from hrl_core.run.lock import LOCK_NAME, RunLocked, describe, live_holder
@@ -169,7 +169,7 @@ class RunState:
             "env": get_env_state(parts.env),
             "obs": torch.as_tensor(self.obs),
             "episode": (self.episode_return, self.episode_len),
-            "bonus_scale": parts.explorer.state_dict(),
+            "explorer": parts.explorer.state_dict(),
             "rng": {
                 "python": random.getstate(),
                 "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
@@ -183,7 +183,8 @@ class RunState:
         device = parts.agent.device
         parts.agent.load_state_dict(snap["agent"])
         parts.buffer.load_state_dict(snap["buffer"])
-        parts.explorer.load_state_dict(snap["bonus_scale"])
+        # snapshots written before explorers had their own key kept the state under "bonus_scale"
+        parts.explorer.load_state_dict(snap["explorer"] if "explorer" in snap else snap.get("bonus_scale"))
         parts.env.reset(seed=seed)  # arms the wrappers; the state is then overwritten
         set_env_state(parts.env, snap["env"])
         state = cls(metrics=snap["metrics"], step=snap["step"], obs=snap["obs"].numpy(),
@@ -330,17 +331,16 @@ def build_parts(cfg: FinetuneConfig, device, data, ckpt, threads: ThreadGovernor
     a seed's result (each draws random numbers): keep it."""
     spec = dataset_spec(cfg.env)
     seed_everything(cfg.seed)
-    agent_cfg_cls = CQLConfig if cfg.algo == "cql" else IQLConfig
-    overrides = cfg.agent_settings(agent_cfg_cls)
+    overrides = cfg.agent_settings(agents.get(cfg.algo))
     overrides.pop("n_ensemble", None)
-    if cfg.algo == "cql":
+    if "compile_critic" in agents.settings_of(cfg.algo):  # an algorithm with a compilable pass (CQL)
         overrides["compile_critic"] = cfg.compile_critic(device.type)
-    agent = make_agent(cfg.algo, spec.obs_dim, spec.act_dim, cfg.n_ensemble, device, **overrides)
-    agent.load_phase1(ckpt.state)
+    agent = agents.make_agent(cfg.algo, spec.obs_dim, spec.act_dim, cfg.n_ensemble, device, **overrides)
+    phase1.load_into(agent, ckpt.state)
     if cfg.member_init == "perturb":
         perturb_fresh_members(agent.critic, cfg.perturb_scale)
         agent.critic_target.load_state_dict(agent.critic.state_dict())  # fresh members: same in target
-        agent.critic_target.load_double_q(ckpt.state["critic_target"])
+        phase1.double_q_into(agent.critic_target, ckpt.state["critic_target"])
     offline = OfflineData(data, device)
     buffer = ReplayBuffer(cfg.online_steps, spec.obs_dim, spec.act_dim, device)
     sampler = HybridSampler(offline, buffer, cfg.batch_size, cfg.online_ratio)
@@ -465,7 +465,11 @@ def train(cfg: FinetuneConfig, run_dir: Path, parts: Parts, state: RunState, ide
                     state.obs = next_obs
 
                 # One gradient update on a hybrid batch.
-                info = agent.update(parts.sampler.sample())
+                batch = parts.sampler.sample()
+                info = agent.update(batch)
+                learned = explorer.update(agent, batch)  # an explorer that learns (e.g. RND) trains here
+                if learned:
+                    info = {**info, **{f"explorer_{k}": v for k, v in learned.items()}}
                 check_finite(info, state.step + 1)
                 state.window.add_update(info)
                 state.step += 1

@@ -1,7 +1,12 @@
-"""Finding, loading and checking Phase I checkpoints.
+"""The Phase I checkpoint format, in one place: finding, reading, checking, loading into an
+agent, and writing (``hrl pretrain``).
 
 Layout: ``<phase1_dir>/<algo>_<dataset>_k<k>_noise<sigma>_s<seed>/checkpoint.pt``, a
-plain dict of tensors (see ../shared/README.md). Always loaded with
+plain dict of tensors (see ../shared/README.md): ``actor`` (TanhGaussianPolicy),
+``critic`` and ``critic_target`` (DoubleQNetwork: ``q1.{0,2,4}``, ``q2.{0,2,4}``, each an
+nn.Linear storing ``[out, in]``), ``step``, and what the algorithm adds (its
+``phase1_extra_shapes``: CQL's ``log_alpha``, IQL's ``value``). The double Q becomes
+members 0-1 of the ensemble (:func:`double_q_into`). Always loaded with
 ``weights_only=True`` (a checkpoint cannot run code) and ``map_location`` set,
 because Phase I saved some checkpoints from Apple-silicon (``mps``) tensors that
 do not load elsewhere otherwise.
@@ -20,7 +25,7 @@ import torch
 
 from hrl_core.data.d4rl import sha256_of
 from hrl_core.errors import HrlError
-from hrl_core.rl.networks import HIDDEN
+from hrl_core.rl.networks import HIDDEN, TanhGaussianPolicy
 
 
 def format_k(k: float) -> str:
@@ -54,24 +59,31 @@ def find_phase1(phase1_dir, algo, dataset, k, noise, seed: int) -> tuple[Path, i
     )
 
 
-def expected_keys(algo: str) -> tuple[set, set]:
-    """(keys that must be present, keys that must be absent) for an algorithm."""
-    common = {"actor", "critic", "critic_target"}
-    if algo == "cql":
-        return common | {"log_alpha"}, {"value"}
-    return common | {"value"}, {"log_alpha"}
+SHARED = ("actor", "critic", "critic_target")  # what every algorithm's checkpoint holds
+DOUBLE_Q_LAYERS = (0, 2, 4)  # nn.Sequential indices of q1/q2's Linear layers (ReLU between)
+
+
+def _extra_keys(algo: str) -> set[str]:
+    from hrl_core.rl import agents
+
+    return set(agents.get(algo).phase1_extra_shapes(1, 1))
 
 
 def validate(state: dict, algo: str, obs_dim: int, act_dim: int, path: Path) -> None:
-    """Raise HrlError if the checkpoint is not a Phase I ``algo`` checkpoint for these dims."""
+    """Raise HrlError if the checkpoint is not a Phase I ``algo`` checkpoint for these dims:
+    its entries (another registered algorithm's checkpoint is named as such), its sizes,
+    every tensor's shape, and finite values."""
+    from hrl_core.rl import agents
+
     if not isinstance(state, dict):
         raise HrlError(f"{path} is not a Phase I checkpoint (not a dict); check the path")
-    need, forbid = expected_keys(algo)
-    other = "iql" if algo == "cql" else "cql"
-    if need - state.keys() or forbid & state.keys():
-        other_need, other_forbid = expected_keys(other)
-        if not (other_need - state.keys()) and not (other_forbid & state.keys()):
-            raise HrlError(f"{path} is an {other.upper()} checkpoint but --algo {algo} was given; use --algo {other}")
+    need = set(SHARED) | _extra_keys(algo)
+    # Another algorithm's checkpoint: it has entries that algorithm owns and this one has not.
+    owner = next((o for o in agents.names() if o != algo and keys_only_of(o, algo)
+                  and keys_only_of(o, algo) <= state.keys()), None)  # fmt: skip
+    if owner is not None and set(SHARED) <= state.keys():
+        raise HrlError(f"{path} is an {owner.upper()} checkpoint but --algo {algo} was given; use --algo {owner}")
+    if need - state.keys():
         raise HrlError(f"{path} lacks {sorted(need - state.keys())}; it is not a Phase I {algo.upper()} checkpoint")
     try:
         ckpt_obs = state["actor"]["trunk.0.weight"].shape[1]
@@ -98,13 +110,18 @@ def validate(state: dict, algo: str, obs_dim: int, act_dim: int, path: Path) -> 
                                "re-copy or re-train it")  # fmt: skip
 
 
+def keys_only_of(owner: str, algo: str) -> set[str]:
+    """Entries another algorithm's checkpoint has that ``algo``'s has not."""
+    return _extra_keys(owner) - _extra_keys(algo)
+
+
 def expected_shapes(algo: str, obs_dim: int, act_dim: int) -> dict[str, dict[str, tuple]]:
     """Every tensor of a Phase I checkpoint and its shape (nn.Linear stores [out, in])."""
-    from hrl_core.rl.networks import HIDDEN, TanhGaussianPolicy, ValueNetwork
+    from hrl_core.rl import agents
 
     double_q = {}
     for head in ("q1", "q2"):
-        for idx, (n_in, n_out) in zip((0, 2, 4), ((obs_dim + act_dim, HIDDEN), (HIDDEN, HIDDEN), (HIDDEN, 1)),
+        for idx, (n_in, n_out) in zip(DOUBLE_Q_LAYERS, ((obs_dim + act_dim, HIDDEN), (HIDDEN, HIDDEN), (HIDDEN, 1)),
                                       strict=True):  # fmt: skip
             double_q[f"{head}.{idx}.weight"] = (n_out, n_in)
             double_q[f"{head}.{idx}.bias"] = (n_out,)
@@ -113,11 +130,61 @@ def expected_shapes(algo: str, obs_dim: int, act_dim: int) -> dict[str, dict[str
         "critic": double_q,
         "critic_target": double_q,
     }
-    if algo == "cql":
-        out["log_alpha"] = {"": ()}
-    else:
-        out["value"] = {k: tuple(v.shape) for k, v in ValueNetwork(obs_dim).state_dict().items()}
+    out.update(agents.get(algo).phase1_extra_shapes(obs_dim, act_dim))
     return out
+
+
+# --------------------------------------------------------------------------------------
+# The double Q <-> ensemble members 0-1
+# --------------------------------------------------------------------------------------
+def _ensemble_layers(ensemble) -> tuple:
+    return ensemble.l0, ensemble.l1, ensemble.l2
+
+
+@torch.no_grad()
+def double_q_into(ensemble, double_q: dict) -> None:
+    """Put a Phase I DoubleQNetwork's q1/q2 into members 0 and 1 of an ``EnsembleQ``.
+
+    nn.Linear stores weight as [out, in], the ensemble [in, out]: hence the transpose.
+    Members 2.. are left as they are (fresh default init)."""
+    for member, head in enumerate(("q1", "q2")):
+        for layer, idx in zip(_ensemble_layers(ensemble), DOUBLE_Q_LAYERS, strict=True):
+            layer.weight[member].copy_(double_q[f"{head}.{idx}.weight"].t())
+            layer.bias[member, 0].copy_(double_q[f"{head}.{idx}.bias"])
+
+
+def double_q_from(ensemble) -> dict:
+    """Members 0 and 1 as a Phase I DoubleQNetwork state dict (inverse of :func:`double_q_into`), on the CPU."""
+    out = {}
+    for member, head in enumerate(("q1", "q2")):
+        for layer, idx in zip(_ensemble_layers(ensemble), DOUBLE_Q_LAYERS, strict=True):
+            out[f"{head}.{idx}.weight"] = layer.weight[member].detach().t().contiguous().cpu().clone()
+            out[f"{head}.{idx}.bias"] = layer.bias[member, 0].detach().cpu().clone()
+    return out
+
+
+def load_into(agent, state: dict) -> None:
+    """A checked Phase I checkpoint into an agent: actor unchanged; q1/q2 of critic and
+    target into members 0-1 of both; then the algorithm's own entries.
+
+    Fresh members (2..N-1) get the same fresh weights in critic and target, so the target
+    starts as an exact copy of the online ensemble for them."""
+    agent.actor.load_state_dict(state["actor"])
+    double_q_into(agent.critic, state["critic"])
+    agent.critic_target.load_state_dict({k: v.clone() for k, v in agent.critic.state_dict().items()})
+    double_q_into(agent.critic_target, state["critic_target"])
+    agent.load_phase1_extra(state)
+
+
+def checkpoint_of(agent, step: int) -> dict:
+    """An agent in Phase I's checkpoint format (what ``hrl pretrain`` writes)."""
+    return {
+        "actor": {k: v.detach().cpu().clone() for k, v in agent.actor.state_dict().items()},
+        "critic": double_q_from(agent.critic),
+        "critic_target": double_q_from(agent.critic_target),
+        "step": step,
+        **agent.phase1_extra(),
+    }
 
 
 def load_state(path: Path) -> dict:
@@ -153,12 +220,3 @@ def load_phase1_file(inputs, algo: str, obs_dim: int, act_dim: int) -> Phase1Che
     if substituted:
         prov["substitution_note"] = f"Phase I seed {inputs.requested_seed} missing; seed {seed_used} used instead"
     return Phase1Checkpoint(state=state, provenance=prov)
-
-
-def load_phase1(phase1_dir, algo, dataset, k, noise, seed, obs_dim, act_dim) -> Phase1Checkpoint:
-    """Find and load a Phase I checkpoint (seed 0 stands in for a missing seed)."""
-    from types import SimpleNamespace
-
-    path, used_seed, substituted = find_phase1(phase1_dir, algo, dataset, k, noise, seed)
-    found = SimpleNamespace(checkpoint=path, phase1_seed_used=used_seed, substituted=substituted, requested_seed=seed)
-    return load_phase1_file(found, algo, obs_dim, act_dim)

@@ -22,17 +22,17 @@ import torch
 
 from hrl_core.data import HybridSampler, OfflineData, ReplayBuffer
 from hrl_core.errors import DivergenceError, HrlError
+from hrl_core.rl import agents
 from hrl_core.rl.agents import make_agent
 from hrl_core.rl.envs import dataset_spec
 from hrl_core.rl.evaluation import Evaluator
 from hrl_core.rl.perf import tune_allocator
-from hrl_core.run import files
-from hrl_core.run.config import DatasetName, setting
+from hrl_core.run import files, phase1
+from hrl_core.run.config import DatasetName, _algorithms, setting
 from hrl_core.run.folder import take_folder
 from hrl_core.run.phase1 import phase1_run_name
 from hrl_core.run.runtime import ThreadGovernor, check_finite, resolve_device, seed_everything, versions
 
-PHASE1_CQL_ALPHA = 5.0  # conservative penalty weight offline
 QUICK_STEPS = 20_000  # --quick budget of a Phase I cell (Phase I's quick runs)
 
 
@@ -40,7 +40,7 @@ QUICK_STEPS = 20_000  # --quick budget of a Phase I cell (Phase I's quick runs)
 class PretrainConfig:
     """One Phase I run (field names as in Phase I's config.json)."""
 
-    algo: Literal["cql", "iql"] = setting("iql")  # Phase I algorithm
+    algo: str = setting("iql", choices=_algorithms)  # Phase I algorithm
     env_name: DatasetName = setting("hopper-medium-v2")  # D4RL dataset id
     remove_top_k: float = setting(0.0, lo=0, hi=100, hi_open=True)  # % of highest-return trajectories removed
     reward_noise_std: float = setting(0.0, lo=0)  # Gaussian reward noise
@@ -76,21 +76,6 @@ class PretrainConfig:
     @property
     def run_name(self) -> str:
         return phase1_run_name(self.algo, self.env_name, self.remove_top_k, self.reward_noise_std, self.seed)
-
-
-def phase1_checkpoint(agent, step: int) -> dict:
-    """The agent in Phase I's checkpoint format (double Q = ensemble members 0-1)."""
-    out = {
-        "actor": {k: v.detach().cpu().clone() for k, v in agent.actor.state_dict().items()},
-        "critic": {k: v.cpu() for k, v in agent.critic.to_double_q().items()},
-        "critic_target": {k: v.cpu() for k, v in agent.critic_target.to_double_q().items()},
-        "step": step,
-    }
-    if agent.algo == "cql":
-        out["log_alpha"] = agent.log_alpha.detach().cpu().clone()
-    else:
-        out["value"] = {k: v.detach().cpu().clone() for k, v in agent.value.state_dict().items()}
-    return out
 
 
 def pretrain(cfg: PretrainConfig, progress: bool = True) -> Path:
@@ -138,7 +123,7 @@ def _pretrain_locked(cfg, spec, run_dir, device, data, wanted, lock, progress) -
     tune_allocator()
     threads = ThreadGovernor(cfg.threads)
     seed_everything(cfg.seed)
-    overrides = {"cql_alpha": PHASE1_CQL_ALPHA} if cfg.algo == "cql" else {}
+    overrides = dict(agents.get(cfg.algo).pretrain_overrides)  # Phase I's offline values (CQL: alpha 5)
     agent = make_agent(cfg.algo, spec.obs_dim, spec.act_dim, 2, device, **overrides)
     offline = OfflineData(data, device)
     sampler = HybridSampler(offline, ReplayBuffer(1, spec.obs_dim, spec.act_dim, device), cfg.batch_size, 0.0)
@@ -146,7 +131,7 @@ def _pretrain_locked(cfg, spec, run_dir, device, data, wanted, lock, progress) -
                           data.provenance.get("ref_scores"))  # fmt: skip
     config = asdict(cfg) | {
         "phase": "I (offline pretraining)",
-        "cql_alpha": PHASE1_CQL_ALPHA if cfg.algo == "cql" else None,
+        "cql_alpha": overrides.get("cql_alpha"),  # Phase I's config.json key (None: not CQL)
         "provenance": {"dataset": data.provenance},
         "versions": versions(),
         "command": sys.argv,
@@ -191,7 +176,7 @@ def _pretrain_locked(cfg, spec, run_dir, device, data, wanted, lock, progress) -
                 metrics["train_step"].append(step)
                 metrics["wall_time"] = time.perf_counter() - t0
                 lock.check()
-                files.write_torch(run_dir / "checkpoint.pt", phase1_checkpoint(agent, step))
+                files.write_torch(run_dir / "checkpoint.pt", phase1.checkpoint_of(agent, step))
                 files.write_json(run_dir / "metrics.json", metrics)
                 lock.refresh()
                 bar.write(f"{cfg.run_name} step {step}: normalized return {result['normalized_return']:.1f}")

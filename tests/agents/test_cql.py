@@ -10,6 +10,7 @@ import torch
 
 from hrl_core.data import OfflineData, read_hdf5
 from hrl_core.rl.agents import make_agent
+from hrl_core.run import phase1
 from hrl_core.run.phase1 import load_state
 
 
@@ -55,7 +56,7 @@ def plain_cql_loss(agent, batch, R=10):
 def test_vectorized_loss_matches_plain(setup):
     ckpt, batch = setup
     agent = make_agent("cql", 11, 3, n_ensemble=3)
-    agent.load_phase1(ckpt)
+    phase1.load_into(agent, ckpt)
     torch.manual_seed(5)
     fast, _ = agent.critic_loss(batch)
     torch.manual_seed(5)
@@ -72,7 +73,7 @@ def test_vectorized_loss_matches_plain(setup):
 def test_load_restores_temperature_and_update_moves_critic(setup):
     ckpt, batch = setup
     agent = make_agent("cql", 11, 3, n_ensemble=3)
-    agent.load_phase1(ckpt)
+    phase1.load_into(agent, ckpt)
     assert agent.log_alpha.item() == pytest.approx(ckpt["log_alpha"].item())
     before = agent.critic.l1.weight.detach().clone()
     target_before = agent.critic_target.l1.weight.detach().clone()
@@ -88,7 +89,7 @@ def test_load_restores_temperature_and_update_moves_critic(setup):
 def test_state_dict_roundtrip_gives_identical_next_update(setup):
     ckpt, batch = setup
     a = make_agent("cql", 11, 3, n_ensemble=3)
-    a.load_phase1(ckpt)
+    phase1.load_into(a, ckpt)
     a.update(batch)
     b = make_agent("cql", 11, 3, n_ensemble=3)
     b.load_state_dict(a.state_dict())
@@ -107,7 +108,7 @@ def test_compiled_critic_matches_eager(setup):
     for compile_critic in (False, True):
         torch.manual_seed(0)  # same fresh members in both
         agents.append(make_agent("cql", 11, 3, n_ensemble=3, compile_critic=compile_critic))
-        agents[-1].load_phase1(ckpt)
+        phase1.load_into(agents[-1], ckpt)
     eager, compiled = agents
     results = []
     with warnings.catch_warnings(record=True) as caught:

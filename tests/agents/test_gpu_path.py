@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hrl_core.rl.agents import make_agent
-from hrl_core.rl.networks import layer_path
+from hrl_core.rl.ensemble import layer_path
 
 
 def _batch(obs_dim: int, act_dim: int, n: int = 256, seed: int = 0) -> dict:

@@ -8,6 +8,7 @@ import torch
 from hrl_core.data import OfflineData, read_hdf5
 from hrl_core.rl.agents import make_agent
 from hrl_core.rl.agents.iql import expectile_loss
+from hrl_core.run import phase1
 from hrl_core.run.phase1 import load_state
 
 
@@ -21,7 +22,7 @@ def test_expectile_loss_weights_signs_asymmetrically():
 def test_update_uses_restored_value_and_clips_weights(phase1_dir, d4rl_dir):
     ckpt = load_state(phase1_dir / "iql_hopper-medium-v2_k0_noise0.0_s1" / "checkpoint.pt")
     agent = make_agent("iql", 11, 3, n_ensemble=3)
-    agent.load_phase1(ckpt)
+    phase1.load_into(agent, ckpt)
     data = OfflineData(read_hdf5(d4rl_dir / "hopper_medium-v2.hdf5"))
     batch = {k: v[:256] for k, v in data.tensors.items()}
     with torch.no_grad():

@@ -1,4 +1,16 @@
-"""What every Phase II agent shares: actor, Q-ensemble, target ensemble, acting.
+"""What every Phase II algorithm shares: its config's protocol and the agent's base class.
+
+An algorithm is a config dataclass (d3rlpy style) registered by name
+(``hrl_core.rl.agents.register``). In its own module it declares:
+
+- its hyper-parameters: the dataclass fields (a FinetuneConfig setting of the same name,
+  e.g. ``cql_alpha``, sets one, and applies to a run only if its algorithm has it);
+- ``create(obs_dim, act_dim, device)``: the agent;
+- its Phase I checkpoint beyond what every algorithm shares (``actor``, ``critic``,
+  ``critic_target``): ``phase1_extra_shapes`` (checked when a checkpoint is read), the
+  agent's ``load_phase1_extra`` (read) and ``phase1_extra`` (write);
+- ``update_flops`` for ``hrl bench`` and ``ms_per_step`` for ``hrl grid``'s time estimate;
+- ``pretrain_overrides``: its offline (Phase I) hyper-parameters where they differ.
 
 Agents follow the d3rlpy / SB3 shape: ``update(batch) -> dict`` of 0-dim tensors
 (read them only at log time: no per-step host sync), ``act(obs, deterministic)``,
@@ -9,11 +21,44 @@ exploration during collection belongs to ``hrl_core.rl.explorers``.
 from __future__ import annotations
 
 import copy
+import math
+from dataclasses import dataclass
+from typing import ClassVar, Dict
 
 import numpy as np
 import torch
 
-from hrl_core.rl.networks import EnsembleQ, TanhGaussianPolicy, soft_update
+from hrl_core.rl.ensemble import EnsembleQ
+from hrl_core.rl.networks import TanhGaussianPolicy, soft_update
+
+Batch = Dict[str, torch.Tensor]  # obs [B,o], act [B,a], rew [B], next_obs [B,o], done [B]
+
+
+@dataclass
+class AlgoConfig:
+    """Base of an algorithm's config. Subclasses add fields and override the hooks."""
+
+    name: ClassVar[str] = "base"  # the value of ``algo``
+    # ms per online step on the reference 2-core CPU, one torch thread per cell, two cells side by side, N=3
+    # (hrl grid's time estimate; measure with `hrl bench --threads 1` or a short run)
+    ms_per_step: ClassVar[float] = math.nan
+    pretrain_overrides: ClassVar[dict] = {}  # Phase I (offline) values of fields that differ online
+
+    n_ensemble: int = 3  # critics in the ensemble; members 0-1 come from Phase I q1/q2
+
+    def create(self, obs_dim: int, act_dim: int, device="cpu") -> EnsembleAgent:
+        raise NotImplementedError
+
+    @classmethod
+    def update_flops(cls, obs_dim: int, act_dim: int, n: int, batch: int) -> float:
+        """FLOPs of one gradient update (matmuls only), for hrl bench; nan: not declared."""
+        return math.nan
+
+    @classmethod
+    def phase1_extra_shapes(cls, obs_dim: int, act_dim: int) -> dict[str, dict[str, tuple]]:
+        """Checkpoint entries beyond actor/critic/critic_target: {key: {tensor name: shape}}
+        ("" names a bare tensor)."""
+        return {}
 
 
 class EnsembleAgent:
@@ -28,18 +73,13 @@ class EnsembleAgent:
         self.critic = EnsembleQ(obs_dim, act_dim, n_ensemble).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
 
-    # -- loading ---------------------------------------------------------------------
-    def load_phase1_common(self, ckpt: dict) -> None:
-        """Actor unchanged; q1/q2 of critic and target into members 0-1 of both.
+    # -- the algorithm's own part of a Phase I checkpoint (hrl_core.run.phase1 does the rest) --
+    def load_phase1_extra(self, state: dict) -> None:
+        """Restore what the algorithm keeps beyond actor and critics (V, the SAC temperature)."""
 
-        Fresh members (2..N-1) get the same fresh weights in critic and target, so
-        the target starts as an exact copy of the online ensemble for them.
-        """
-        self.actor.load_state_dict(ckpt["actor"])
-        self.critic.load_double_q(ckpt["critic"])
-        fresh = {k: v.clone() for k, v in self.critic.state_dict().items()}
-        self.critic_target.load_state_dict(fresh)
-        self.critic_target.load_double_q(ckpt["critic_target"])
+    def phase1_extra(self) -> dict:
+        """What :meth:`load_phase1_extra` reads, as CPU tensors (for writing a Phase I checkpoint)."""
+        return {}
 
     # -- acting ----------------------------------------------------------------------
     @torch.no_grad()

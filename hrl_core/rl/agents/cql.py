@@ -12,20 +12,28 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-from hrl_core.data.buffers import Batch
-from hrl_core.rl.agents.base import EnsembleAgent
+from hrl_core.rl.agents import register
+from hrl_core.rl.agents.base import AlgoConfig, Batch, EnsembleAgent
 from hrl_core.rl.ensemble import target_min
-from hrl_core.rl.perf import compile_or_eager, make_adam
+from hrl_core.rl.networks import HIDDEN
+from hrl_core.rl.perf import compile_or_eager, make_adam, mlp_flops
+
+PHASE1_CQL_ALPHA = 5.0  # Phase I's (offline) penalty weight
 
 
 @dataclass
-class CQLConfig:
+class CQLConfig(AlgoConfig):
     """Hyper-parameters of online CQL (Phase I values unless noted)."""
 
-    n_ensemble: int = 3  # critics in the ensemble; members 0-1 come from Phase I q1/q2
+    name: ClassVar[str] = "cql"
+    # `hrl bench --threads 1`, median of 3, halfcheetah shapes: 110.6 ms (hopper 107.5); README "Performance"
+    ms_per_step: ClassVar[float] = 110.0
+    pretrain_overrides: ClassVar[dict] = {"cql_alpha": PHASE1_CQL_ALPHA}
+
     cql_alpha: float = 1.0  # weight of the conservative penalty online (Phase I offline: 5.0)
     n_action_samples: int = 10  # random and policy actions per state for the log-sum-exp
     gamma: float = 0.99  # discount
@@ -41,6 +49,31 @@ class CQLConfig:
     # GEMMs are as fast (FinetuneConfig.compile_critic, README "Performance").
     compile_critic: bool = False
     target_reduce: str = "min_all"  # min_all (spec) | min_random2 (REDQ/RLPD), see hrl_core.rl.ensemble
+
+    def create(self, obs_dim: int, act_dim: int, device="cpu") -> CQLAgent:
+        return CQLAgent(obs_dim, act_dim, self, device)
+
+    @classmethod
+    def update_flops(cls, obs_dim: int, act_dim: int, n: int, batch: int, n_samples: int = 10) -> float:
+        """Matmul FLOPs of one update: the target, the critic on data + 2R sampled actions, the actor."""
+        h = HIDDEN
+        q, pi = [obs_dim + act_dim, h, h, 1], [obs_dim, h, h, 2 * act_dim]  # mean and log-std heads as one layer
+        rows = (1 + 2 * n_samples) * batch
+        flops = n * mlp_flops(batch, q, backward=False)  # target Q(s', a')
+        flops += mlp_flops(batch, pi, backward=False)  # a' ~ pi(s')
+        flops += mlp_flops(n_samples * batch, pi, backward=False)  # policy actions for the penalty
+        flops += n * mlp_flops(rows, q, backward=True)  # critic on data + random + policy actions
+        flops += mlp_flops(batch, pi, backward=True)  # actor loss: pi
+        # actor loss: frozen Q, differentiated down to its action input
+        flops += n * mlp_flops(batch, q, backward=True, weight_grads=False, input_grad=True)
+        return flops
+
+    @classmethod
+    def phase1_extra_shapes(cls, obs_dim: int, act_dim: int) -> dict:
+        return {"log_alpha": {"": ()}}  # the SAC temperature
+
+
+register(CQLConfig)
 
 
 class CQLAgent(EnsembleAgent):
@@ -62,10 +95,12 @@ class CQLAgent(EnsembleAgent):
         if cfg.compile_critic:
             self._penalty_q = compile_or_eager(self.critic.forward_input, "the CQL critic")
 
-    def load_phase1(self, ckpt: dict) -> None:
-        self.load_phase1_common(ckpt)
+    def load_phase1_extra(self, state: dict) -> None:
         with torch.no_grad():
-            self.log_alpha.copy_(ckpt["log_alpha"].reshape(()))
+            self.log_alpha.copy_(state["log_alpha"].reshape(()))
+
+    def phase1_extra(self) -> dict:
+        return {"log_alpha": self.log_alpha.detach().cpu().clone()}
 
     def modules(self) -> dict:
         return {

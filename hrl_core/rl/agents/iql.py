@@ -9,21 +9,26 @@ with weights exp(beta * A) clipped at 100. V and the actor are restored from Pha
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-from hrl_core.data.buffers import Batch
-from hrl_core.rl.agents.base import EnsembleAgent
+from hrl_core.rl.agents import register
+from hrl_core.rl.agents.base import AlgoConfig, Batch, EnsembleAgent
 from hrl_core.rl.ensemble import target_min
-from hrl_core.rl.networks import ValueNetwork
-from hrl_core.rl.perf import make_adam
+from hrl_core.rl.networks import HIDDEN, ValueNetwork
+from hrl_core.rl.perf import make_adam, mlp_flops
 
 
 @dataclass
-class IQLConfig:
+class IQLConfig(AlgoConfig):
     """Hyper-parameters of online IQL (Phase I values)."""
 
-    n_ensemble: int = 3  # critics in the ensemble; members 0-1 come from Phase I q1/q2
+    name: ClassVar[str] = "iql"
+    # end to end in the variants study (30,000-step hopper cells took ~510 s each, loop, evaluation and
+    # start-up included; `hrl bench --threads 1` alone says 12 ms); README "Performance"
+    ms_per_step: ClassVar[float] = 17.0
+
     expectile: float = 0.7  # tau of the expectile loss for V
     temperature: float = 3.0  # beta of the advantage weights exp(beta * A)
     max_weight: float = 100.0  # clip of exp(beta * A)
@@ -33,6 +38,27 @@ class IQLConfig:
     critic_lr: float = 3e-4  # Adam learning rate of the critic ensemble
     value_lr: float = 3e-4  # Adam learning rate of V
     target_reduce: str = "min_all"  # min_all (spec) | min_random2 (REDQ/RLPD), see hrl_core.rl.ensemble
+
+    def create(self, obs_dim: int, act_dim: int, device="cpu") -> IQLAgent:
+        return IQLAgent(obs_dim, act_dim, self, device)
+
+    @classmethod
+    def update_flops(cls, obs_dim: int, act_dim: int, n: int, batch: int) -> float:
+        """Matmul FLOPs of one update: target Q, V on s and s', the Q ensemble, the actor's log-prob."""
+        h = HIDDEN
+        q, pi, v = [obs_dim + act_dim, h, h, 1], [obs_dim, h, h, 2 * act_dim], [obs_dim, h, h, 1]
+        flops = n * mlp_flops(batch, q, backward=False)  # target Q(s, a)
+        flops += mlp_flops(batch, v, backward=True) + mlp_flops(batch, v, backward=False)  # V(s), V(s')
+        flops += n * mlp_flops(batch, q, backward=True)  # Q ensemble
+        flops += mlp_flops(batch, pi, backward=True)  # actor log-prob
+        return flops
+
+    @classmethod
+    def phase1_extra_shapes(cls, obs_dim: int, act_dim: int) -> dict:
+        return {"value": {k: tuple(v.shape) for k, v in ValueNetwork(obs_dim).state_dict().items()}}
+
+
+register(IQLConfig)
 
 
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
@@ -52,9 +78,11 @@ class IQLAgent(EnsembleAgent):
         self.critic_opt = make_adam(self.critic.parameters(), lr=cfg.critic_lr)
         self.value_opt = make_adam(self.value.parameters(), lr=cfg.value_lr)
 
-    def load_phase1(self, ckpt: dict) -> None:
-        self.load_phase1_common(ckpt)
-        self.value.load_state_dict(ckpt["value"])
+    def load_phase1_extra(self, state: dict) -> None:
+        self.value.load_state_dict(state["value"])
+
+    def phase1_extra(self) -> dict:
+        return {"value": {k: v.detach().cpu().clone() for k, v in self.value.state_dict().items()}}
 
     def modules(self) -> dict:
         return {
