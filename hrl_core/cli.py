@@ -109,7 +109,9 @@ def _add_bench(sub) -> None:
         description="Median milliseconds per online step (update, acting + bonus, sampling, env step), "
         "the update's FLOP count and efficiency, and evaluation time.",
     )
-    p.add_argument("--algo", nargs="+", default=["cql", "iql"], choices=("cql", "iql"), help="algorithms to time")
+    from hrl_core.rl import agents
+
+    p.add_argument("--algo", nargs="+", default=list(agents.names()), choices=agents.names(), help="algorithms to time")
     p.add_argument("--env", nargs="+", default=sorted(DATASETS), choices=sorted(DATASETS), help="datasets (shapes)")
     p.add_argument("--n_ensemble", nargs="+", type=int, default=[3, 5], help="ensemble sizes (default 3 5)")
     p.add_argument("--batch_size", type=int, default=256, help="batch size (default %(default)s)")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hrl_core.lab import clean_level, plot, records, summary
-from hrl_core.lab.figures import catalog, web
+from hrl_core.lab.figures import catalog, to_plotly
 from hrl_core.lab.recovery import auc, first_step_at
 from tests.conftest import write_result_fixture
 
@@ -91,7 +91,7 @@ def test_summary_files_say_never_and_missing_and_data_kind(cells, tmp_path):
 
 
 def test_curves_figure_styles(cells):
-    fig = web.render(catalog.curves(records.load_cells(cells), "iql", H))
+    fig = to_plotly.render(catalog.curves(records.load_cells(cells), "iql", H))
     named = [t for t in fig.data if t.name]
     styles = {t.name.split(" (")[0]: t.line.dash for t in named}
     assert styles["k=60 ensemble"] == "solid" and styles["k=60 vanilla"] == "dash"
@@ -108,7 +108,7 @@ def test_sample_efficiency_shows_never_reached(cells):
     found = records.load_cells(cells)
     spec = catalog.recovery(found, H, clean_level.clean_levels(found, evaluate=False))
     assert [p.title for p in spec.panels][0].startswith("online steps to the clean")
-    fig = web.render(spec)
+    fig = to_plotly.render(spec)
     vanilla = next(t for t in fig.data if t.name == "IQL vanilla")  # the clean-level panel comes first
     k60 = [i for i, x in enumerate(vanilla.x) if x == "k=60"]
     assert all("not reached" in vanilla.text[i] for i in k60) and len(k60) == 2

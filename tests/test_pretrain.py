@@ -76,8 +76,8 @@ def test_generated_data_chain(tmp_path, monkeypatch):
 
 def test_auto_source_without_any_file_spells_out_next_steps(tmp_path, monkeypatch):
     from hrl_core.data.d4rl import HrlError
-    from hrl_core.data.sources import load_source
+    from hrl_core.data.sources import locate_source, read_source
 
     monkeypatch.setenv("D4RL_DATASET_DIR", str(tmp_path))
     with pytest.raises(HrlError, match="hrl data generate hopper-medium-v2"):
-        load_source("hopper-medium-v2", "auto")
+        read_source(locate_source("hopper-medium-v2", "auto"))

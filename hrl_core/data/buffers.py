@@ -8,14 +8,11 @@ dominated by a handful of repeated online samples.
 
 from __future__ import annotations
 
-from typing import Dict
-
 import numpy as np
 import torch
 
 from hrl_core.data.d4rl import Transitions
-
-Batch = Dict[str, torch.Tensor]  # obs [B,o], act [B,a], rew [B], next_obs [B,o], done [B]
+from hrl_core.rl.agents.base import Batch
 
 FIELDS = ("obs", "act", "rew", "next_obs", "done")
 

@@ -111,11 +111,6 @@ def check_dimensions(file: DatasetFile, data: Transitions) -> None:
                        "file")  # fmt: skip
 
 
-def load_source(dataset: str, source: str = "auto") -> Transitions:
-    """The uncorrupted offline dataset from the chosen source."""
-    return read_source(locate_source(dataset, source))
-
-
 def load_offline_data(file: DatasetFile, k: float, noise_std: float, noise_seed: int) -> Transitions:
     """The offline data exactly as Phase I trained on it (same corruption)."""
     data = remove_top_k(read_source(file), k)

@@ -19,8 +19,7 @@ from pathlib import Path
 
 from hrl_core.errors import HrlError
 from hrl_core.lab import clean_level, records, summary
-from hrl_core.lab.figures import catalog, web
-from hrl_core.lab.figures import static as static_renderer
+from hrl_core.lab.figures import catalog, to_matplotlib, to_plotly
 
 COMPARISON = {"ensemble − vanilla": ("ensemble", "vanilla")}
 SUMMARY_METRICS = ("final", "auc", "dip_depth", "regain", "clean")
@@ -103,9 +102,9 @@ def write_all(cells, out_dir: Path, static: bool = True, html: bool = True) -> d
     written: list[Path] = []
     for fig in figures:
         if html:
-            written.append(web.export_html(fig, out_dir))
+            written.append(to_plotly.export_html(fig, out_dir))
         if static:
-            written += static_renderer.save(fig, out_dir)
+            written += to_matplotlib.save(fig, out_dir)
     written += list(write_summary(rows, effects, levels, missing, out_dir, len(runs)))
     return {"runs": len(runs), "files": written, "missing": missing, "rows": rows, "effects": effects,
             "html": html, "sources": records.sources(runs), "levels": levels}  # fmt: skip

@@ -88,10 +88,15 @@ def record_dir(save_dir: str | Path) -> Path:
 
 
 def label(cell) -> str:
-    """The label a run is read under: its arm, or in a grid without arms its bonus type."""
+    """The label a run is read under: its arm; in a grid without arms, how it explores:
+    ``ensemble`` (the spec's reward bonus), ``vanilla`` (none), or the explorer's name (e.g.
+    ``ucb_action``, which adds no bonus although its folder name says ``ensemble``: folder names
+    never change)."""
     if cell.arm:
         return cell.arm
-    return "ensemble" if cell.config.bonus_type == "ensemble" else "vanilla"
+    if cell.config.bonus_type != "ensemble":
+        return "vanilla"
+    return "ensemble" if cell.config.exploration == "reward_bonus" else cell.config.exploration
 
 
 def load_cells(cells, records: bool = True) -> list[Run]:

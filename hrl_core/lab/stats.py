@@ -197,10 +197,6 @@ _BATCH = {"iqm_difference": _iqm_difference_batch, "probability_of_improvement":
 _TRUTH_UNDER_NULL = {"iqm_difference": 0.0, "probability_of_improvement": 0.5}
 
 
-def _iqm_difference(pairs) -> float:
-    return iqm(np.concatenate([a for a, _ in pairs])) - iqm(np.concatenate([b for _, b in pairs]))
-
-
 def bootstrap_interval(pairs, statistic_name: str, nominal: float, reps: int = 4000,
                        rng: np.random.Generator | None = None) -> tuple[float, float]:  # fmt: skip
     """Percentile interval of a stratified bootstrap (runs resampled within each setting)."""

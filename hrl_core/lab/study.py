@@ -16,8 +16,7 @@ import math
 import numpy as np
 
 from hrl_core.lab import stats, summary
-from hrl_core.lab.figures import catalog
-from hrl_core.lab.figures import static as static_renderer
+from hrl_core.lab.figures import catalog, to_matplotlib
 
 REFERENCE_ARM = summary.REFERENCE_ARM
 
@@ -258,6 +257,6 @@ def figures(found, arms: list[str], levels: dict, figures_dir=None) -> list[tupl
     out = []
     for fig in figs:
         if figures_dir:
-            static_renderer.save(fig, figures_dir)
-        out.append((fig.name, static_renderer.png_bytes(fig)))
+            to_matplotlib.save(fig, figures_dir)
+        out.append((fig.name, to_matplotlib.png_bytes(fig)))
     return out

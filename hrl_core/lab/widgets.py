@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hrl_core.lab import clean_level, records, summary
-from hrl_core.lab.figures import catalog, web
+from hrl_core.lab.figures import catalog, to_plotly
 
 METRICS = {
     "return": "normalized_return",
@@ -61,7 +61,9 @@ class RunBrowser:
         self.cells = grids.expand(spec, overrides={"save_dir": str(save_dir)} if save_dir else None)
         self.save_dir = Path(self.cells[0].config.save_dir) if self.cells else Path(save_dir or ".")
         self._load()
-        algos = sorted({r.algo for r in self.runs}) or ["cql", "iql"]
+        from hrl_core.rl import agents
+
+        algos = sorted({r.algo for r in self.runs}) or list(agents.names())
         datasets = sorted({r.dataset for r in self.runs}) or ["hopper-medium-v2"]
         ks = sorted({r.k for r in self.runs}) or [0.0, 30.0, 60.0]
         self.algo = w.Dropdown(options=algos, value=algos[0], description="algo")
@@ -90,10 +92,10 @@ class RunBrowser:
     def _curves(self):
         fig = catalog.curves(self.runs, self.algo.value, self.dataset.value, METRICS[self.metric.value],
                              ks=set(self.ks.value))  # fmt: skip
-        return web.render(fig)
+        return to_plotly.render(fig)
 
     def _signal(self):
-        return web.render(catalog.exploration(self.runs, self.algo.value, self.dataset.value))
+        return to_plotly.render(catalog.exploration(self.runs, self.algo.value, self.dataset.value))
 
     def _update_text(self) -> None:
         done = sum(r.status == "complete" for r in self.runs)

@@ -80,9 +80,9 @@ def show_run(result, title: str = "") -> None:
     small enough to share; interactive plots live in notebooks/analysis.ipynb)."""
     from IPython.display import Image, display
 
-    from hrl_core.lab.figures import catalog, static
+    from hrl_core.lab.figures import catalog, to_matplotlib
 
-    display(Image(static.png_bytes(catalog.run_curves(result.metrics, title or result.run_dir.name))))
+    display(Image(to_matplotlib.png_bytes(catalog.run_curves(result.metrics, title or result.run_dir.name))))
 
 
 def record_summary(result) -> dict:

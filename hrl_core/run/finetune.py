@@ -43,7 +43,15 @@ from hrl_core.run.config import FinetuneConfig
 from hrl_core.run.folder import RunResult
 from hrl_core.run.lock import LOCK_NAME, RunLocked, describe, live_holder
 from hrl_core.run.phase1 import load_phase1_file
-from hrl_core.run.runtime import ThreadGovernor, check_finite, check_writable, resolve_device, seed_everything, versions
+from hrl_core.run.runtime import (
+    ThreadGovernor,
+    check_finite,
+    check_writable,
+    progress_bar,
+    resolve_device,
+    seed_everything,
+    versions,
+)
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # rewards are stored as float32
 
@@ -395,8 +403,6 @@ def run_record(cfg: FinetuneConfig, ident: dict, parts: Parts, data, ckpt, devic
 def train(cfg: FinetuneConfig, run_dir: Path, parts: Parts, state: RunState, ident: dict, lock, logger,
           progress: bool) -> RunResult:  # fmt: skip
     """The online loop: act, store, update; evaluate and snapshot every ``eval_interval``."""
-    from tqdm.auto import tqdm
-
     agent, buffer, env, explorer = parts.agent, parts.buffer, parts.env, parts.explorer
     bar = None
 
@@ -438,8 +444,7 @@ def train(cfg: FinetuneConfig, run_dir: Path, parts: Parts, state: RunState, ide
         with _Signals() as signals:
             if state.step == 0 and not state.metrics["step"]:
                 evaluate_and_save()  # the Phase I policy, before any online step
-            bar = tqdm(total=cfg.online_steps, initial=state.step, desc=cfg.run_name, unit="step",
-                       disable=not progress, mininterval=1.0 if sys.stderr.isatty() else 30.0)  # fmt: skip
+            bar = progress_bar(cfg.online_steps, cfg.run_name, progress, initial=state.step)
             if state.metrics["normalized_return"]:
                 bar.set_postfix(norm_return=f"{state.metrics['normalized_return'][-1]:.1f}", refresh=False)
             while state.step < cfg.online_steps:

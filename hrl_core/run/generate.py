@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import os
-import sys
 import tempfile
 import time
 from importlib import resources
@@ -38,7 +37,7 @@ from hrl_core.rl.envs import dataset_spec, make_env, normalized_score
 from hrl_core.rl.evaluation import Evaluator
 from hrl_core.rl.networks import TanhGaussianPolicy
 from hrl_core.rl.perf import tune_allocator
-from hrl_core.run.runtime import ThreadGovernor, check_finite, seed_everything
+from hrl_core.run.runtime import ThreadGovernor, check_finite, progress_bar, seed_everything
 
 MEDIUM_TARGET = 100.0 / 3  # D4RL "medium": about a third of expert normalized return
 QUICK = {"n_transitions": 50_000, "max_train_steps": 15_000, "random_steps": 2_000, "eval_interval": 5_000}
@@ -59,8 +58,6 @@ def train_sac(dataset: str, max_train_steps: int, random_steps: int, eval_interv
     the medium level and then falls back for a long while (measured here: 31.7 at
     50,000 steps, 10-17 from 70,000 to 160,000), so the policy kept is the best one
     evaluated, not the last."""
-    from tqdm.auto import tqdm
-
     spec = dataset_spec(dataset)
     agent = make_agent("cql", spec.obs_dim, spec.act_dim, 2, cql_alpha=0.0)  # SAC
     buffer = ReplayBuffer(max_train_steps, spec.obs_dim, spec.act_dim)
@@ -71,8 +68,7 @@ def train_sac(dataset: str, max_train_steps: int, random_steps: int, eval_interv
     score, step, history, t0 = -np.inf, 0, [], time.time()
     best = {"step": 0, "score": -np.inf, "actor": None}
     governor = ThreadGovernor(threads)  # None: follow the machine's load
-    bar = tqdm(total=max_train_steps, desc=f"SAC {dataset}", unit="step", disable=not progress,
-               mininterval=1.0 if sys.stderr.isatty() else 30.0)  # fmt: skip
+    bar = progress_bar(max_train_steps, f"SAC {dataset}", progress)
     for step in range(1, max_train_steps + 1):
         action = env.action_space.sample() if step <= random_steps else agent.act(obs)
         nxt, reward, terminated, truncated, _ = env.step(action)

@@ -27,11 +27,11 @@ from hrl_core.rl.agents import make_agent
 from hrl_core.rl.envs import dataset_spec
 from hrl_core.rl.evaluation import Evaluator
 from hrl_core.rl.perf import tune_allocator
-from hrl_core.run import files, phase1
+from hrl_core.run import files, folder, phase1
 from hrl_core.run.config import DatasetName, _algorithms, setting
 from hrl_core.run.folder import take_folder
 from hrl_core.run.phase1 import phase1_run_name
-from hrl_core.run.runtime import ThreadGovernor, check_finite, resolve_device, seed_everything, versions
+from hrl_core.run.runtime import ThreadGovernor, check_finite, progress_bar, resolve_device, seed_everything, versions
 
 QUICK_STEPS = 20_000  # --quick budget of a Phase I cell (Phase I's quick runs)
 
@@ -103,23 +103,19 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> Path:
 
 
 def _differences(run_dir: Path, wanted: dict) -> list[str]:
+    """How a complete Phase I run folder differs from the requested run (Phase I's config.json is flat)."""
     try:
         config = files.read_json(run_dir / "config.json")
     except (OSError, ValueError):
         return ["its config.json is unreadable"]
-    out = []
-    for key, value in wanted["settings"].items():
-        if key in config and config[key] != value:
-            out.append(f"{key} {config[key]!r} there, {value!r} here")
-    recorded = config.get("provenance", {}).get("dataset", {}).get("sha256")
-    if recorded and recorded != wanted["dataset_sha256"]:
-        out.append(f"dataset sha256 {recorded[:12]}… there, {wanted['dataset_sha256'][:12]}… here")
-    return out
+    # keys an older Phase I config.json lacks are not counted as differences
+    recorded = {k: config.get(k, v) for k, v in wanted["settings"].items()}
+    sha = config.get("provenance", {}).get("dataset", {}).get("sha256") or wanted["dataset_sha256"]
+    here = {"settings": wanted["settings"], "inputs": {"dataset_sha256": wanted["dataset_sha256"]}}
+    return folder.identity_differences({"settings": recorded, "inputs": {"dataset_sha256": sha}}, here)
 
 
 def _pretrain_locked(cfg, spec, run_dir, device, data, wanted, lock, progress) -> Path:
-    from tqdm.auto import tqdm
-
     tune_allocator()
     threads = ThreadGovernor(cfg.threads)
     seed_everything(cfg.seed)
@@ -146,8 +142,7 @@ def _pretrain_locked(cfg, spec, run_dir, device, data, wanted, lock, progress) -
         metrics[key] = []
     window_q, window_loss, recent_loss = [], [], []
     t0 = time.perf_counter()
-    bar = tqdm(total=cfg.total_steps, desc=cfg.run_name, unit="step", disable=not progress,
-               mininterval=1.0 if sys.stderr.isatty() else 30.0)  # fmt: skip
+    bar = progress_bar(cfg.total_steps, cfg.run_name, progress)
     try:
         for step in range(1, cfg.total_steps + 1):
             info = agent.update(sampler.sample())

@@ -10,6 +10,7 @@ import os
 import platform
 import random
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -213,3 +214,12 @@ def require_extra(modules: tuple[str, ...], extra: str, what: str) -> None:
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
         raise HrlError(f"{what} needs {', '.join(missing)} (the [{extra}] extra): pip install 'hrl[{extra}]'")
+
+
+def progress_bar(total: int, desc: str, enabled: bool = True, initial: int = 0):
+    """The training loops' progress bar: refreshed every second on a terminal, every 30 s in a
+    log file or a notebook's captured output (so executed notebooks stay readable)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", disable=not enabled,
+                mininterval=1.0 if sys.stderr.isatty() else 30.0)  # fmt: skip

@@ -10,7 +10,7 @@ import pytest
 
 from hrl_core.data.corruption import trajectory_ids
 from hrl_core.data.d4rl import read_hdf5
-from hrl_core.data.sources import load_source
+from hrl_core.data.sources import locate_source, read_source
 from hrl_core.errors import HrlError
 from hrl_core.run.config import FinetuneConfig
 from hrl_core.run.finetune import finetune
@@ -44,7 +44,7 @@ def write_minari(root, d4rl_file, n_episodes=6):
 def test_minari_episodes_flatten_to_transitions(tmp_path, monkeypatch, d4rl_dir):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     data, ids, lengths = write_minari(tmp_path, d4rl_dir / "hopper_medium-v2.hdf5")
-    got = load_source("hopper-medium-v2", "minari")
+    got = read_source(locate_source("hopper-medium-v2", "minari"))
     n = sum(lengths)
     assert len(got) == n
     np.testing.assert_array_equal(got.observations, data.observations[:n])
@@ -74,4 +74,4 @@ def test_runs_on_minari_evaluate_in_v5_with_its_scores(tmp_path, monkeypatch, d4
 def test_missing_minari_dataset_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     with pytest.raises(HrlError, match="minari download mujoco/hopper/medium-v0"):
-        load_source("hopper-medium-v2", "minari")
+        read_source(locate_source("hopper-medium-v2", "minari"))

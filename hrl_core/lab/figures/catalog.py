@@ -1,5 +1,5 @@
 """Every figure of the project, defined once as a :class:`~.spec.Figure` (series, labels,
-styles); ``static.render`` and ``web.render`` draw them. Pure functions of runs read back
+styles); ``to_matplotlib.render`` and ``to_plotly.render`` draw them. Pure functions of runs read back
 (:mod:`hrl_core.lab.records`) and of the summary engine's numbers.
 
 - :func:`curves`: return (or another metric) vs online steps, a colour per corruption level,
