@@ -42,7 +42,7 @@ def _numbers(cells):
     found = records.load_cells(cells, records=False)
     levels = clean_level.clean_levels(found, evaluate=False)
     rows = summary.setting_rows(found, ["vanilla", "ensemble"], levels)
-    effects = summary.effect_rows(found, plot.COMPARISON, levels)
+    effects = summary.effect_rows(found, {"ensemble − vanilla": ("ensemble", "vanilla")}, levels)
     return found, levels, rows, effects
 
 

@@ -21,8 +21,12 @@ from hrl_core.errors import HrlError
 from hrl_core.lab import clean_level, records, summary
 from hrl_core.lab.figures import catalog, to_matplotlib, to_plotly
 
-COMPARISON = {"ensemble − vanilla": ("ensemble", "vanilla")}
 SUMMARY_METRICS = ("final", "auc", "dip_depth", "regain", "clean")
+
+
+def plain_arms(runs) -> list[str]:
+    """A plain grid's labels: vanilla, the spec's ensemble bonus, then any other explorer."""
+    return ["vanilla", "ensemble"] + sorted({r.arm for r in runs} - {"vanilla", "ensemble"})
 
 
 def write_summary(rows: list[dict], effects: list[dict], levels: dict, missing: list[str], out_dir: Path,
@@ -30,11 +34,11 @@ def write_summary(rows: list[dict], effects: list[dict], levels: dict, missing: 
     """summary.md (tables) and summary.csv (one row per setting and arm, plus its effects)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out_dir / "summary.csv", out_dir / "summary.md"
-    by_setting = {(e["algo"], e["dataset"], e["k"]): e for e in effects}
+    by_setting = {(e["algo"], e["dataset"], e["k"], e["arm"]): e for e in effects}
     flat = []
     for row in rows:
         out = {k: v for k, v in row.items() if not k.endswith("_each")}
-        e = by_setting.get((row["algo"], row["dataset"], row["k"])) if row["arm"] == "ensemble" else None
+        e = by_setting.get((row["algo"], row["dataset"], row["k"], row["arm"]))
         for m in SUMMARY_METRICS if e else ():
             d = e[m]
             out.update({f"ens_minus_vanilla_{m}": d.estimate, f"{m}_ci_low": d.low, f"{m}_ci_high": d.high,
@@ -61,7 +65,7 @@ def write_summary(rows: list[dict], effects: list[dict], levels: dict, missing: 
     if any("not D4RL" in k or "unverified" in k or "generated" in k for k in kinds):
         lines += [f"**Offline data: {', '.join(kinds)}** — not the official D4RL files.", ""]
     lines += [clean_level.clean_levels_markdown(levels), "", summary.setting_markdown(rows), ""]
-    lines += ["## Ensemble − vanilla", "",
+    lines += ["## Each method − vanilla", "",
               "Welch's 95% t-interval over seeds for returns and the dip (no interval below 2 seeds on a side); "
               "a verdict says better/worse only when the interval excludes 0, else inconclusive.", "",
               summary.effects_markdown(effects, SUMMARY_METRICS), ""]  # fmt: skip
@@ -92,8 +96,10 @@ def write_all(cells, out_dir: Path, static: bool = True, html: bool = True) -> d
     out_dir = Path(out_dir)
     save_dirs = sorted({str(c.run_dir.parent) for c in cells})
     levels = clean_level.clean_levels(runs, save_dirs[0] if save_dirs else None)
-    rows = summary.setting_rows(runs, ["vanilla", "ensemble"], levels)
-    effects = summary.effect_rows(runs, COMPARISON, levels, SUMMARY_METRICS)
+    labels = plain_arms(runs)
+    rows = summary.setting_rows(runs, labels, levels)
+    comparisons = {f"{arm} − vanilla": (arm, "vanilla") for arm in labels if arm != "vanilla"}
+    effects = summary.effect_rows(runs, comparisons, levels, SUMMARY_METRICS)
     figures = []
     for algo, dataset in sorted({(r.algo, r.dataset) for r in runs}):
         figures += [catalog.curves(runs, algo, dataset), catalog.exploration(runs, algo, dataset)]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hrl_core.lab import clean_level, records, summary
+from hrl_core.lab import clean_level, plot, records, summary
 from hrl_core.lab.figures import catalog, to_plotly
 
 METRICS = {
@@ -87,7 +87,7 @@ class RunBrowser:
     def _load(self) -> None:
         self.runs = records.load_cells(self.cells)
         self.levels = clean_level.clean_levels(self.runs, self.save_dir, evaluate=False)
-        self.rows = summary.setting_rows(self.runs, ["vanilla", "ensemble"], self.levels)
+        self.rows = summary.setting_rows(self.runs, plot.plain_arms(self.runs), self.levels)
 
     def _curves(self):
         fig = catalog.curves(self.runs, self.algo.value, self.dataset.value, METRICS[self.metric.value],
