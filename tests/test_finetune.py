@@ -98,7 +98,7 @@ def test_run_writes_three_files_with_provenance(tmp_path, phase1_dir, d4rl_env):
         "cql_hopper-medium-v2_k60_noise0.0_s1/checkpoint.pt"
     )
     assert {"torch", "gymnasium", "mujoco", "h5py"} <= set(config["versions"])
-    assert config["speed"]["compiled_cql_critic"] is False  # CPU runs stay eager (README "Performance")
+    assert config["speed"]["compiled_cql_critic"] is False  # CPU runs stay eager (docs/performance.md)
 
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["status"] == "complete"

@@ -84,7 +84,7 @@ def default_threads(cpu_count: int | None = None, others_busy: float | None = No
 
     Torch's default (one thread per core) makes its OpenMP threads wait for each other by
     spinning; beside another busy 2-thread torch process on 2 cores an IQL update took
-    920 ms instead of 7.4 (``hrl bench``, README "Performance"), while one thread took
+    920 ms instead of 7.4 (``hrl bench``, docs/performance.md), while one thread took
     11.8 ms. So: ``$OMP_NUM_THREADS`` if set, else the cores not busy with other processes
     now (measured over 0.25 s from /proc/stat; the load average where that is missing).
     """

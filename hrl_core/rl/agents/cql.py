@@ -30,7 +30,7 @@ class CQLConfig(AlgoConfig):
     """Hyper-parameters of online CQL (Phase I values unless noted)."""
 
     name: ClassVar[str] = "cql"
-    # `hrl bench --threads 1`, median of 3, halfcheetah shapes: 110.6 ms (hopper 107.5); README "Performance"
+    # `hrl bench --threads 1`, median of 3, halfcheetah shapes: 110.6 ms (hopper 107.5); docs/performance.md
     ms_per_step: ClassVar[float] = 110.0
     pretrain_overrides: ClassVar[dict] = {"cql_alpha": PHASE1_CQL_ALPHA}
 
@@ -46,7 +46,7 @@ class CQLConfig(AlgoConfig):
     backup_entropy: bool = True
     # torch.compile the critic's forward in the CQL loss (the [N, 21*B] pass that
     # dominates the update). Runs do it on CUDA only: on a CPU the eager per-member
-    # GEMMs are as fast (FinetuneConfig.compile_critic, README "Performance").
+    # GEMMs are as fast (FinetuneConfig.compile_critic, docs/performance.md).
     compile_critic: bool = False
     target_reduce: str = "min_all"  # min_all (spec) | min_random2 (REDQ/RLPD), see hrl_core.rl.ensemble
 

@@ -26,7 +26,7 @@ class IQLConfig(AlgoConfig):
 
     name: ClassVar[str] = "iql"
     # end to end in the variants study (30,000-step hopper cells took ~510 s each, loop, evaluation and
-    # start-up included; `hrl bench --threads 1` alone says 12 ms); README "Performance"
+    # start-up included; `hrl bench --threads 1` alone says 12 ms); docs/performance.md
     ms_per_step: ClassVar[float] = 17.0
 
     expectile: float = 0.7  # tau of the expectile loss for V
