@@ -1,0 +1,134 @@
+"""Digests of committed records for README.md and docs/results.md, generated, never copied.
+
+A digest is a markdown block between ``<!-- digest:NAME -->`` and ``<!-- /digest:NAME -->``
+in a document, computed by the summary engine from a record's runs (the results folder, else
+the committed copy in ``records/``). ``python -m hrl_core.lab.digest`` rewrites every block
+of README.md and docs/*.md from the records; a test fails when a block differs from what
+the records give, so the numbers in the documents cannot drift from the records.
+
+Block names: ``effects:<grid file stem>[:<part>]`` (arm − reference per setting on AUC,
+final return, dip depth and steps to regain, with intervals and verdicts),
+``exploration:<stem>[:<part>]`` (the measured bonus / reward, its drift, mean Q, the
+disagreement trend, and the groups that end above the clean level), ``completeness:<stem>``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+from pathlib import Path
+
+from hrl_core import resources
+from hrl_core.lab import clean_level, grids, records, study, summary
+
+BLOCK = re.compile(r"(<!-- digest:(?P<name>[^ ]+) -->\n)(?P<body>.*?)(<!-- /digest:(?P=name) -->)", re.S)
+METRICS = ("auc", "final", "dip_depth", "regain")
+
+
+def _record(stem: str, part: str = ""):
+    whole = grids.load_grid(resources.folder("params") / f"{stem}.yaml")
+    spec = study.part_spec(whole, part) if part else whole
+    cells = grids.expand(whole, {"parts": [part]} if part else None)
+    found = records.load_cells(cells)
+    complete = [r for r in found if r.status == "complete"]
+    save_dir = cells[0].run_dir.parent if cells else None
+    levels = clean_level.clean_levels(complete, save_dir, evaluate=False)
+    return spec, cells, complete, levels
+
+
+def _cell(d, metric: str, verdict: str) -> str:
+    text = summary._steps_diff(d) if summary.BY_KEY[metric].unit == "steps" else d.text()
+    mark = {"better": " **better**", "worse": " **worse**"}.get(verdict, f" {verdict}")
+    return text + mark
+
+
+def effects_block(stem: str, part: str = "") -> str:
+    spec, cells, complete, levels = _record(stem, part)
+    arms = list(spec["arms"]) if "arms" in spec else None
+    comparisons = study.comparisons_of(spec, arms) if arms else {"ensemble − vanilla": ("ensemble", "vanilla")}
+    effects = summary.effect_rows(complete, comparisons, levels, METRICS)
+    if not effects:
+        return "_No comparison has complete runs on both sides yet._\n"
+    columns = ["effect", "setting", "seeds"] + [f"{summary.BY_KEY[m].label} [interval]" for m in METRICS]
+    body = [[e["comparison"], f"{e['algo'].upper()} {e['dataset'].split('-')[0]} k={e['k']:g}",
+             f"{e['n_arm']} vs {e['n_reference']}"] + [_cell(e[m], m, e[f"{m}_verdict"]) for m in METRICS]
+            for e in effects]  # fmt: skip
+    note = summary.steps_intervals_note(effects)
+    return (
+        summary.table(columns, body)
+        + "\n\n"
+        + ("Returns and the dip: Welch 95% t-interval over seeds; dip depth: lower is better. " + note + "\n")
+    )
+
+
+def exploration_block(stem: str, part: str = "") -> str:
+    spec, cells, complete, levels = _record(stem, part)
+    rows = summary.setting_rows(complete, list(spec.get("arms") or []) or None, levels)
+    if not rows:
+        return "_No complete runs yet._\n"
+    columns = ["setting", "arm", "seeds", "step 0 → final", "clean level", "ends above clean", "bonus / reward: run",
+               "first → last interval", "mean Q: first → last", "disagreement last/first (fell)"]  # fmt: skip
+
+    def f(v, fmt=".3f"):
+        return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+    body = [[f"{r['algo'].upper()} {r['dataset'].split('-')[0]} k={r['k']:g}", r["arm"], r["n_seeds"],
+             f"{r['step0_return']:.1f} → {r['final_mean']:.1f}", f(r["clean_level"], ".1f"),
+             "—" if math.isnan(r["clean_level"]) else ("yes" if r["final_mean"] > r["clean_level"] else "no"),
+             f(r["bonus_reward_ratio"]), f"{f(r['bonus_ratio_first'])} → {f(r['bonus_ratio_last'])}",
+             f"{f(r['mean_q_first'], '.0f')} → {f(r['mean_q_last'], '.0f')}",
+             f"{f(r['disagreement_trend'], '.2f')} ({r['disagreement_fell']})"] for r in rows]  # fmt: skip
+    return summary.table(columns, body) + "\n"
+
+
+def completeness_block(stem: str, part: str = "") -> str:
+    spec, cells, complete, levels = _record(stem, part)
+    root = resources.base_dir()
+    shown = [Path(s).relative_to(root) if Path(s).is_relative_to(root) else Path(s) for s in records.sources(complete)]
+    where = ", ".join(f"`{s}`" for s in shown) or "nowhere yet"
+    return f"{len(complete)} of {len(cells)} cells complete (runs read from {where}).\n"
+
+
+MAKERS = {"effects": effects_block, "exploration": exploration_block, "completeness": completeness_block}
+
+
+def render(name: str) -> str:
+    kind, _, rest = name.partition(":")
+    stem, _, part = rest.partition(":")
+    return MAKERS[kind](stem, part)
+
+
+def refresh(path: Path, check_only: bool = False) -> list[str]:
+    """Rewrite the digest blocks of one document; returns the names of blocks that changed."""
+    text = path.read_text()
+    changed = []
+
+    def sub(m):
+        new = render(m.group("name"))
+        if new != m.group("body"):
+            changed.append(m.group("name"))
+        return m.group(1) + new + m.group(4)
+
+    out = BLOCK.sub(sub, text)
+    if changed and not check_only:
+        path.write_text(out)
+    return changed
+
+
+def documents() -> list[Path]:
+    root = resources.base_dir()
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def main(argv=None) -> int:
+    check = "--check" in (argv if argv is not None else sys.argv[1:])
+    stale = {str(p): refresh(p, check) for p in documents() if p.exists()}
+    for doc, names in stale.items():
+        for name in names:
+            print(f"{'stale' if check else 'rewrote'}: {doc} {name}")
+    return 1 if check and any(stale.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
