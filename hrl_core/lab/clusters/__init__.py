@@ -17,7 +17,7 @@ are) reach every back-end's workers from :func:`propagated_env`.
 from __future__ import annotations
 
 import os
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
 
 PROPAGATED = ("D4RL_DATASET_DIR", "HRL_PHASE1_DIR", "HRL_PLUGINS")  # what a cell reads from its environment
@@ -53,3 +53,16 @@ def backend(cluster: str = "local", scheduler: str | None = None, slurm=None, wo
     from hrl_core.lab.clusters.local import LocalBackend
 
     return LocalBackend(workers=workers, cells_per_gpu=cells_per_gpu, threads_per_cell=threads_per_cell)
+
+
+@contextmanager
+def client_of(cluster):
+    """A Dask client of a cluster object this grid started, closing both at the end."""
+    from dask.distributed import Client
+
+    client = Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 LOOPBACK = "127.0.0.1"  # where a local grid's scheduler and workers listen
@@ -89,14 +88,7 @@ class LocalBackend:
     def concurrent_cells(self) -> int:
         return len(self.specs)
 
-    @contextmanager
     def open(self):
-        from dask.distributed import Client
+        from hrl_core.lab.clusters import client_of
 
-        cluster = local_cluster(self.specs)
-        client = Client(cluster)
-        try:
-            yield client
-        finally:
-            client.close()
-            cluster.close()
+        return client_of(local_cluster(self.specs))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,14 +88,7 @@ class SlurmBackend:
     def concurrent_cells(self) -> int:
         return self.opts.jobs * self.opts.cells_per_job
 
-    @contextmanager
     def open(self):
-        from dask.distributed import Client
+        from hrl_core.lab.clusters import client_of
 
-        cluster = slurm_cluster(self.opts)
-        client = Client(cluster)
-        try:
-            yield client
-        finally:
-            client.close()
-            cluster.close()
+        return client_of(slurm_cluster(self.opts))
