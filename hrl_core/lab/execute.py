@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from hrl_core.lab.grids import DAMAGED, RUNNING_ELSEWHERE, SKIPPED, Cell, cell_status, format_duration
+from hrl_core.lab.grids import DAMAGED, IN_RECORD, RUNNING_ELSEWHERE, SKIPPED, Cell, cell_status, format_duration
 from hrl_core.run.config import FinetuneConfig
 
 
@@ -143,6 +143,9 @@ def run_grid(cells: list[Cell], backend=None, executed_dir: Path = Path("execute
         status = cell_status(cell, allow_download=True)
         if status == "complete":
             results.append({"run_name": cell.run_name, "status": SKIPPED, "notebook": None})
+        elif status.startswith(IN_RECORD):
+            results.append({"run_name": cell.run_name, "status": f"{SKIPPED[:-1]} in the committed record)",
+                            "notebook": None})  # fmt: skip
         elif status.startswith(DAMAGED):  # a complete run's damaged record: never silently recomputed
             results.append({"run_name": cell.run_name, "status": "failed", "notebook": None,
                             "error": status})  # fmt: skip

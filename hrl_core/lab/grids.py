@@ -308,7 +308,8 @@ def cell_status(cell: Cell, allow_download: bool = False) -> str:
     ``new`` | ``complete`` | ``running`` (unfinished: resumes) | ``failed`` (resumes) |
     ``diverged`` | ``running elsewhere: <holder>`` (another live process holds its lock)
     | ``other run in folder: <differences>`` | ``inputs missing: <reason>`` | ``complete but its
-    record is damaged: ...`` (never run again by the grid). Phase II cells are
+    record is damaged: ...`` (never run again by the grid) | ``complete in the committed record
+    ...`` (the results folder lacks it, ``records/`` has it: skipped). Phase II cells are
     compared by identity (settings and input digests), so a cell whose folder holds a run
     with other inputs or settings is not reported complete.
     """
@@ -323,7 +324,15 @@ def cell_status(cell: Cell, allow_download: bool = False) -> str:
         inputs = folder.resolve_inputs(cell.config, allow_download=allow_download)
     except HrlError as exc:
         return f"inputs missing: {exc}"
-    found = folder.existing(cell.run_dir, folder.identity(cell.config, inputs))
+    wanted = folder.identity(cell.config, inputs)
+    found = folder.existing(cell.run_dir, wanted)
+    if found.status == "new":
+        # a run the committed record holds complete (a fresh clone, another disk) is not recomputed
+        from hrl_core.lab import records
+
+        kept = records.record_dir(cell.run_dir.parent) / cell.run_name
+        if folder.existing(kept, wanted).status == "complete":
+            return f"{IN_RECORD} {kept.parent} (not re-run; its checkpoint is not kept there)"
     if found.status == "other":
         return f"other run in folder: {'; '.join(found.differences)}"
     if found.status == "damaged":
@@ -332,6 +341,7 @@ def cell_status(cell: Cell, allow_download: bool = False) -> str:
 
 
 RUNNING_ELSEWHERE = "running elsewhere"
+IN_RECORD = "complete in the committed record"
 DAMAGED = "complete but its record is damaged"
 SKIPPED = "skipped (complete)"
 
