@@ -9,17 +9,20 @@ the records give, so the numbers in the documents cannot drift from the records.
 Block names: ``effects:<grid file stem>[:<part>]`` (arm − reference per setting on AUC,
 final return, dip depth and steps to regain, with intervals and verdicts),
 ``exploration:<stem>[:<part>]`` (the measured bonus / reward, its drift, mean Q, the
-disagreement trend, and the groups that end above the clean level), ``completeness:<stem>``.
+disagreement trend, and the groups that end above the clean level), ``completeness:<stem>``,
+and ``notebook:<executed notebook>#<heading>`` (a section's tables of an executed record).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import sys
 from pathlib import Path
 
 from hrl_core import resources
+from hrl_core.errors import HrlError
 from hrl_core.lab import clean_level, grids, records, study, summary
 
 BLOCK = re.compile(r"(<!-- digest:(?P<name>[^ ]+) -->\n)(?P<body>.*?)(<!-- /digest:(?P=name) -->)", re.S)
@@ -90,11 +93,41 @@ def completeness_block(stem: str, part: str = "") -> str:
     return f"{len(complete)} of {len(cells)} cells complete (runs read from {where}).\n"
 
 
+def _slug(heading: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", heading.lower()).strip("-")
+
+
+def notebook_block(where: str) -> str:
+    """The markdown outputs under one heading of an executed record, as the record shows them:
+    ``notebook:<path from the repository root>#<heading slug>`` (e.g.
+    ``notebook:executed/study_iql.ipynb#pooled-over-settings``). For records whose runs are
+    not committed: the numbers still come from the record, never from a hand copy."""
+    path, _, slug = where.partition("#")
+    nb = json.loads((resources.base_dir() / path).read_text())
+    found, inside = [], False
+    for cell in nb["cells"]:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "markdown":
+            if source.startswith("#"):
+                inside = _slug(source.splitlines()[0].lstrip("#")) == slug
+            continue
+        if inside:
+            found += ["".join(o["data"]["text/markdown"]).strip() for o in cell.get("outputs", [])
+                      if "text/markdown" in o.get("data", {})]  # fmt: skip
+    if not found:
+        raise HrlError(f"{path} has no heading #{slug} with markdown output; check the digest name")
+    return "\n\n".join(found) + "\n"
+
+
 MAKERS = {"effects": effects_block, "exploration": exploration_block, "completeness": completeness_block}
 
 
 def render(name: str) -> str:
     kind, _, rest = name.partition(":")
+    if kind == "notebook":
+        return notebook_block(rest)
+    if kind not in MAKERS:
+        raise HrlError(f"unknown digest {name!r}: its kind is one of notebook, {', '.join(MAKERS)}")
     stem, _, part = rest.partition(":")
     return MAKERS[kind](stem, part)
 
