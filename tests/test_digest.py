@@ -22,7 +22,8 @@ def test_a_block_is_filled_from_its_record_and_a_hand_edit_is_found(tmp_path):
     text = doc.read_text()
     assert "made up" not in text and "member init (warmstart - vanilla)" in text and text.endswith("end\n")
     assert digest.refresh(doc, check_only=True) == []  # now in step with the record
-    doc.write_text(text.replace("member init (warmstart - vanilla) | 2 | +", "member init (warmstart - vanilla) | 2 | +9"))
+    row = "member init (warmstart - vanilla) | 2 | +"
+    doc.write_text(text.replace(row, row + "9"))  # one digit changed by hand
     assert digest.refresh(doc, check_only=True) == [name]
 
 
