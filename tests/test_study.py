@@ -178,6 +178,9 @@ def test_design_says_what_the_grid_file_asks_for():
     rows = [line for line in text.splitlines() if line.startswith("| `")][: len(spec["arms"])]
     for row, (arm, arm_settings) in zip(rows, spec["arms"].items(), strict=True):
         assert row.startswith(f"| `{arm}` |") and all(f"`{k}={v}`" in row for k, v in arm_settings.items())
+    # A budget given per algorithm keeps the shared number of episodes (not "the default").
+    long = study.part_spec(grids.load_grid(grids.REPO / "params" / "study_long.yaml"), "iql-hopper")
+    assert "iql: 100,000 online steps, evaluation every 5,000 steps (10 episodes)" in study.design_markdown(long)
 
 
 def test_tiny_study_through_grid_and_hrl_study(tmp_path, d4rl_dir, phase1_dir):

@@ -50,12 +50,15 @@ def part_spec(spec: dict, part: str = "") -> dict:
 # --------------------------------------------------------------------------------------
 # What the study is, and what it has
 # --------------------------------------------------------------------------------------
-def _budget_text(settings: dict) -> list[str]:
+def _budget_text(settings: dict, shared: dict | None = None) -> list[str]:
+    """``shared``: the grid file's shared settings, which an algorithm's own settings extend."""
+    from hrl_core.run.config import FinetuneConfig
+
     parts = []
     if "online_steps" in settings:
         parts.append(f"{settings['online_steps']:,} online steps")
     if "eval_interval" in settings:
-        episodes = settings.get("eval_episodes", "the default number of")
+        episodes = settings.get("eval_episodes", (shared or {}).get("eval_episodes", FinetuneConfig.eval_episodes))
         parts.append(f"evaluation every {settings['eval_interval']:,} steps ({episodes} episodes)")
     return parts
 
@@ -73,7 +76,7 @@ def design_markdown(spec: dict) -> str:
     parts += _budget_text(settings)
     for algo, extra in (spec.get("algo_settings") or {}).items():
         if algo in spec["algos"] and _budget_text(extra):
-            parts.append(f"{algo}: " + ", ".join(_budget_text(extra)))
+            parts.append(f"{algo}: " + ", ".join(_budget_text(extra, settings)))
     if settings.get("phase1_seed") is not None:
         parts.append(f"every seed starts from the Phase I checkpoint of seed {settings['phase1_seed']}")
     title = spec.get("description", "Study") + (f" — part `{spec['part']}`" if spec.get("part") else "")
