@@ -42,7 +42,7 @@ def _record(stem: str, part: str = ""):
 
 def _cell(d, metric: str, verdict: str) -> str:
     text = summary._steps_diff(d) if summary.BY_KEY[metric].unit == "steps" else d.text()
-    mark = {"better": " **better**", "worse": " **worse**"}.get(verdict, f" {verdict}")
+    mark = {"better": " **better**", "worse": " **worse**", "no interval": ""}.get(verdict, f" {verdict}")
     return text + mark
 
 
@@ -61,7 +61,8 @@ def effects_block(stem: str, part: str = "") -> str:
     return (
         summary.table(columns, body)
         + "\n\n"
-        + ("Returns and the dip: Welch 95% t-interval over seeds; dip depth: lower is better. " + note + "\n")
+        + " ".join(["Returns and the dip: Welch 95% t-interval over seeds; dip depth: lower is better.", note]).strip()
+        + "\n"
     )
 
 
