@@ -141,11 +141,33 @@ def test_complete_run_is_left_alone(tmp_path, phase1_dir, d4rl_env, capsys):
     assert {p.name: p.read_bytes() for p in first.run_dir.iterdir()} == before
 
 
+def _numbers(value):
+    """Every number in a metrics value, in order (None kept as a marker)."""
+    if isinstance(value, list):
+        return [x for v in value for x in _numbers(v)]
+    return [value]
+
+
 @pytest.mark.parametrize("algo", ["iql", "cql"])
-def test_thread_count_does_not_change_results(tmp_path, phase1_dir, d4rl_env, algo):
-    """Runs adapt their threads to the machine's load, so the numbers must not depend on them."""
-    one = finetune(tiny(tmp_path / "1", phase1_dir, algo=algo, online_steps=60, eval_interval=30, threads=1),
-                   progress=False)  # fmt: skip
-    two = finetune(tiny(tmp_path / "2", phase1_dir, algo=algo, online_steps=60, eval_interval=30, threads=2),
-                   progress=False)  # fmt: skip
-    assert without_timing(one.metrics) == {**without_timing(two.metrics), "torch_threads": [1, 1, 1]}
+def test_thread_count_changes_results_only_by_rounding(tmp_path, phase1_dir, d4rl_env, algo):
+    """Runs without --threads follow the machine's load. On some CPUs the kernels sum in an
+    order that depends on the thread count (CI's machine: CQL at 1 and 2 threads differed by
+    ~1e-7 relative after 30 updates, which the simulator grows to ~1e-3 of a return std within
+    60 steps), so the numbers agree to rounding, not to the bit: a different random stream or a
+    thread-dependent branch would differ by percent. A run that must reproduce to the bit pins
+    --threads (grid cells do)."""
+    cfg = dict(algo=algo, online_steps=60, eval_interval=30)
+    one = finetune(tiny(tmp_path / "1", phase1_dir, threads=1, **cfg), progress=False).metrics
+    two = finetune(tiny(tmp_path / "2", phase1_dir, threads=2, **cfg), progress=False).metrics
+    again = finetune(tiny(tmp_path / "3", phase1_dir, threads=1, **cfg), progress=False).metrics
+    assert without_timing(again) == without_timing(one)  # one thread count: bit for bit
+    assert one["torch_threads"] == [1, 1, 1] and two["torch_threads"] == [2, 2, 2]
+    a, b = without_timing(one), without_timing(two)
+    assert a.keys() == b.keys()
+    for key in sorted(set(a) - {"torch_threads"}):
+        x, y = _numbers(a[key]), _numbers(b[key])
+        assert len(x) == len(y), key
+        floats_x = [v for v in x if isinstance(v, float)]
+        floats_y = [v for v, u in zip(y, x, strict=True) if isinstance(u, float)]
+        assert [v for v in x if not isinstance(v, float)] == [v for v in y if not isinstance(v, float)], key
+        assert floats_x == pytest.approx(floats_y, rel=1e-3, abs=1e-2), key

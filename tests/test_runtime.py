@@ -1,4 +1,4 @@
-"""Shared runtime helpers: devices, threads (and that threads do not change results)."""
+"""Shared runtime helpers: devices and threads (their effect on the numbers: tests/test_finetune.py)."""
 
 from __future__ import annotations
 

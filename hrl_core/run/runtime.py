@@ -114,8 +114,9 @@ class ThreadGovernor:
     Without ``--threads`` (or ``$OMP_NUM_THREADS``) a run starts with the idle cores
     (:func:`default_threads`) and, every ``every`` seconds, shrinks to the cores other
     processes leave idle, or grows back when they finish; so a run beside another busy
-    process takes its share instead of spinning against it. The thread count does not
-    change the numbers (a run at 1 and at 2 threads gives identical metrics: tests).
+    process takes its share instead of spinning against it. The thread count changes
+    the numbers only by floating-point rounding (on some CPUs the kernels' summation order
+    follows it; tests); a run that must reproduce to the bit is given a fixed count.
     """
 
     def __init__(self, threads: int | None, every: float = 10.0):
