@@ -389,4 +389,5 @@ def capped_steps_difference(a, b) -> Diff:
         return Diff(d.estimate, math.nan, math.nan, d.n_a, d.n_b, method="no interval: every seed equal on both sides")
     nominal, cov = censored_level(len(a), len(b))
     d = welch_interval(a, b, nominal)
-    return replace(d, method=f"welch-t on capped steps at nominal {nominal:g} (simulated coverage ≥ {cov:.0%})")
+    return replace(d, method=f"welch-t on capped steps at nominal {nominal:g} for {len(a)} vs {len(b)} seeds "
+                   f"(simulated coverage ≥ {cov:.0%})")  # fmt: skip
