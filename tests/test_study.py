@@ -137,8 +137,12 @@ def test_a_study_without_k0_cells_reads_the_clean_level_from_a_stored_offline_ev
     entries = [{"algo": "cql", "dataset": DS, "checkpoint": str(clean_level.clean_checkpoint(run)), "env_id": ENV,
                 "checkpoint_sha256": "e" * 64, "eval_seeds": [1_000_000 + 1000 * run.seed], "normalized_return": r}
                for run, r in zip(sorted(runs, key=lambda r: r.seed), (50.0, 60.0), strict=True)]  # fmt: skip
+    clean_level._write_store(tmp_path / clean_level.STORE, entries[:1])  # seed 0's alone: a level that says so
+    partial = clean_level.clean_levels(runs, tmp_path, evaluate=False)[("cql", DS)]
+    assert partial.level == 50.0 and partial.missing == [1] and partial.text() == "50.0 (seeds 0 of 2)"
     clean_level._write_store(tmp_path / clean_level.STORE, entries)
     levels = clean_level.clean_levels(runs, tmp_path, evaluate=False)
+    assert levels[("cql", DS)].text() == "55.0"
     row = summary.setting_rows(runs, ["vanilla"], levels)[0]
     assert row["threshold80"] == pytest.approx(44.0) and row["steps_to_80_median"] == 2000
     assert row["clean_text"] == "not reached (0/2)" and row["steps_to_100_median"] == math.inf

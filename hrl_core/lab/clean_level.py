@@ -32,7 +32,16 @@ class CleanLevel:
     level: float  # mean over the seeds of ``per_seed`` (nan: unknown)
     per_seed: dict = field(default_factory=dict)  # online seed -> normalized return of the clean checkpoint
     sources: dict = field(default_factory=dict)  # online seed -> where its value came from
-    note: str = ""  # why there is no level, when there is none
+    note: str = ""  # why a seed has no level, when one has none
+    missing: list = field(default_factory=list)  # online seeds of the record without a level
+
+    def text(self) -> str:
+        """The level as a table cell: a level over only some of the record's seeds says so
+        (the mean of fewer evaluation episodes, not the record's level)."""
+        if math.isnan(self.level):
+            return "—"
+        only = f" (seeds {', '.join(map(str, self.per_seed))} of {len(self.per_seed) + len(self.missing)})"
+        return f"{self.level:.1f}" + (only if self.missing else "")
 
 
 def _key(entry: dict) -> tuple:
@@ -165,6 +174,7 @@ def clean_levels(runs, store_dir: str | Path | None = None, evaluate: bool = Tru
             hit, new, note = _for_seed(next(r for r in group if r.seed == seed), entries, evaluate)
             if hit is None:
                 cl.note = f"seed {seed}: {note}"
+                cl.missing.append(seed)
                 continue
             if new:
                 entries.append(hit)

@@ -78,7 +78,7 @@ def exploration_block(stem: str, part: str = "") -> str:
         return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
     body = [[f"{r['algo'].upper()} {r['dataset'].split('-')[0]} k={r['k']:g}", r["arm"], r["n_seeds"],
-             f"{r['step0_return']:.1f} → {r['final_mean']:.1f}", f(r["clean_level"], ".1f"),
+             f"{r['step0_return']:.1f} → {r['final_mean']:.1f}", levels[(r["algo"], r["dataset"])].text(),
              "—" if math.isnan(r["clean_level"]) else ("yes" if r["final_mean"] > r["clean_level"] else "no"),
              f(r["bonus_reward_ratio"]), f"{f(r['bonus_ratio_first'])} → {f(r['bonus_ratio_last'])}",
              f"{f(r['mean_q_first'], '.0f')} → {f(r['mean_q_last'], '.0f')}",
