@@ -110,5 +110,8 @@ def test_steps_intervals_are_calibrated_for_censoring():
     d = stats.capped_steps_difference([2_000, 4_000, 10_000], [10_000, 10_000, 8_000])
     assert d.estimate == pytest.approx(-4_000) and d.has_interval and "simulated coverage" in d.method
     assert d.high - d.low > 2 * (stats.welch_interval([2_000, 4_000, 10_000], [10_000, 10_000, 8_000]).high + 4_000)
+    cut = stats.capped_steps_difference([2_000, 4_000, 10_000], [10_000, 10_000, 8_000], budget=10_000)
+    assert (cut.estimate, cut.low, cut.high) == (d.estimate, max(d.low, -10_000), min(d.high, 10_000))
+    assert d.low < -10_000 and cut.low == -10_000 and "within ±budget" in cut.method  # wider than possible, cut
     same = stats.capped_steps_difference([10_000] * 3, [10_000] * 3)  # no seed of either arm got there
     assert same.estimate == 0 and not same.has_interval and stats.verdict(same) == "no interval"

@@ -204,10 +204,10 @@ def setting_rows(runs, arms: list[str] | None = None, levels: dict | None = None
 # --------------------------------------------------------------------------------------
 # Comparisons
 # --------------------------------------------------------------------------------------
-def difference(metric: str, a: list[float], b: list[float]) -> stats.Diff:
-    """arm − reference of a metric's per-seed values, with its interval."""
+def difference(metric: str, a: list[float], b: list[float], budget: float | None = None) -> stats.Diff:
+    """arm − reference of a metric's per-seed values, with its interval (steps: within ±budget)."""
     if BY_KEY[metric].unit == "steps":
-        return stats.capped_steps_difference(a, b)
+        return stats.capped_steps_difference(a, b, budget)
     return stats.welch_interval(a, b)
 
 
@@ -224,7 +224,7 @@ def effect_rows(runs, comparisons: dict[str, tuple[str, str]], levels: dict | No
             row = {"comparison": label, "arm": arm, "reference": ref, "algo": algo, "dataset": dataset, "k": k,
                    "n_arm": len(a.runs), "n_reference": len(b.runs)}  # fmt: skip
             for m in metrics:
-                d = difference(m, a.values(m), b.values(m))
+                d = difference(m, a.values(m), b.values(m), max(a.recs[0].budget, b.recs[0].budget))
                 row[m] = d
                 row[f"{m}_verdict"] = stats.verdict(d, BY_KEY[m].higher_is_better)
             rows.append(row)
