@@ -94,6 +94,10 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, phase1_dir, d4rl_dir
     if damage != "none":
         newest = save / RUN / "snapshot.pt"
         newest.write_bytes(newest.read_bytes()[:10_000])
+    else:  # the first part ran under another torch (another machine): the record keeps both
+        first = json.loads((save / RUN / "config.json").read_text())
+        first["versions"]["torch"] = "0.0.0-first-part"
+        (save / RUN / "config.json").write_text(json.dumps(first))
 
     resumed = run(hrl_cmd(phase1_dir, save, *steps), d4rl_dir)
     assert resumed.returncode == 0, resumed.stderr
@@ -105,6 +109,12 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, phase1_dir, d4rl_dir
     assert comparable(final) == comparable(reference)  # identical values on CPU
     config = json.loads((save / RUN / "config.json").read_text())
     assert config["resumed"][0]["at_step"] >= (60 if damage != "none" else 120)
+    if damage == "none":
+        torch_now = config["versions"]["torch"]
+        assert config["resumed"][0]["versions_before"] == {"torch": ["0.0.0-first-part", torch_now]}
+        assert f"torch 0.0.0-first-part -> {torch_now}" in resumed.stderr
+    else:  # same versions: nothing to keep
+        assert "versions_before" not in config["resumed"][0]
 
 
 def cpu_seconds(pid: int) -> float:

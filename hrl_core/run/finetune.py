@@ -277,6 +277,22 @@ def finetune(cfg: FinetuneConfig, restart: bool = False, progress: bool = True, 
         return _run_locked(cfg, run_dir, device, inputs, ident, lock, restart, progress, grid_cell, data, ckpt)
 
 
+def resume_entry(old: dict, config: dict, step: int, run_dir: Path) -> dict:
+    """The ``resumed`` entry of a run taken up again. ``versions`` then names the code and
+    libraries of the last part; when those of the earlier part differ (another machine, a
+    new commit), the entry keeps them (``versions_before``: key -> [before, now]) and a note
+    says so, so a run made by two code versions never reads as one."""
+    entry = {"at_step": step, "time": _dt.datetime.now().astimezone().isoformat(timespec="seconds")}
+    before, now = old.get("versions") or {}, config.get("versions") or {}
+    changed = {k: [before.get(k), now.get(k)] for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)}
+    if before and changed:
+        entry["versions_before"] = changed
+        what = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items())
+        print(f"hrl: note: {run_dir.name} resumes at step {step} under other versions than the "
+              f"steps before it ran with ({what}); config.json keeps both", file=sys.stderr)  # fmt: skip
+    return entry
+
+
 def _already_complete(cfg, run_dir: Path, grid_cell: bool) -> RunResult:
     message = f"{cfg.run_name}: already complete in {run_dir}; pass --restart to run it again"
     if grid_cell:
@@ -310,9 +326,7 @@ def _run_locked(cfg, run_dir, device, inputs, ident, lock, restart, progress, gr
         old = files.read_json(run_dir / folder.CONFIG) if (run_dir / folder.CONFIG).exists() else {}
         config["started"] = old.get("started", config["started"])
         config["warmstart"] = old.get("warmstart")
-        config["resumed"] = old.get("resumed", []) + [
-            {"at_step": snapshot["step"], "time": _dt.datetime.now().astimezone().isoformat(timespec="seconds")}
-        ]
+        config["resumed"] = old.get("resumed", []) + [resume_entry(old, config, snapshot["step"], run_dir)]
     files.write_json(run_dir / folder.CONFIG, config)
     kind = data.provenance.get("kind", "")
     if kind.startswith("not D4RL") or "unverified" in kind:

@@ -10,7 +10,8 @@ A Phase II run folder ``<save_dir>/<run_name>/`` holds:
     ``environment`` (``env_id``, ``reference_scores``, ``eval_seeds``); ``provenance``
     (``dataset``: path, sha256, size, HDF5 attributes, ``kind``, corruption counts;
     ``phase1_checkpoint``: path, sha256, seeds, Phase I config); ``versions``; ``device``;
-    ``torch_threads``; ``speed``; ``warmstart``; ``command``; ``started``; ``resumed``.
+    ``torch_threads``; ``speed``; ``warmstart``; ``command``; ``started``; ``resumed`` (per resume:
+    ``at_step``, ``time`` and, when they changed, ``versions_before``).
 ``metrics.json``
     ``run_name``, ``status`` (:data:`STATUSES`), and one list entry per evaluation point
     under :data:`POINT_KEYS` (plus per-algorithm window averages ``*_avg``); on failure
