@@ -122,6 +122,21 @@ def test_sample_efficiency_shows_never_reached(cells):
     assert regain.markers[k0[0]] == "x" and regain.y[k0[0]] > 3000
 
 
+def test_sample_efficiency_draws_each_algorithms_budget(cells, tmp_path):
+    """IQL runs of 3,000 steps beside CQL runs of 500: a CQL "not reached" sits above the IQL
+    budget, so each algorithm's budget is its own line (one line when they are equal)."""
+    from tests.conftest import write_result_fixture
+
+    cql = [write_result_fixture(tmp_path / "res", "cql", H, k, "none", 0, [40, 30], step=500) for k in (0, 60)]
+    found = records.load_cells(cells + cql)
+    spec = catalog.recovery(found, H, clean_level.clean_levels(found, evaluate=False))
+    lines = {h.label: h.y for h in spec.panels[1].hlines}
+    assert lines["CQL budget"] == 500 and lines["IQL budget"] == 3000 and "budget" not in lines
+    assert lines["not reached (✕)"] > 3000
+    alone = catalog.recovery(records.load_cells(cells), H, {})
+    assert {h.label: h.y for h in alone.panels[1].hlines}["budget"] == 3000
+
+
 def test_write_all_static_and_html_without_a_browser(cells, tmp_path, monkeypatch):
     """PNG/SVG come from matplotlib: they are written with no Chrome/Chromium on PATH."""
     monkeypatch.setenv("PATH", "/nonexistent")  # no browser (nor anything else) to be found

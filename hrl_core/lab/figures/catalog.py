@@ -82,8 +82,16 @@ def recovery(runs, dataset: str, levels: dict) -> Figure:
     """Per seed: online steps to the clean checkpoint's return, and to regain step 0 after the dip."""
     sel = [r for r in runs if r.dataset == dataset and r.status == "complete"]
     found = summary.groups(sel, levels)
-    budget = max((r.steps[-1] for r in sel), default=1.0)
-    ceiling = budget * 1.08
+    # One budget line per algorithm when they differ (the CPU grid gives CQL 2,000 steps and IQL
+    # 10,000): a CQL "not reached" drawn above the IQL budget must not read as 10,000 steps.
+    budgets = {}
+    for r in sel:
+        budgets[r.algo] = max(budgets.get(r.algo, 0.0), float(r.steps[-1]))
+    ceiling = max(budgets.values(), default=1.0) * 1.08
+    if len(set(budgets.values())) > 1:
+        budget_lines = [HLine(b, "#bbbbbb", label=f"{a.upper()} budget") for a, b in sorted(budgets.items())]
+    else:
+        budget_lines = [HLine(ceiling / 1.08, "#bbbbbb", label="budget")]
     ks = sorted({key[2] for key in found})
     cats = [f"k={k:g}" for k in ks]
     methods = sorted({(key[0], key[3]) for key in found}, key=lambda m: (m[0], _arms(sel).index(m[1])))
@@ -107,7 +115,7 @@ def recovery(runs, dataset: str, levels: dict) -> Figure:
             if xs:
                 panel.series.append(Series(f"{algo.upper()} {arm}", xs, ys, ARM_COLOURS[i % len(ARM_COLOURS)],
                                            kind="markers", markers=marks, text=text))  # fmt: skip
-        panel.hlines = [HLine(ceiling, label="not reached (✕)"), HLine(budget, colour="#bbbbbb", label="budget")]
+        panel.hlines = [HLine(ceiling, label="not reached (✕)"), *budget_lines]
         panels.append(panel)
     note = "open circle: at step 0 (clean) / never below step 0 (regain)"
     return Figure(f"sample_efficiency_{dataset}", f"{dataset}: recovery per seed{data_note(sel)}; {note}", panels,
