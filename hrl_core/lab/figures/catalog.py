@@ -84,14 +84,15 @@ def recovery(runs, dataset: str, levels: dict) -> Figure:
     found = summary.groups(sel, levels)
     # One budget line per algorithm when they differ (the CPU grid gives CQL 2,000 steps and IQL
     # 10,000): a CQL "not reached" drawn above the IQL budget must not read as 10,000 steps.
-    budgets = {}
-    for r in sel:
-        budgets[r.algo] = max(budgets.get(r.algo, 0.0), float(r.steps[-1]))
-    ceiling = max(budgets.values(), default=1.0) * 1.08
+    budgets = {}  # algo -> the recovery records' budget (their last evaluated step)
+    for (algo, *_), g in found.items():
+        budgets[algo] = max([budgets.get(algo, 0.0), *(rec.budget for rec in g.recs)])
+    top = max(budgets.values(), default=1.0)
+    ceiling = top * 1.08
     if len(set(budgets.values())) > 1:
         budget_lines = [HLine(b, "#bbbbbb", label=f"{a.upper()} budget") for a, b in sorted(budgets.items())]
     else:
-        budget_lines = [HLine(ceiling / 1.08, "#bbbbbb", label="budget")]
+        budget_lines = [HLine(top, "#bbbbbb", label="budget")]
     ks = sorted({key[2] for key in found})
     cats = [f"k={k:g}" for k in ks]
     methods = sorted({(key[0], key[3]) for key in found}, key=lambda m: (m[0], _arms(sel).index(m[1])))
