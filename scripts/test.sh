@@ -10,4 +10,5 @@ bash scripts/setup_env.sh
 VENV="${HRL_VENV:-.venv}"
 "$VENV/bin/ruff" check hrl_core tests
 "$VENV/bin/ruff" format --check hrl_core tests
-exec "$VENV/bin/python" -m pytest -rs "$@"
+# --durations: the slowest tests are listed, so a suite creeping past its budget shows where.
+exec "$VENV/bin/python" -m pytest -rs --durations=15 "$@"
