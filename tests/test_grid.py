@@ -291,6 +291,10 @@ def test_the_long_study_runs_in_parts_with_their_own_axes_and_budgets():
         c.arm for c in by_part["iql-hopper"]
     }
     assert len({c.run_name for c in cells}) == len(cells)
+    # double_q is compared with the vanilla runs of the CQL parts, read there, not run again.
+    refs = grids.reference_cells(spec, "cql-double_q")
+    assert {(c.arm, c.part) for c in refs} == {("vanilla", "cql-hopper"), ("vanilla", "cql-halfcheetah")}
+    assert {c.run_name for c in refs} == {c.run_name for c in cells if c.arm == "vanilla" and c.config.algo == "cql"}
     # --part picks parts; other filters apply inside them.
     picked = grids.expand(spec, {"parts": ["cql-hopper"], "seeds": [2]})
     assert {c.part for c in picked} == {"cql-hopper"} and len(picked) == 4
@@ -303,7 +307,9 @@ def test_bad_parts(tmp_path):
     bad = tmp_path / "bad.yaml"
     for parts, message in [("parts: {p: {envs: [x]}}", "unknown keys"), ("parts: {p: {arms: [b]}}", "arms the file"),
                            ("parts: {p: {seeds: 3}}", "non-empty list"), ("parts: []", "non-empty mapping"),
-                           ("parts: {p: {seeds: [0]}, q: {seeds: [0]}}", "both hold run")]:  # fmt: skip
+                           ("parts: {p: {seeds: [0]}, q: {seeds: [0]}}", "both hold run"),
+                           ("parts: {p: {compare_with: [b]}}", "arms the file"),
+                           ("parts: {p: {arms: [a], compare_with: [a]}}", "compare_with names arms")]:  # fmt: skip
         bad.write_text(base + parts + "\n")
         with pytest.raises(HrlError, match=message):
             grids.expand(grids.load_grid(bad))

@@ -187,6 +187,48 @@ def test_design_says_what_the_grid_file_asks_for():
     assert "iql: 100,000 online steps, evaluation every 5,000 steps (10 episodes)" in study.design_markdown(long)
 
 
+def test_a_part_compares_with_runs_another_part_runs(tmp_path):
+    """A part's comparison against an arm another part runs (``compare_with``): the part never
+    runs that arm, its record reads those runs on its own settings, and counts them apart."""
+    params = tmp_path / "parts.yaml"
+    params.write_text(
+        "algos: [iql]\ndatasets: [hopper-medium-v2]\nremove_top_k: [60]\nseeds: [0, 1, 2]\n"
+        "arms: {vanilla: {bonus_type: none}, up: {bonus_type: ensemble}}\n"
+        "comparisons: {up - vanilla: [up, vanilla]}\n"
+        f"settings: {{save_dir: {tmp_path / 'runs'}}}\n"
+        "parts:\n  base: {arms: [vanilla]}\n  extra: {arms: [up], seeds: [0, 1], compare_with: [vanilla]}\n"
+    )
+    for seed in (0, 1, 2):
+        write_result_fixture(tmp_path / "runs", "iql", DS, 60, "none", seed, [40, 40 + seed, 40, 40])
+    for seed in (0, 1):
+        write_result_fixture(tmp_path / "runs", "iql", DS, 60, "ensemble", seed, [40, 50 + seed, 50, 50])
+    spec = grids.load_grid(params)
+    own = grids.expand(spec, {"parts": ["extra"]})
+    assert {c.arm for c in own} == {"up"}  # `hrl grid --part extra` never runs vanilla
+    refs = grids.reference_cells(spec, "extra")
+    assert sorted((c.arm, c.part, c.config.seed) for c in refs) == [("vanilla", "base", 0), ("vanilla", "base", 1)]
+    assert grids.reference_cells(spec, "base") == []
+    part = study.part_spec(spec, "extra")
+    assert list(part["arms"]) == ["up", "vanilla"] and part["reference_arms"] == ["vanilla"]
+    assert "a reference: its runs belong to another part" in study.design_markdown(part)
+    complete = records.load_cells(own + refs)
+    effects = summary.effect_rows(complete, study.comparisons_of(part, list(part["arms"])), {})
+    assert len(effects) == 1 and effects[0]["n_arm"] == effects[0]["n_reference"] == 2
+    assert effects[0]["final"].estimate == pytest.approx(10.0) and effects[0]["final_verdict"] == "better"
+    text = study.completeness_markdown(own, complete, study.missing_cells(own + refs, complete), refs)
+    assert text.startswith("**2 of 2 cells complete.**") and "(`vanilla`, not run here): 2 of 2 complete" in text
+
+    # The record itself: `hrl study --part extra` executes the study notebook on them.
+    nb_out = tmp_path / "extra.ipynb"
+    out = run_hrl(["study", "--params", params, "--part", "extra", "--out", nb_out, "--figures_dir", tmp_path / "f"],
+                  tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    nb = nbformat.read(nb_out, as_version=4)
+    shown = "\n".join(str(o.get("data", {}).get("text/markdown", "")) for c in nb.cells for o in c.get("outputs", []))
+    assert "**2 of 2 cells complete.** References read from other parts" in shown
+    assert "| up - vanilla | iql | hopper-medium-v2 | 60 | 2 vs 2 |" in shown
+
+
 def test_tiny_study_through_grid_and_hrl_study(tmp_path, d4rl_dir, phase1_dir):
     """Arms through `hrl grid` (papermill, Dask) into distinct folders, then the study notebook."""
     params = tmp_path / "tiny_study.yaml"

@@ -33,7 +33,8 @@ def _record(stem: str, part: str = ""):
     whole = grids.load_grid(resources.folder("params") / f"{stem}.yaml")
     spec = study.part_spec(whole, part) if part else whole
     cells = grids.expand(whole, {"parts": [part]} if part else None)
-    found = records.load_cells(cells)
+    references = grids.reference_cells(whole, part) if part else []  # runs of other parts its comparisons read
+    found = records.load_cells(cells + references)
     complete = [r for r in found if r.status == "complete"]
     save_dir = cells[0].run_dir.parent if cells else None
     levels = clean_level.clean_levels(complete, save_dir, evaluate=False)
@@ -91,7 +92,10 @@ def completeness_block(stem: str, part: str = "") -> str:
     root = resources.base_dir()
     shown = [Path(s).relative_to(root) if Path(s).is_relative_to(root) else Path(s) for s in records.sources(complete)]
     where = ", ".join(f"`{s}`" for s in shown) or "nowhere yet"
-    return f"{len(complete)} of {len(cells)} cells complete (runs read from {where}).\n"
+    own = {c.run_name for c in cells}
+    done, read = sum(r.run_name in own for r in complete), sum(r.run_name not in own for r in complete)
+    also = f"; with {read} reference run(s) of other parts ({', '.join(spec['reference_arms'])})" if read else ""
+    return f"{done} of {len(cells)} cells complete (runs read from {where}){also}.\n"
 
 
 def _slug(heading: str) -> str:

@@ -28,6 +28,9 @@ order and are analysed one record each (``hrl grid --part``, ``hrl study --part`
 
 A part gives its own values for any axis (the others are the file's) and may pick a
 subset of the arms; the grid is the union of its parts, and no run may be in two parts.
+A part whose comparisons need an arm another part runs names it in ``compare_with``
+(``cql-double_q: {algos: [cql], arms: [double_q], compare_with: [vanilla]}``): its record
+reads those runs on its own settings (:func:`reference_cells`), but the part never runs them.
 
 Cells run seed-major (all seed-0 cells first), so a grid stopped early leaves every
 setting with the same number of seeds rather than some settings with all of them.
@@ -65,6 +68,8 @@ OPTIONAL_KEYS = {
     "settings", "algo_settings", "description", "kind", "arms", "comparisons", "executed_dir", "cpu_hours", "parts"
 }  # fmt: skip
 # ``kind: pretrain`` grids (Phase I) have no bonus axis and name the dataset env_name.
+# Keys a part may have besides axes: the arms it runs, and arms it reads from other parts for its comparisons.
+PART_KEYS = ("arms", "compare_with")
 PRETRAIN_AXES = {"algos": "algo", "datasets": "env_name", "remove_top_k": "remove_top_k", "seeds": "seed"}
 
 
@@ -207,15 +212,46 @@ def _check_parts(path: Path, spec: dict, axes: dict) -> None:
     for name, part in parts.items():
         if not isinstance(part, dict):
             raise HrlError(f"grid file {path}: part {name!r} must be a mapping of axes (and arms) to values")
-        unknown = set(part) - set(axes) - {"arms"}
+        unknown = set(part) - set(axes) - set(PART_KEYS)
         if unknown:
             raise HrlError(f"grid file {path}: part {name!r} has unknown keys {sorted(unknown)}; "
-                           f"valid: {', '.join(list(axes) + ['arms'])}")  # fmt: skip
+                           f"valid: {', '.join(list(axes) + list(PART_KEYS))}")  # fmt: skip
         for key, values in part.items():
             if not isinstance(values, list) or not values:
                 raise HrlError(f"grid file {path}: part {name!r}: {key} must be a non-empty list")
-        if not set(part.get("arms", [])) <= set(spec.get("arms") or {}):
+        if not set(part.get("arms", [])) | set(part.get("compare_with", [])) <= set(spec.get("arms") or {}):
             raise HrlError(f"grid file {path}: part {name!r} names arms the file does not have")
+        both = set(part.get("arms") or spec.get("arms") or {}) & set(part.get("compare_with", []))
+        if both:
+            raise HrlError(f"grid file {path}: part {name!r}: compare_with names arms the part runs itself "
+                           f"({', '.join(sorted(both))}); list each arm in one of the two")  # fmt: skip
+
+
+def part_grid(spec: dict, name: str) -> dict:
+    """The grid file as one part runs it: the part's axis values over the file's, its arms
+    (``compare_with`` arms are not run by the part, so they are not in it)."""
+    part = spec["parts"][name]
+    sub = {k: v for k, v in spec.items() if k != "parts"}
+    sub.update({k: v for k, v in part.items() if k not in PART_KEYS})
+    if "arms" in part:
+        sub["arms"] = {a: spec["arms"][a] for a in part["arms"]}
+    return sub
+
+
+def reference_cells(spec: dict, name: str, overrides: dict | None = None) -> list[Cell]:
+    """The runs a part reads but does not run (its ``compare_with`` arms): the cells of those
+    arms, owned by other parts, on the settings (algo, dataset, k, seed) of the part's own cells.
+    A reference no part runs is not made up: the record shows it as missing."""
+    wanted = (spec.get("parts") or {}).get(name, {}).get("compare_with") or []
+    if not wanted:
+        return []
+    own = {_setting(c) for c in expand(spec, {"parts": [name]}, overrides)}
+    return [c for c in expand(spec, None, overrides) if c.arm in wanted and _setting(c) in own]
+
+
+def _setting(cell: Cell) -> tuple:
+    c = cell.config
+    return c.algo, c.env, float(c.remove_top_k), c.seed
 
 
 def expand(spec: dict, filters: dict | None = None, overrides: dict | None = None, quick: bool = False) -> list[Cell]:
@@ -276,12 +312,8 @@ def _expand_parts(spec: dict, filters: dict, overrides: dict | None, quick: bool
     if unknown:
         raise HrlError(f"no part {sorted(unknown)} in this grid file; its parts: {', '.join(spec['parts'])}")
     cells, owner = [], {}
-    for name, part in spec["parts"].items():
-        sub = {k: v for k, v in spec.items() if k != "parts"}
-        sub.update({k: v for k, v in part.items() if k != "arms"})
-        if "arms" in part:
-            sub["arms"] = {a: spec["arms"][a] for a in part["arms"]}
-        for cell in expand(sub, {k: v for k, v in filters.items() if k != "parts"}, overrides, quick):
+    for name in spec["parts"]:
+        for cell in expand(part_grid(spec, name), {k: v for k, v in filters.items() if k != "parts"}, overrides, quick):
             if cell.run_name in owner:
                 raise HrlError(f"parts {owner[cell.run_name]!r} and {name!r} both hold run {cell.run_name}")
             owner[cell.run_name] = name

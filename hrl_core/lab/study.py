@@ -32,17 +32,21 @@ def comparisons_of(spec: dict, arms: list[str] | None = None) -> dict[str, tuple
 
 
 def part_spec(spec: dict, part: str = "") -> dict:
-    """The grid file as one part sees it (its own axes and arms); the whole file without a part."""
+    """The grid file as one part's record sees it: its own axes and arms, then the arms it reads
+    from other parts for its comparisons (``compare_with``, listed under ``reference_arms``);
+    the whole file without a part."""
     if not part:
         return spec
     from hrl_core.errors import HrlError
+    from hrl_core.lab import grids
 
     if part not in (spec.get("parts") or {}):
         raise HrlError(f"no part {part!r} in this grid file; its parts: {', '.join(spec.get('parts') or {}) or 'none'}")
-    sub = {k: v for k, v in spec.items() if k != "parts"}
-    sub.update({k: v for k, v in spec["parts"][part].items() if k != "arms"})
-    if "arms" in spec["parts"][part]:
-        sub["arms"] = {a: spec["arms"][a] for a in spec["parts"][part]["arms"]}
+    sub = grids.part_grid(spec, part)
+    references = spec["parts"][part].get("compare_with") or []
+    if references:
+        sub["arms"] = {**sub["arms"], **{a: spec["arms"][a] for a in references}}
+        sub["reference_arms"] = list(references)
     sub["part"] = part
     return sub
 
@@ -86,6 +90,8 @@ def design_markdown(spec: dict) -> str:
     lines += ["", "| arm | settings |", "|---|---|"]
     for arm, arm_settings in spec["arms"].items():
         text = ", ".join(f"`{k}={v}`" for k, v in (arm_settings or {}).items()) or "the shared settings"
+        if arm in spec.get("reference_arms", ()):
+            text += " (a reference: its runs belong to another part and are read here, not run)"
         lines.append(f"| `{arm}` | {text} |")
     lines += ["", "| effect | arm − reference |", "|---|---|"]
     for label, (arm, ref) in comparisons_of(spec, list(spec["arms"])).items():
@@ -99,8 +105,15 @@ def missing_cells(cells, found) -> list[str]:
     return [f"{c.run_name} ({c.arm})" for c in cells if c.run_name not in done]
 
 
-def completeness_markdown(cells, complete, missing: list[str]) -> str:
-    line = f"**{len(complete)} of {len(cells)} cells complete.**"
+def completeness_markdown(cells, complete, missing: list[str], references=()) -> str:
+    """How many of the record's own cells are complete, and of the reference runs it reads."""
+    own = {c.run_name for c in cells}
+    line = f"**{sum(r.run_name in own for r in complete)} of {len(cells)} cells complete.**"
+    if references:
+        read = {r.run_name for r in complete} & {c.run_name for c in references}
+        arms = ", ".join(f"`{a}`" for a in dict.fromkeys(c.arm for c in references))
+        line += (f" References read from other parts of the grid file ({arms}, not run here): "
+                 f"{len(read)} of {len(references)} complete.")  # fmt: skip
     if missing:
         shown = ", ".join(f"`{m}`" for m in missing[:12]) + (" …" if len(missing) > 12 else "")
         line += f" Missing or unfinished ({len(missing)}; the numbers below leave them out): {shown}"
