@@ -187,6 +187,28 @@ def test_design_says_what_the_grid_file_asks_for():
     assert "iql: 100,000 online steps, evaluation every 5,000 steps (10 episodes)" in study.design_markdown(long)
 
 
+def test_a_comparison_whose_sides_start_differently_says_so(tmp_path):
+    """Step 0 of one seed is the same evaluation on both sides of a comparison; where it is
+    not (cells run on another machine), the effect table is told, with what the configs say."""
+    import json
+
+    cells = []
+    for seed, start in ((0, 40.0), (1, 41.0)):
+        cells.append(write_result_fixture(tmp_path, "iql", DS, 60, "none", seed, [40, 42, 44], arm="vanilla"))
+        cells.append(write_result_fixture(tmp_path, "iql", DS, 60, "ensemble", seed, [start, 43, 45], arm="up"))
+    for cell, platform in zip(cells, ("a", "a", "a", "b"), strict=True):
+        config = json.loads((cell.run_dir / "config.json").read_text())
+        config["versions"] = {"torch": "2.13.0", "platform": platform}
+        (cell.run_dir / "config.json").write_text(json.dumps(config))
+    runs = records.load_cells(cells)
+    effects = summary.effect_rows(runs, {"up - vanilla": ("up", "vanilla")})
+    assert [(g["seed"], g["gap"], g["differs"]) for g in effects[0]["start_gaps"]] == [(1, 1.0, ["platform"])]
+    note = summary.start_gap_note(effects)
+    assert "**Step 0 differs** in up - vanilla, IQL hopper k=60, at seed 1 (+1.00)" in note and "platform" in note
+    same = summary.effect_rows(runs, {"vanilla - vanilla": ("vanilla", "vanilla")})
+    assert same[0]["start_gaps"] == [] and summary.start_gap_note(same) == ""
+
+
 def test_a_part_compares_with_runs_another_part_runs(tmp_path):
     """A part's comparison against an arm another part runs (``compare_with``): the part never
     runs that arm, its record reads those runs on its own settings, and counts them apart."""

@@ -59,11 +59,13 @@ def effects_block(stem: str, part: str = "") -> str:
              f"{e['n_arm']} vs {e['n_reference']}"] + [_cell(e[m], m, e[f"{m}_verdict"]) for m in METRICS]
             for e in effects]  # fmt: skip
     note = summary.steps_intervals_note(effects)
+    gaps = summary.start_gap_note(effects)
     return (
         summary.table(columns, body)
         + "\n\n"
         + " ".join(["Returns and the dip: Welch 95% t-interval over seeds; dip depth: lower is better.", note]).strip()
         + "\n"
+        + (f"\n{gaps}\n" if gaps else "")
     )
 
 

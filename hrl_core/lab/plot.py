@@ -69,9 +69,9 @@ def write_summary(rows: list[dict], effects: list[dict], levels: dict, missing: 
               "Welch's 95% t-interval over seeds for returns and the dip (no interval below 2 seeds on a side); "
               "a verdict says better/worse only when the interval excludes 0, else inconclusive.", "",
               summary.effects_markdown(effects, SUMMARY_METRICS), ""]  # fmt: skip
-    note = summary.steps_intervals_note(effects)
-    if note:
-        lines += [note, ""]
+    for note in (summary.steps_intervals_note(effects), summary.start_gap_note(effects)):
+        if note:
+            lines += [note, ""]
     if missing:
         lines += [f"## Missing cells ({len(missing)})", ""] + [f"- {m}" for m in missing]
     else:

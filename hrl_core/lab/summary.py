@@ -227,8 +227,50 @@ def effect_rows(runs, comparisons: dict[str, tuple[str, str]], levels: dict | No
                 d = difference(m, a.values(m), b.values(m), max(a.recs[0].budget, b.recs[0].budget))
                 row[m] = d
                 row[f"{m}_verdict"] = stats.verdict(d, BY_KEY[m].higher_is_better)
+            row["start_gaps"] = start_gaps(a, b)
             rows.append(row)
     return rows
+
+
+START_TOLERANCE = 1e-6  # normalized-return points: step 0 of the same seed on both sides is the same evaluation
+
+
+def start_gaps(a: Group, b: Group) -> list[dict]:
+    """Seeds whose step 0 differs between the two sides of a comparison.
+
+    Both sides start from the same checkpoint and evaluate it on the seed's own episodes, so
+    step 0 of one seed must be equal on both sides. When it is not, the two cells did not run
+    the same computation: on another machine (MuJoCo's halfcheetah is not bit-reproducible
+    across CPUs) or with other library versions, as their ``config.json`` says. A difference
+    between the arms of that size is then not evidence of anything."""
+    ref = {r.seed: r for r in b.runs}
+    out = []
+    for r in a.runs:
+        other = ref.get(r.seed)
+        if other is None or abs(float(r.returns[0]) - float(other.returns[0])) <= START_TOLERANCE:
+            continue
+        va, vb = (r.config.get("versions") or {}), (other.config.get("versions") or {})
+        changed = sorted(k for k in set(va) | set(vb) if va.get(k) != vb.get(k))
+        out.append({"seed": r.seed, "gap": float(r.returns[0]) - float(other.returns[0]), "differs": changed})
+    return out
+
+
+def start_gap_note(rows: list[dict]) -> str:
+    """A warning for every comparison whose two sides start differently at the same seed."""
+    lines = []
+    for r in rows:
+        gaps = r.get("start_gaps") or []
+        if not gaps:
+            continue
+        seeds = ", ".join(f"{g['seed']} ({g['gap']:+.2f})" for g in gaps)
+        differs = sorted({k for g in gaps for k in g["differs"]})
+        why = (f"their config.json differ in {', '.join(differs)}" if differs
+               else "their config.json record the same versions and platform")  # fmt: skip
+        lines.append(f"**Step 0 differs** in {r['comparison']}, {r['algo'].upper()} {r['dataset'].split('-')[0]} "
+                     f"k={r['k']:g}, at seed {seeds} points (arm − reference), although both sides evaluate the "
+                     f"same checkpoint on the same episodes: {why}. The two sides did not run the same computation "
+                     "there; a difference between them of that size is not evidence.")  # fmt: skip
+    return "\n\n".join(lines)
 
 
 def pooled_rows(runs, comparisons: dict[str, tuple[str, str]], metric: str = "auc") -> list[dict]:
