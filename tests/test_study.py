@@ -117,6 +117,10 @@ def test_figures_are_written_as_png_and_svg(tmp_path):
     assert all(png[:4] == b"\x89PNG" for _, png in figs)
     svg = (tmp_path / "figs" / "study_returns.svg").read_text()
     assert all(arm in svg for arm in ARMS) and "not D4RL" in svg
+    # Re-drawn from the same runs, a figure is the same file (a record re-drawn is no diff).
+    first = {p.name: p.read_bytes() for p in (tmp_path / "figs").iterdir()}
+    study.figures(runs, ARMS, clean_level.clean_levels(runs, evaluate=False), tmp_path / "figs")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "figs").iterdir()} == first
 
 
 def test_a_study_without_k0_cells_reads_the_clean_level_from_a_stored_offline_evaluation(tmp_path):

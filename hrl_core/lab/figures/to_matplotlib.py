@@ -116,7 +116,10 @@ def save(fig: Figure, out_dir: str | Path, formats=("png", "svg"), dpi: int = 11
     paths = []
     for ext in formats:
         path = out_dir / f"{fig.name}.{ext}"
-        drawn.savefig(path, dpi=dpi, bbox_inches="tight")
+        # A figure re-drawn from the same runs writes the same bytes: SVG element ids from a
+        # fixed salt and no date (else every re-draw of a record is a diff of random ids).
+        with _plt().rc_context({"svg.hashsalt": fig.name}):
+            drawn.savefig(path, dpi=dpi, bbox_inches="tight", metadata={"Date": None} if ext == "svg" else None)
         paths.append(path)
     _plt().close(drawn)
     return paths
