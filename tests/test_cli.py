@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -67,17 +68,26 @@ def test_cli_run_writes_outputs(tmp_path, phase1_dir, d4rl_dir):
     assert not (tmp_path / RUN / ".hrl.lock").exists()  # released at the end
 
 
+KILL_STEPS = ["--online_steps", "300", "--eval_interval", "60"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, phase1_dir, d4rl_dir) -> Path:
+    """The run the killed-and-resumed ones must equal, run once start to end (its folder)."""
+    ref = tmp_path_factory.mktemp("uninterrupted")
+    out = run(hrl_cmd(phase1_dir, ref, *KILL_STEPS), d4rl_dir)
+    assert out.returncode == 0, out.stderr
+    return ref / run_name(*KILL_STEPS)
+
+
 @pytest.mark.parametrize("damage", ["none", "truncate_newest_snapshot"])
-def test_sigkill_then_resume_equals_uninterrupted(tmp_path, phase1_dir, d4rl_dir, damage):
-    steps = ["--online_steps", "300", "--eval_interval", "60"]
-    RUN = run_name(*steps)
-    ref = run(hrl_cmd(phase1_dir, tmp_path / "ref", *steps), d4rl_dir)
-    assert ref.returncode == 0, ref.stderr
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path, phase1_dir, d4rl_dir, damage, uninterrupted):
+    RUN = run_name(*KILL_STEPS)
 
     save = tmp_path / "killed"
     env = {**os.environ, "D4RL_DATASET_DIR": str(d4rl_dir)}
     proc = subprocess.Popen(
-        hrl_cmd(phase1_dir, save, *steps), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        hrl_cmd(phase1_dir, save, *KILL_STEPS), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     metrics_path = save / RUN / "metrics.json"
     deadline = time.time() + 300
@@ -99,12 +109,12 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, phase1_dir, d4rl_dir
         first["versions"]["torch"] = "0.0.0-first-part"
         (save / RUN / "config.json").write_text(json.dumps(first))
 
-    resumed = run(hrl_cmd(phase1_dir, save, *steps), d4rl_dir)
+    resumed = run(hrl_cmd(phase1_dir, save, *KILL_STEPS), d4rl_dir)
     assert resumed.returncode == 0, resumed.stderr
     if damage != "none":
         assert "truncated or corrupt" in resumed.stderr and "trying snapshot.prev.pt" in resumed.stderr
         assert "hrl: note: resuming from snapshot.prev.pt" in resumed.stderr  # and it says which one it took
-    final, reference = metrics_of(save / RUN), metrics_of(tmp_path / "ref" / RUN)
+    final, reference = metrics_of(save / RUN), metrics_of(uninterrupted)
     assert final["step"] == reference["step"] == [0, 60, 120, 180, 240, 300]
     assert comparable(final) == comparable(reference)  # identical values on CPU
     config = json.loads((save / RUN / "config.json").read_text())
@@ -245,12 +255,15 @@ def test_bad_inputs_give_one_line_and_touch_nothing(tmp_path, phase1_dir, d4rl_d
         blocker = tmp_path / "a_file"
         blocker.write_text("x")
         cases[-1] = ("unwritable save_dir", ["--save_dir", str(blocker / "sub")], d4rl_dir, "cannot write to save_dir")
+    # --restart on purpose: even a restart must not delete a run before its inputs check out.
+    cmd = hrl_cmd(phase1_dir, other_run, "--online_steps", "10", "--eval_interval", "10", "--restart")
+    # Later flags override earlier ones in argparse, so extra args replace the defaults. The
+    # processes are independent (each only reads its inputs), so two run at a time: the case
+    # list is mostly interpreter start-up.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outs = list(pool.map(lambda case: run(cmd + case[1], case[2]), cases))
     failures = []
-    for label, extra, data_dir, expected in cases:
-        # --restart on purpose: even a restart must not delete a run before its inputs check out.
-        cmd = hrl_cmd(phase1_dir, other_run, "--online_steps", "10", "--eval_interval", "10", "--restart")
-        # Later flags override earlier ones in argparse, so extra args replace the defaults.
-        out = run(cmd + extra, data_dir)
+    for (label, _, _, expected), out in zip(cases, outs, strict=True):
         lines = [ln for ln in out.stderr.strip().splitlines() if ln.strip()]
         if out.returncode == 0 or expected not in out.stderr or "Traceback" in out.stderr:
             failures.append(f"{label}: rc={out.returncode} stderr={out.stderr[-400:]!r}")

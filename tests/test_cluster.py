@@ -88,7 +88,7 @@ def slurm(tmp_path):
 def test_cells_run_as_slurm_jobs_and_a_cancelled_cell_resumes(tmp_path, slurm, d4rl_dir, phase1_dir):
     """Two cells as Slurm jobs; one job is scancel'ed mid-cell; the grid (re-run) resumes that
     cell from its snapshot to the same final metrics as an uninterrupted run."""
-    params = _tiny_grid(tmp_path, 1500, 250)
+    params = _tiny_grid(tmp_path, 1000, 250)
     env = {**slurm.env, "D4RL_DATASET_DIR": str(d4rl_dir), "HRL_PHASE1_DIR": str(phase1_dir)}
     cmd = [sys.executable, "-m", "hrl_core.cli", "grid", "--params", str(params), "--cluster", "slurm", "--jobs", "2",
            "--cores", "1", "--memory", "4GB", "--walltime", "00:30:00", "--no_progress"]  # fmt: skip
@@ -121,7 +121,7 @@ def test_cells_run_as_slurm_jobs_and_a_cancelled_cell_resumes(tmp_path, slurm, d
     assert len(list((tmp_path / "executed").glob("*.ipynb"))) == 2
     # Same final metrics as the cell run start to end in one process.
     ref = run_hrl(["finetune", "--algo", "iql", "--env", "hopper-medium-v2", "--remove_top_k", "60", "--bonus_type",
-                   "ensemble", "--seed", "1", "--online_steps", "1500", "--eval_interval", "250", "--eval_episodes",
+                   "ensemble", "--seed", "1", "--online_steps", "1000", "--eval_interval", "250", "--eval_episodes",
                    "1", "--batch_size", "32", "--threads", "1", "--save_dir", tmp_path / "ref", "--no_progress"],
                   tmp_path, d4rl_dir, phase1_dir)  # fmt: skip
     assert ref.returncode == 0, ref.stderr
