@@ -208,7 +208,8 @@ def test_a_comparison_whose_sides_start_differently_says_so(tmp_path):
     effects = summary.effect_rows(runs, {"up - vanilla": ("up", "vanilla")})
     assert [(g["seed"], g["gap"], g["differs"]) for g in effects[0]["start_gaps"]] == [(1, 1.0, ["platform"])]
     note = summary.start_gap_note(effects)
-    assert "**Step 0 differs** in up - vanilla, IQL hopper k=60, at seed 1 (+1.00)" in note and "platform" in note
+    assert "**Step 0 differs** in up - vanilla, IQL hopper k=60, at seed 1 (+1.00 points) (arm − reference)" in note
+    assert "platform" in note
     same = summary.effect_rows(runs, {"vanilla - vanilla": ("vanilla", "vanilla")})
     assert same[0]["start_gaps"] == [] and summary.start_gap_note(same) == ""
 

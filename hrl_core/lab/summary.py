@@ -31,6 +31,7 @@ import numpy as np
 
 from hrl_core.lab import stats
 from hrl_core.lab.recovery import SPEC_FRACTION, Recovery, capped, median_text, recovery
+from hrl_core.run.runtime import versions_changed
 
 REFERENCE_ARM = "vanilla"
 
@@ -249,8 +250,7 @@ def start_gaps(a: Group, b: Group) -> list[dict]:
         other = ref.get(r.seed)
         if other is None or abs(float(r.returns[0]) - float(other.returns[0])) <= START_TOLERANCE:
             continue
-        va, vb = (r.config.get("versions") or {}), (other.config.get("versions") or {})
-        changed = sorted(k for k in set(va) | set(vb) if va.get(k) != vb.get(k))
+        changed = list(versions_changed(r.config.get("versions") or {}, other.config.get("versions") or {}))
         out.append({"seed": r.seed, "gap": float(r.returns[0]) - float(other.returns[0]), "differs": changed})
     return out
 
@@ -262,12 +262,13 @@ def start_gap_note(rows: list[dict]) -> str:
         gaps = r.get("start_gaps") or []
         if not gaps:
             continue
-        seeds = ", ".join(f"{g['seed']} ({g['gap']:+.2f})" for g in gaps)
+        each = ", ".join(f"{g['seed']} ({g['gap']:+.2f} points)" for g in gaps)
+        seeds = ("seeds " if len(gaps) > 1 else "seed ") + each
         differs = sorted({k for g in gaps for k in g["differs"]})
         why = (f"their config.json differ in {', '.join(differs)}" if differs
                else "their config.json record the same versions and platform")  # fmt: skip
         lines.append(f"**Step 0 differs** in {r['comparison']}, {r['algo'].upper()} {r['dataset'].split('-')[0]} "
-                     f"k={r['k']:g}, at seed {seeds} points (arm − reference), although both sides evaluate the "
+                     f"k={r['k']:g}, at {seeds} (arm − reference), although both sides evaluate the "
                      f"same checkpoint on the same episodes: {why}. The two sides did not run the same computation "
                      "there; a difference between them of that size is not evidence.")  # fmt: skip
     return "\n\n".join(lines)

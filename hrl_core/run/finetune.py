@@ -51,6 +51,7 @@ from hrl_core.run.runtime import (
     resolve_device,
     seed_everything,
     versions,
+    versions_changed,
 )
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # rewards are stored as float32
@@ -284,7 +285,7 @@ def resume_entry(old: dict, config: dict, step: int, run_dir: Path) -> dict:
     says so, so a run made by two code versions never reads as one."""
     entry = {"at_step": step, "time": _dt.datetime.now().astimezone().isoformat(timespec="seconds")}
     before, now = old.get("versions") or {}, config.get("versions") or {}
-    changed = {k: [before.get(k), now.get(k)] for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)}
+    changed = versions_changed(before, now)
     if before and changed:
         entry["versions_before"] = changed
         what = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items())

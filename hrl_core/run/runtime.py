@@ -173,6 +173,13 @@ def check_writable(folder: Path) -> None:
         ) from None
 
 
+def versions_changed(before: dict, now: dict) -> dict[str, list]:
+    """The entries of two ``versions`` records that differ: key -> [before, now]. Two parts
+    of one run, or the two sides of a comparison, ran the same computation only when this is
+    empty (up to MuJoCo's CPU-dependent rounding, which ``platform`` names)."""
+    return {k: [before.get(k), now.get(k)] for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)}
+
+
 def versions() -> dict:
     """Package versions and the git commit, for a run's config.json."""
     import gymnasium
