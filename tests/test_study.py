@@ -67,6 +67,31 @@ def test_rows_and_effects_with_welch_intervals(tmp_path):
     assert r_up["disagreement_trend"] == pytest.approx(2.5 / 5) and r_up["disagreement_fell"] == "3/3"
 
 
+def test_bonus_ratio_is_a_ratio_of_means_over_seeds(tmp_path):
+    """A seed whose mean reward is about 0 in an interval (a collapsed halfcheetah policy: its
+    reward is a signed velocity) must not turn the arm's bonus/reward into bonus / ~0."""
+    import json
+
+    cells = [write_result_fixture(tmp_path, "cql", DS, 60, "ensemble", seed, [40, 30, 35], arm="up")
+             for seed in (0, 1)]  # fmt: skip
+    for cell, rewards in zip(cells, ([2.0, 3.0], [-0.01, 1.0]), strict=True):
+        metrics = json.loads((cell.run_dir / "metrics.json").read_text())
+        metrics["reward_mean"], metrics["bonus_mean"] = [None, *rewards], [None, 1.0, 1.0]
+        (cell.run_dir / "metrics.json").write_text(json.dumps(metrics))
+    runs = records.load_cells(cells)
+    (row,) = summary.setting_rows(runs, ["up"], clean_level.clean_levels(runs, evaluate=False))
+    assert row["bonus_ratio_first"] == pytest.approx(1.0 / ((2.0 - 0.01) / 2))  # not (0.5 - 100) / 2
+    assert row["bonus_ratio_last"] == pytest.approx(1.0 / 2.0)
+    assert row["bonus_reward_ratio"] == pytest.approx(1.0 / ((2.5 + 0.495) / 2))
+    for cell in cells:  # every seed's reward <= 0 in the first interval: no scale, not a huge number
+        metrics = json.loads((cell.run_dir / "metrics.json").read_text())
+        metrics["reward_mean"][1] = -0.5
+        (cell.run_dir / "metrics.json").write_text(json.dumps(metrics))
+    runs = records.load_cells(cells)
+    (row,) = summary.setting_rows(runs, ["up"], clean_level.clean_levels(runs, evaluate=False))
+    assert math.isnan(row["bonus_ratio_first"]) and row["bonus_ratio_last"] == pytest.approx(0.5)
+
+
 def test_pooled_and_conclusion_say_what_the_numbers_say(tmp_path):
     runs = _study(tmp_path)
     levels = clean_level.clean_levels(runs, evaluate=False)

@@ -136,17 +136,28 @@ def _interval_means(r, key: str) -> list:
     return [None if v is None else float(v) for v in r.series(key)[1:]]
 
 
-def bonus_reward_ratio(r) -> float:
-    """Mean bonus / mean env reward of online transitions over the whole run."""
-    bonus, reward = _mean(r.series("bonus_mean")[1:]), _mean(r.series("reward_mean")[1:])
-    return bonus / reward if reward and np.isfinite(reward) and reward != 0 else math.nan
+def _positive_ratio(bonus: float, reward: float) -> float:
+    """bonus / reward as a scale, or NaN where the reward gives none (<= 0 or not finite)."""
+    return bonus / reward if np.isfinite(bonus) and np.isfinite(reward) and reward > 0 else math.nan
 
 
-def _ratio_at(r, index: int) -> float:
-    b, w = r.series("bonus_mean"), r.series("reward_mean")
-    if len(b) < 2 or b[index] is None or not w[index]:
-        return math.nan
-    return float(b[index]) / float(w[index])
+def _interval_value(r, key: str, index: int) -> float:
+    v = r.series(key)
+    return float(v[index]) if len(v) >= 2 and v[index] is not None else math.nan
+
+
+def pooled_bonus_ratio(runs, index: int | None = None) -> float:
+    """Mean bonus / mean env reward over the seeds of one arm: over the whole run, or in one
+    evaluation interval (``index``). A ratio of means, not a mean of per-seed ratios: a
+    halfcheetah reward is a signed velocity, so a seed whose policy has collapsed has a mean
+    reward near 0 in some interval, and its own ratio (bonus / ~0) would swamp the others."""
+    if index is None:
+        bonus = _mean(_mean(r.series("bonus_mean")[1:]) for r in runs)
+        reward = _mean(_mean(r.series("reward_mean")[1:]) for r in runs)
+    else:
+        bonus = _mean(_interval_value(r, "bonus_mean", index) for r in runs)
+        reward = _mean(_interval_value(r, "reward_mean", index) for r in runs)
+    return _positive_ratio(bonus, reward)
 
 
 def mean_q(r, index: int) -> float:
@@ -191,9 +202,9 @@ def setting_rows(runs, arms: list[str] | None = None, levels: dict | None = None
                 "threshold80": SPEC_FRACTION * g.clean_level,
                 "steps_to_80_median": _median(spec80), "reached_80": f"{sum(np.isfinite(spec80))}/{len(spec80)}",
                 "steps_to_100_median": _median(clean), "reached_100": f"{sum(np.isfinite(clean))}/{len(clean)}",
-                "bonus_reward_ratio": _mean(bonus_reward_ratio(r) for r in g.runs),
-                "bonus_ratio_first": _mean(_ratio_at(r, 1) for r in g.runs),
-                "bonus_ratio_last": _mean(_ratio_at(r, -1) for r in g.runs),
+                "bonus_reward_ratio": pooled_bonus_ratio(g.runs),
+                "bonus_ratio_first": pooled_bonus_ratio(g.runs, 1),
+                "bonus_ratio_last": pooled_bonus_ratio(g.runs, -1),
                 "mean_q_first": _mean(mean_q(r, 1) for r in g.runs),
                 "mean_q_last": _mean(mean_q(r, -1) for r in g.runs),
                 "disagreement_trend": _mean(trends),
