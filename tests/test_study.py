@@ -83,6 +83,8 @@ def test_bonus_ratio_is_a_ratio_of_means_over_seeds(tmp_path):
     assert row["bonus_ratio_first"] == pytest.approx(1.0 / ((2.0 - 0.01) / 2))  # not (0.5 - 100) / 2
     assert row["bonus_ratio_last"] == pytest.approx(1.0 / 2.0)
     assert row["bonus_reward_ratio"] == pytest.approx(1.0 / ((2.5 + 0.495) / 2))
+    (diag,) = study.diagnostics_rows(runs)  # the study notebook's diagnostics table pools the same way
+    assert diag["bonus / env reward | first"] == pytest.approx(1.0 / ((2.0 - 0.01) / 2))
     for cell in cells:  # every seed's reward <= 0 in the first interval: no scale, not a huge number
         metrics = json.loads((cell.run_dir / "metrics.json").read_text())
         metrics["reward_mean"][1] = -0.5

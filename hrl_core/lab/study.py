@@ -212,8 +212,12 @@ def conclusion_markdown(effects: list[dict], pooled: list[dict], rows: list[dict
 # --------------------------------------------------------------------------------------
 # Diagnostics
 # --------------------------------------------------------------------------------------
+RATIO = "bonus / env reward"
+
+
 def _ratio(a: list, b: list) -> list:
-    return [None if x is None or y is None or y == 0 else x / y for x, y in zip(a, b, strict=True)]
+    """x / y per interval, None where y gives no scale (<= 0: a signed halfcheetah reward)."""
+    return [None if x is None or y is None or y <= 0 else x / y for x, y in zip(a, b, strict=True)]
 
 
 def _fresh_minus_loaded(q_members: list) -> list:
@@ -222,7 +226,7 @@ def _fresh_minus_loaded(q_members: list) -> list:
 
 
 DIAGNOSTICS = (
-    ("bonus / env reward", lambda r: _ratio(r.series("bonus_mean"), r.series("reward_mean")), "log"),
+    (RATIO, lambda r: _ratio(r.series("bonus_mean"), r.series("reward_mean")), "log"),
     ("disagreement std(Q)", lambda r: r.series("ensemble_disagreement"), "log"),
     ("critic loss", lambda r: r.series("critic_loss_avg"), "log"),
     ("mean Q: fresh − loaded", lambda r: _fresh_minus_loaded(r.series("q_member_avg")), "linear"),
@@ -247,6 +251,9 @@ def diagnostics_rows(found, arms: list[str] | None = None) -> list[dict]:
                 y = np.array([[np.nan if v is None else v for v in fn(r)[:n]] for r in g.runs], float)
                 row[f"{name} | first"] = float(stats.nanmean(y[:, 1])) if n > 1 else math.nan
                 row[f"{name} | run"] = float(stats.nanmean(y[:, 1:])) if n > 1 else math.nan
+            # A ratio is pooled over the seeds (mean bonus / mean reward), as in the exploration table.
+            row[f"{RATIO} | first"] = summary.pooled_bonus_ratio(g.runs, 1)
+            row[f"{RATIO} | run"] = summary.pooled_bonus_ratio(g.runs)
             rows.append(row)
     return rows
 
