@@ -69,14 +69,20 @@ def test_a_second_process_for_the_same_run_stops_and_the_first_is_undisturbed(tm
     holder = json.loads((run / lock.LOCK_NAME).read_text())
     assert holder["pid"] == first.pid and holder["host"] and holder["started"]
 
-    second = subprocess.run(cmd(phase1_dir, tmp_path / "runs", *steps), env=env, text=True, capture_output=True)
+    # Hold the first process still (alive, holding its lock) while the others try: otherwise its
+    # 400 steps can end before they have imported torch, and --restart then rightly runs again.
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        second = subprocess.run(cmd(phase1_dir, tmp_path / "runs", *steps), env=env, text=True, capture_output=True)
+        # --restart must not delete a folder whose lock is live either.
+        again = subprocess.run(cmd(phase1_dir, tmp_path / "runs", *steps, "--restart"), env=env, text=True,
+                               capture_output=True)  # fmt: skip
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
     assert second.returncode == 1
     lines = [ln for ln in second.stderr.splitlines() if ln.strip()]
     assert lines[-1].startswith(f"hrl: error: {run} is being written by {holder['host']} PID {first.pid} since ")
     assert "wait for it to finish" in lines[-1] and [ln for ln in lines if "error" in ln] == [lines[-1]]
-    # --restart must not delete a folder whose lock is live either.
-    again = subprocess.run(cmd(phase1_dir, tmp_path / "runs", *steps, "--restart"), env=env, text=True,
-                           capture_output=True)  # fmt: skip
     assert again.returncode == 1 and "is being written by" in again.stderr and (run / "config.json").exists()
 
     out, err = first.communicate(timeout=600)
