@@ -85,6 +85,10 @@ def test_bonus_ratio_is_a_ratio_of_means_over_seeds(tmp_path):
     assert row["bonus_reward_ratio"] == pytest.approx(1.0 / ((2.5 + 0.495) / 2))
     (diag,) = study.diagnostics_rows(runs)  # the study notebook's diagnostics table pools the same way
     assert diag["bonus / env reward | first"] == pytest.approx(1.0 / ((2.0 - 0.01) / 2))
+    from hrl_core.lab.figures import catalog
+
+    ratio_panel = catalog.study_diagnostics(runs, ["up"], study.DIAGNOSTICS).panels[0]  # and so does its figure
+    assert ratio_panel.series[0].y == pytest.approx([1.0 / ((2.0 - 0.01) / 2), 1.0 / 2.0])
     for cell in cells:  # every seed's reward <= 0 in the first interval: no scale, not a huge number
         metrics = json.loads((cell.run_dir / "metrics.json").read_text())
         metrics["reward_mean"][1] = -0.5

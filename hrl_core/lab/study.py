@@ -225,13 +225,16 @@ def _fresh_minus_loaded(q_members: list) -> list:
     return [None if q is None or len(q) < 3 else float(np.mean(q[2:]) - np.mean(q[:2])) for q in q_members]
 
 
+# (name, fn(run) -> per-point values, y scale, pooled(runs, index=None) -> the seeds' value in one
+# interval or over the run, or None: the mean over seeds). A ratio is pooled (mean bonus / mean
+# reward), so a seed whose reward is near 0 in an interval does not swamp the arm's value.
 DIAGNOSTICS = (
-    (RATIO, lambda r: _ratio(r.series("bonus_mean"), r.series("reward_mean")), "log"),
-    ("disagreement std(Q)", lambda r: r.series("ensemble_disagreement"), "log"),
-    ("critic loss", lambda r: r.series("critic_loss_avg"), "log"),
-    ("mean Q: fresh − loaded", lambda r: _fresh_minus_loaded(r.series("q_member_avg")), "linear"),
+    (RATIO, lambda r: _ratio(r.series("bonus_mean"), r.series("reward_mean")), "log", summary.pooled_bonus_ratio),
+    ("disagreement std(Q)", lambda r: r.series("ensemble_disagreement"), "log", None),
+    ("critic loss", lambda r: r.series("critic_loss_avg"), "log", None),
+    ("mean Q: fresh − loaded", lambda r: _fresh_minus_loaded(r.series("q_member_avg")), "linear", None),
     ("mean Q, loaded members",
-     lambda r: [None if q is None else float(np.mean(q[:2])) for q in r.series("q_member_avg")], "linear"),
+     lambda r: [None if q is None else float(np.mean(q[:2])) for q in r.series("q_member_avg")], "linear", None),
 )  # fmt: skip
 
 
@@ -246,14 +249,14 @@ def diagnostics_rows(found, arms: list[str] | None = None) -> list[dict]:
             if g is None:
                 continue
             row = {"algo": algo, "dataset": dataset, "k": k, "arm": arm}
-            for name, fn, _ in DIAGNOSTICS:
+            for name, fn, _, pooled in DIAGNOSTICS:
+                if pooled is not None:
+                    row[f"{name} | first"], row[f"{name} | run"] = pooled(g.runs, 1), pooled(g.runs)
+                    continue
                 n = min(len(r.steps) for r in g.runs)
                 y = np.array([[np.nan if v is None else v for v in fn(r)[:n]] for r in g.runs], float)
                 row[f"{name} | first"] = float(stats.nanmean(y[:, 1])) if n > 1 else math.nan
                 row[f"{name} | run"] = float(stats.nanmean(y[:, 1:])) if n > 1 else math.nan
-            # A ratio is pooled over the seeds (mean bonus / mean reward), as in the exploration table.
-            row[f"{RATIO} | first"] = summary.pooled_bonus_ratio(g.runs, 1)
-            row[f"{RATIO} | run"] = summary.pooled_bonus_ratio(g.runs)
             rows.append(row)
     return rows
 
@@ -261,7 +264,7 @@ def diagnostics_rows(found, arms: list[str] | None = None) -> list[dict]:
 def diagnostics_markdown(rows: list[dict]) -> str:
     if not rows:
         return "No runs yet."
-    names = [name for name, _, _ in DIAGNOSTICS]
+    names = [name for name, *_ in DIAGNOSTICS]
 
     def cell(a, b):
         return f"{a:.3g} / {b:.3g}" if np.isfinite(a) else "—"

@@ -171,10 +171,11 @@ def study_curves(runs, arms: list[str]) -> Figure:
 
 
 def study_diagnostics(runs, arms: list[str], diagnostics) -> Figure:
-    """Rows: diagnostics (name, fn(run) -> per-point values, y scale); columns: settings."""
+    """Rows: diagnostics (name, fn(run) -> per-point values, y scale, pooled(runs, index) or None:
+    how the seeds combine, else their mean); columns: settings."""
     settings = sorted({(r.algo, r.dataset, r.k) for r in runs})
     panels = []
-    for row, (name, fn, scale) in enumerate(diagnostics):
+    for row, (name, fn, scale, pooled) in enumerate(diagnostics):
         for algo, dataset, k in settings:
             sel = [r for r in runs if (r.algo, r.dataset, r.k) == (algo, dataset, k)]
             panel = Panel(_setting_title(algo, dataset, k) if row == 0 else "", "online steps"
@@ -184,12 +185,17 @@ def study_diagnostics(runs, arms: list[str], diagnostics) -> Figure:
                 if not group:
                     continue
                 n = min(len(r.steps) for r in group)
-                y = stats.nanmean(np.array([[np.nan if v is None else v for v in fn(r)[1:n]] for r in group], float), 0)
+                if pooled is not None:
+                    y = np.array([pooled(group, i) for i in range(1, n)], float)
+                else:
+                    per_seed = [[np.nan if v is None else v for v in fn(r)[1:n]] for r in group]  # [seeds, points]
+                    y = stats.nanmean(np.array(per_seed, float), 0)
                 if scale == "log":
                     y = np.where(y > 0, y, np.nan)
                 panel.series.append(Series(arm, list(group[0].steps[1:n]), list(y), ARM_COLOURS[i % len(ARM_COLOURS)]))
             panels.append(panel)
-    return Figure("study_diagnostics", f"Diagnostics per evaluation interval, mean over seeds{data_note(runs)}", panels,
+    title = f"Diagnostics per evaluation interval, mean over seeds (a ratio: of their means){data_note(runs)}"
+    return Figure("study_diagnostics", title, panels,
                   columns=max(1, len(settings)), panel_size=(3.6, 2.6), shared_legend=True)  # fmt: skip
 
 
