@@ -244,6 +244,15 @@ def _run_grid(args) -> int:
         todo = [c for c, s in zip(cells, statuses, strict=True) if s.startswith(("new", "running", "failed"))]
         for c, s in zip(cells, statuses, strict=True):
             print(f"{c.run_name:<70} {c.steps:>7} steps  {s}")
+        if any(c.reuse for c in cells):
+            from hrl_core.lab import reuse
+
+            checks = {k for d in {c.run_dir.parent for c in cells} for k in reuse.read(d)}
+            pending = sorted({(c.part, c.arm) for c in cells if (c.part, c.arm) not in checks
+                              and reuse.reused_from(c) is not None})  # fmt: skip
+            for part, arm in pending:
+                print(f"reuse check pending: {part or '-'} / {arm} (one reused cell re-run through "
+                      f"{reuse.EVALUATIONS} evaluations before the grid runs)")  # fmt: skip
         workers = backend.concurrent_cells()
         est = grids.estimate_seconds(todo, workers)
         algos = sorted({c.config.algo for c in cells})
@@ -256,6 +265,11 @@ def _run_grid(args) -> int:
         )
         return 0
     print(f"grid: {backend.describe()}", flush=True)
+    if any(c.reuse for c in cells):  # before anything runs: is each reused record reproduced by this code?
+        from hrl_core.lab import reuse
+
+        for save_dir in sorted({c.run_dir.parent for c in cells}):
+            reuse.ensure_checked([c for c in cells if c.run_dir.parent == save_dir], save_dir)
     executed_dir = Path(args.executed_dir or spec.get("executed_dir") or "executed").resolve()
     results = execute.run_grid(cells, backend, executed_dir, progress=not args.no_progress)
     return 1 if execute.print_results(results) else 0

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
+from hrl_core.errors import HrlError
 from hrl_core.rl.agents import make_agent
 from hrl_core.rl.ensemble import EnsembleQ, perturb_fresh_members, target_min
 from hrl_core.rl.explorers import ucb_choice
@@ -119,8 +122,52 @@ def test_normalized_bonus_scales_with_the_rewards():
             assert b2 == pytest.approx(c * b1, rel=1e-9)  # bonus / reward unchanged
 
 
+def _drive_through_zero(explorer) -> list[float]:
+    """The CQL halfcheetah k=60 warm start + bonus run's course: mean Q rises from -204 through 0
+    to +76 while std(Q) falls 3.8 -> 2.7 and rewards stay near 5; the explorer's multipliers."""
+    steps = 4_000
+    out = []
+    for i in range(steps):
+        frac = i / (steps - 1)
+        explorer.disagreement = 3.8 - 1.1 * frac
+        q = -204 + 280 * frac  # one step lands within 0.04 of 0
+        explorer.mean_abs_q = abs(q) + 0.5 * explorer.disagreement  # |Q| over members: at least about std/2
+        explorer.bonus(5.0 + 0.5 * math.sin(i))
+        out.append(explorer.multiplier)
+    return out
+
+
+def test_horizon_bonus_multiplier_stays_bounded_when_q_crosses_zero():
+    from types import SimpleNamespace
+
+    from hrl_core.rl.explorers import RewardBonus
+
+    old = _drive_through_zero(RewardBonus(10.0, "normalized"))
+    # the old normalizer's factor grows by more than 10x as mean |Q| passes 0 (what the long study logged)
+    assert max(old) > 10 * old[0]
+    new = RewardBonus(10.0, "horizon")
+    new.scaler.bind(SimpleNamespace(cfg=SimpleNamespace(gamma=0.99), algo="iql"))
+    factors = _drive_through_zero(new)
+    assert max(factors) <= 0.01 + 1e-12 and min(factors) >= 0.01 - 1e-12  # 1 - gamma, whatever Q does
+    # reward units: rewards (and so Q and std(Q)) x c -> bonus x c
+    new.disagreement = 2.0
+    b1 = new.bonus(5.0)
+    new.disagreement = 2.0 * 7
+    assert new.bonus(35.0) == pytest.approx(7 * b1)
+
+
+def test_horizon_bonus_needs_a_discount():
+    from types import SimpleNamespace
+
+    from hrl_core.rl.explorers import RewardBonus
+
+    with pytest.raises(HrlError, match="gamma"):
+        RewardBonus(1.0, "horizon").scaler.bind(SimpleNamespace(cfg=SimpleNamespace(), algo="tiny"))
+
+
 @pytest.mark.parametrize("variant", [{"member_init": "warmstart", "warmstart_steps": 20},
-                                     {"bonus_scale": "normalized", "bonus_clip": 5.0}])  # fmt: skip
+                                     {"bonus_scale": "normalized", "bonus_clip": 5.0},
+                                     {"bonus_scale": "horizon", "bonus_coeff": 10.0}])  # fmt: skip
 def test_more_variants_run_end_to_end(tmp_path, d4rl_env, phase1_dir, variant):
     cfg = FinetuneConfig(algo="iql", env="hopper-medium-v2", remove_top_k=60, bonus_type="ensemble", seed=1,
                          online_steps=30, eval_interval=30, eval_episodes=1, batch_size=32,
@@ -129,3 +176,7 @@ def test_more_variants_run_end_to_end(tmp_path, d4rl_env, phase1_dir, variant):
     assert result.metrics["status"] == "complete"
     if "bonus_clip" in variant:
         assert float(result.replay.bonus[: result.replay.size].max()) <= 5.0
+    if variant.get("bonus_scale") == "horizon":  # the multiplier is logged per interval: 1 - gamma
+        assert result.metrics["bonus_multiplier"][-1] == pytest.approx(0.01)
+        bonus, disagreement = result.metrics["bonus_mean"][-1], result.metrics["ensemble_disagreement"][-1]
+        assert bonus == pytest.approx(10.0 * 0.01 * disagreement, rel=1e-6)

@@ -19,6 +19,12 @@ that ask for the same run share it. ``comparisons:`` names pairs of arms whose
 difference a study reports (``member-init: [warmstart, vanilla]``).
 ``executed_dir`` (optional) says where the cells' executed notebooks go.
 
+``phase1_seeds`` (optional) is an axis of Phase I checkpoints: every cell runs from each
+(``phase1_seeds: [1, 2]``), so a conclusion is about the algorithm, not one trained network.
+``reuse`` (optional) names committed record folders of other studies (``reuse: [results_long]``):
+a cell whose run one of them holds complete, with the same identity (settings and input
+digests), is read from there and not run again (``records.load_cells``, :func:`cell_status`).
+
 An optional ``parts:`` mapping cuts a grid into named slices that run in the file's
 order and are analysed one record each (``hrl grid --part``, ``hrl study --part``)::
 
@@ -62,10 +68,15 @@ AXES = {
     "remove_top_k": "remove_top_k",
     "bonus_types": "bonus_type",
     "seeds": "seed",
+    "phase1_seeds": "phase1_seed",
 }
+# Axes a grid file may leave out: bonus_types when arms set it; phase1_seeds (the Phase I checkpoint
+# then follows settings.phase1_seed, else the online seed).
+OPTIONAL_AXES = ("phase1_seeds",)
 # Keys a grid file may have besides its axes.
 OPTIONAL_KEYS = {
-    "settings", "algo_settings", "description", "kind", "arms", "comparisons", "executed_dir", "cpu_hours", "parts"
+    "settings", "algo_settings", "description", "kind", "arms", "comparisons", "executed_dir", "cpu_hours", "parts",
+    "reuse", "analysis",
 }  # fmt: skip
 # ``kind: pretrain`` grids (Phase I) have no bonus axis and name the dataset env_name.
 # Keys a part may have besides axes: the arms it runs, and arms it reads from other parts for its comparisons.
@@ -105,6 +116,7 @@ class Cell:
     arm: str = ""  # the study arm this cell belongs to (grid files with arms:); not part of the run
     part: str = ""  # the grid file's part this cell belongs to (grid files with parts:); not part of the run
     kind: GridKind | None = None  # None: a Phase II cell
+    reuse: tuple = ()  # committed record folders (names under records/) a complete run may be read from
 
     @property
     def run_name(self) -> str:
@@ -140,7 +152,7 @@ def load_grid(path: str | Path) -> dict:
     for key in ("settings", "algo_settings", "comparisons"):  # arms and parts say so themselves, below
         if spec.get(key) is not None and not isinstance(spec[key], dict):
             raise HrlError(f"grid file {path}: {key} must be a mapping (key: value lines), not {spec[key]!r}")
-    missing = [k for k in axes if k not in spec]
+    missing = [k for k in axes if k not in spec and k not in OPTIONAL_AXES]
     if "arms" in spec and "bonus_types" in missing:
         missing.remove("bonus_types")  # the arms set bonus_type
     unknown = set(spec) - set(axes) - OPTIONAL_KEYS
@@ -169,8 +181,15 @@ def load_grid(path: str | Path) -> dict:
     for label, pair in (spec.get("comparisons") or {}).items():
         if not (isinstance(pair, list) and len(pair) == 2 and set(pair) <= set(arms or {})):
             raise HrlError(f"grid file {path}: comparison {label!r} must be [arm, reference arm] of its arms")
+    reuse = spec.get("reuse")
+    if reuse is not None and not (isinstance(reuse, list) and all(isinstance(r, str) and r for r in reuse)):
+        raise HrlError(f"grid file {path}: reuse must be a list of record folder names (e.g. [results_long])")
     _check_parts(path, spec, axes)
     _check_values(path, spec, axes, config_cls)
+    if spec.get("analysis") is not None:
+        from hrl_core.lab.analysis import Analysis
+
+        Analysis.from_spec(path, spec)  # checked now: a declared analysis that cannot be applied is bad input
     return spec
 
 
@@ -251,7 +270,7 @@ def reference_cells(spec: dict, name: str, overrides: dict | None = None) -> lis
 
 def _setting(cell: Cell) -> tuple:
     c = cell.config
-    return c.algo, c.env, float(c.remove_top_k), c.seed
+    return c.algo, c.env, float(c.remove_top_k), c.seed, c.effective_phase1_seed
 
 
 def expand(spec: dict, filters: dict | None = None, overrides: dict | None = None, quick: bool = False) -> list[Cell]:
@@ -291,7 +310,8 @@ def expand(spec: dict, filters: dict | None = None, overrides: dict | None = Non
             cfg.resolve_paths(Path.cwd())
         else:
             cfg.save_dir = str(Path(cfg.save_dir).resolve())
-        cell = Cell(cfg, notebook=kind.notebook, arm="" if arm is None else str(arm), kind=kind)
+        cell = Cell(cfg, notebook=kind.notebook, arm="" if arm is None else str(arm), kind=kind,
+                    reuse=tuple(spec.get("reuse") or ()))  # fmt: skip
         twin = by_name.get(cell.run_name)
         if twin is not None:
             raise HrlError(
@@ -334,7 +354,7 @@ def _matches(value, wanted) -> bool:
     return False
 
 
-def cell_status(cell: Cell, allow_download: bool = False) -> str:
+def cell_status(cell: Cell, allow_download: bool = False, check_reuse: bool = True) -> str:
     """What running this cell would do, without running it.
 
     ``new`` | ``complete`` | ``running`` (unfinished: resumes) | ``failed`` (resumes) |
@@ -359,12 +379,16 @@ def cell_status(cell: Cell, allow_download: bool = False) -> str:
     wanted = folder.identity(cell.config, inputs)
     found = folder.existing(cell.run_dir, wanted)
     if found.status == "new":
-        # a run the committed record holds complete (a fresh clone, another disk) is not recomputed
-        from hrl_core.lab import records
+        # a run the committed record holds complete (a fresh clone, another disk), or a record the
+        # grid file reuses, is not recomputed
+        from hrl_core.lab import records, reuse
 
-        kept = records.record_dir(cell.run_dir.parent) / cell.run_name
-        if folder.existing(kept, wanted).status == "complete":
-            return f"{IN_RECORD} {kept.parent} (not re-run; its checkpoint is not kept there)"
+        for i, kept_root in enumerate(records.record_dirs(cell)):
+            if i and check_reuse and not reuse.allowed(cell, reuse.read(cell.run_dir.parent)):
+                continue  # its arm failed the reuse check: this study runs it
+            kept = kept_root / cell.run_name
+            if folder.existing(kept, wanted).status == "complete":
+                return f"{IN_RECORD} {kept.parent} (not re-run; its checkpoint is not kept there)"
     if found.status == "other":
         return f"other run in folder: {'; '.join(found.differences)}"
     if found.status == "damaged":

@@ -87,6 +87,13 @@ def record_dir(save_dir: str | Path) -> Path:
     return resources.base_dir() / RECORDS / Path(save_dir).name
 
 
+def record_dirs(cell) -> list[Path]:
+    """Where a cell's complete run may be read besides its results folder, in order: the
+    committed copy of its results folder, then the records its grid file reuses."""
+    own = record_dir(cell.run_dir.parent)
+    return [own] + [record_dir(name) for name in getattr(cell, "reuse", ()) if record_dir(name) != own]
+
+
 def label(cell) -> str:
     """The label a run is read under: its arm; in a grid without arms, how it explores:
     ``ensemble`` (the spec's reward bonus), ``vanilla`` (none), or the explorer's name (e.g.
@@ -105,13 +112,24 @@ def load_cells(cells, records: bool = True) -> list[Run]:
     A run shared by two grid files (the same settings and inputs) is read once per cell,
     so each record labels it its own way. ``records``: where the results folder does not
     hold a cell's run complete, the record's committed copy is read instead (if it has one)."""
-    out = []
+    from hrl_core.lab import reuse
+
+    out, checks = [], {}
     for cell in cells:
         run = read_run(cell.run_dir, arm=label(cell))
         if records and (run is None or run.status != "complete"):
-            kept = read_run(record_dir(cell.run_dir.parent) / cell.run_name, arm=label(cell))
-            if kept is not None and (run is None or kept.status == "complete"):
-                run = kept
+            roots = record_dirs(cell)
+            if cell.reuse:
+                save_dir = cell.run_dir.parent
+                checks.setdefault(save_dir, reuse.read(save_dir))
+                if not reuse.allowed(cell, checks[save_dir]):
+                    roots = roots[:1]  # its arm failed the reuse check: only this study's own runs
+            for root in roots:
+                kept = read_run(root / cell.run_name, arm=label(cell))
+                if kept is not None and (run is None or kept.status == "complete"):
+                    run = kept
+                if run is not None and run.status == "complete":
+                    break
         if run is not None:
             out.append(run)
     return out
@@ -122,7 +140,7 @@ def sources(found: list[Run]) -> list[str]:
     return sorted({r.source for r in found})
 
 
-def write_compact(cells, to: Path | None = None, extra=("clean_levels.json",)) -> tuple[int, int]:
+def write_compact(cells, to: Path | None = None, extra=("clean_levels.json", "reuse_check.json")) -> tuple[int, int]:
     """Copy config.json and metrics.json of the cells' complete runs into the record folder
     (``records/<save_dir name>``, or ``to``), with the results folder's ``extra`` files.
 

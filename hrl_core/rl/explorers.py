@@ -16,8 +16,11 @@ run's explorer does not use is not part of the run's identity. Built in:
 
 - :class:`NoBonus` (``bonus_type=none``): the stochastic policy's action; rewards unchanged.
 - :class:`RewardBonus` (``reward_bonus``, the spec): ``lambda * std(Q)(s, a)`` at the action
-  actually taken; ``bonus_scale=normalized`` puts it in reward units (:class:`BonusScale`),
-  ``bonus_clip`` caps it.
+  actually taken; ``bonus_scale=horizon`` puts it in reward units by the discount,
+  lambda * (1 - gamma) * std(Q) (:class:`HorizonScale`: bounded by construction);
+  ``bonus_scale=normalized`` (kept for the runs made with it) by running means of |r| and |Q|
+  (:class:`BonusScale`: unbounded when mean Q crosses 0); ``bonus_clip`` caps it.
+  :attr:`RewardBonus.multiplier` (bonus / (lambda * std(Q))) is logged per evaluation interval.
 - :class:`UCBAction` (``ucb_action``): SUNRISE's choice among K policy samples by
   mean + coeff * std of Q (Lee et al., ICML 2021); rewards unchanged.
 
@@ -62,6 +65,8 @@ class Explorer:
     name: ClassVar[str] = "none"
     settings: ClassVar[tuple[str, ...]] = ()  # FinetuneConfig fields this explorer reads
 
+    multiplier: float | None = None  # bonus / (lambda * std(Q)) of the last step; None: no bonus
+
     def __init__(self):
         self.disagreement = 0.0  # std(Q_1..Q_N)(s, a) of the last action taken
         self.mean_abs_q = 0.0  # mean |Q| over members at that action
@@ -104,6 +109,12 @@ class NoBonus(Explorer):
 class BonusScale:
     """``bonus_scale=normalized``: lambda * std(Q) / running |Q| * running |r|.
 
+    Kept as it was for the runs made with it; use ``horizon`` (:class:`HorizonScale`). Its
+    multiplier running |r| / running |Q| has no bound: when mean Q changes sign (CQL's
+    pessimistic start makes that likely) the running |Q| nearly vanishes and the bonus grows
+    by an order of magnitude while std(Q) falls (CQL halfcheetah k=60 of the long study:
+    mean Q -204 -> +76, bonus / std(Q) 0.16 -> 1.8-2.5).
+
     std(Q) relative to the Q scale is a unitless disagreement; multiplying by the
     running mean |env reward| puts the bonus in reward units. So lambda means "bonus
     = lambda x (relative disagreement) x typical reward" in any environment, and a
@@ -131,6 +142,40 @@ class BonusScale:
         self.rate, self.q_scale, self.r_scale = state["rate"], state["q_scale"], state["r_scale"]
 
 
+class HorizonScale:
+    """``bonus_scale=horizon``: lambda * (1 - gamma) * std(Q).
+
+    Q is a discounted sum of rewards, so std(Q) is in units of return; (1 - gamma) turns a
+    return into the constant per-step reward that earns it (a reward r forever is worth
+    r / (1 - gamma)). The bonus is then in reward units with no running statistic: a reward
+    rescale by c rescales Q, std(Q) and the bonus by c, and the multiplier is the constant
+    1 - gamma whatever Q does (it cannot collapse when Q crosses 0, as :class:`BonusScale`
+    can). gamma is the agent's discount, read when the explorer first acts.
+    """
+
+    def __init__(self):
+        self.gamma: float | None = None
+
+    def bind(self, agent) -> None:
+        gamma = getattr(agent.cfg, "gamma", None)
+        if gamma is None or not 0 <= gamma < 1:
+            raise HrlError(f"bonus_scale=horizon needs the algorithm's discount gamma in [0, 1); "
+                           f"{agent.algo} has {gamma!r}: use bonus_scale raw")  # fmt: skip
+        self.gamma = float(gamma)
+
+    def __call__(self, std_q: float, mean_abs_q: float, reward: float) -> float:
+        return std_q * (1.0 - self.gamma)
+
+    def state_dict(self) -> dict:
+        return {"gamma": self.gamma}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.gamma = state["gamma"]
+
+
+SCALES = {"normalized": BonusScale, "horizon": HorizonScale}  # bonus_scale -> its scale (raw: none)
+
+
 @register
 class RewardBonus(Explorer):
     """The spec's exploration bonus on online rewards."""
@@ -142,7 +187,14 @@ class RewardBonus(Explorer):
         super().__init__()
         self.coeff = coeff
         self.clip = clip
-        self.scaler = BonusScale() if scale == "normalized" else None
+        self.scaler = SCALES[scale]() if scale in SCALES else None
+        self.multiplier = 1.0  # bonus / (lambda * std(Q)) at the last step, before the clip
+
+    @torch.no_grad()
+    def act(self, agent, obs: np.ndarray) -> np.ndarray:
+        if isinstance(self.scaler, HorizonScale) and self.scaler.gamma is None:
+            self.scaler.bind(agent)
+        return super().act(agent, obs)
 
     @classmethod
     def from_config(cls, cfg) -> RewardBonus:
@@ -152,6 +204,7 @@ class RewardBonus(Explorer):
         signal = self.disagreement
         if self.scaler is not None:
             signal = self.scaler(self.disagreement, self.mean_abs_q, reward)
+            self.multiplier = signal / self.disagreement if self.disagreement > 0 else self.multiplier
         value = self.coeff * signal
         return min(value, self.clip) if self.clip > 0 else value
 

@@ -145,8 +145,9 @@ class FinetuneConfig:
     ucb_candidates: int = setting(10, lo=1, when=_explorer_uses("ucb_candidates"))
     # exploration ucb_action: weight of std(Q) in the choice
     ucb_coeff: float = setting(1.0, lo=0, when=_explorer_uses("ucb_coeff"))
-    # raw (the spec: lambda * std(Q)) | normalized (std(Q) / running mean |Q| x running mean |r|: reward units)
-    bonus_scale: Literal["raw", "normalized"] = setting("raw", when=_explorer_uses("bonus_scale"))
+    # raw (the spec: lambda * std(Q)) | horizon (lambda * (1 - gamma) * std(Q): reward units, bounded) |
+    # normalized (std(Q) / running mean |Q| x running mean |r|; unbounded when Q crosses 0: kept for old runs)
+    bonus_scale: Literal["raw", "normalized", "horizon"] = setting("raw", when=_explorer_uses("bonus_scale"))
     bonus_clip: float = setting(0.0, lo=0, when=_explorer_uses("bonus_clip"))  # cap on the bonus; 0: no cap
     # torch.compile the CQL critic pass: auto (CQL runs of 2,000+ steps on CUDA) | on | off
     compile: Literal["auto", "on", "off"] = setting("auto", result=False)

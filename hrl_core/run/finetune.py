@@ -88,10 +88,12 @@ class Window:
     def __init__(self):
         self.sums: dict = {}  # info key -> running sum tensor
         self.updates = 0
-        self.env = {"reward": 0.0, "bonus": 0.0, "disagreement": 0.0, "steps": 0}
+        self.env = {"reward": 0.0, "bonus": 0.0, "disagreement": 0.0, "steps": 0, "multiplier": 0.0}
         self.episode_returns: list[float] = []
 
-    def add_env_step(self, reward: float, bonus: float, disagreement: float) -> None:
+    def add_env_step(self, reward: float, bonus: float, disagreement: float, multiplier: float | None = None) -> None:
+        if multiplier is not None:  # runs with a bonus: bonus / (lambda * std(Q)), the normalizer's factor
+            self.env["multiplier"] += multiplier
         self.env["reward"] += float(reward)
         self.env["bonus"] += bonus
         self.env["disagreement"] += disagreement
@@ -109,6 +111,8 @@ class Window:
             out["reward_mean"] = self.env["reward"] / n_env
             out["bonus_mean"] = self.env["bonus"] / n_env
             out["ensemble_disagreement"] = self.env["disagreement"] / n_env
+            if self.env["multiplier"]:
+                out["bonus_multiplier"] = self.env["multiplier"] / n_env
         if self.updates:
             for k, v in self.sums.items():
                 mean = (v / self.updates).cpu()
@@ -129,7 +133,8 @@ class Window:
         # Snapshots load on the CPU; the sums join the agent's tensors on its device.
         self.sums = {k: v.to(device) for k, v in s["sums"].items()}
         self.updates = s["updates"]
-        self.env, self.episode_returns = dict(s["env"]), list(s["episode_returns"])
+        # snapshots written before the multiplier was logged lack its sum
+        self.env, self.episode_returns = {"multiplier": 0.0, **s["env"]}, list(s["episode_returns"])
 
 
 # --------------------------------------------------------------------------------------
@@ -240,11 +245,15 @@ class _Signals:
 # --------------------------------------------------------------------------------------
 # The run
 # --------------------------------------------------------------------------------------
-def finetune(cfg: FinetuneConfig, restart: bool = False, progress: bool = True, grid_cell: bool = False) -> RunResult:
+def finetune(cfg: FinetuneConfig, restart: bool = False, progress: bool = True, grid_cell: bool = False,
+             stop_at: int | None = None) -> RunResult:  # fmt: skip
     """Run (or resume) one fine-tuning cell; returns when it is complete.
 
     ``grid_cell``: a complete run raises :class:`AlreadyComplete` instead of being returned,
-    so a grid never re-records a cell that another process finished meanwhile."""
+    so a grid never re-records a cell that another process finished meanwhile. ``stop_at``:
+    stop (status ``stopped``, resumable from its snapshot) once this many online steps are done,
+    as the same run would have been at that step; used to check that code reproduces a
+    committed run (``hrl_core.lab.reuse``) without running it to the end."""
     save_root = Path(cfg.save_dir)
     check_writable(save_root)
     run_dir = save_root / cfg.run_name
@@ -275,7 +284,8 @@ def finetune(cfg: FinetuneConfig, restart: bool = False, progress: bool = True, 
     data = load_offline(cfg, inputs.dataset)
     ckpt = load_phase1_file(inputs, cfg.algo, spec.obs_dim, spec.act_dim)
     with folder.take_folder(run_dir) as lock:
-        return _run_locked(cfg, run_dir, device, inputs, ident, lock, restart, progress, grid_cell, data, ckpt)
+        return _run_locked(cfg, run_dir, device, inputs, ident, lock, restart, progress, grid_cell, data, ckpt,
+                           stop_at)  # fmt: skip
 
 
 def resume_entry(old: dict, config: dict, step: int, run_dir: Path) -> dict:
@@ -302,7 +312,8 @@ def _already_complete(cfg, run_dir: Path, grid_cell: bool) -> RunResult:
     return RunResult(run_dir, "already_complete", files.read_json(run_dir / folder.METRICS))
 
 
-def _run_locked(cfg, run_dir, device, inputs, ident, lock, restart, progress, grid_cell, data, ckpt) -> RunResult:
+def _run_locked(cfg, run_dir, device, inputs, ident, lock, restart, progress, grid_cell, data, ckpt,
+                stop_at=None) -> RunResult:  # fmt: skip
     # Under the lock, look again: another process may have finished the run meanwhile.
     found = folder.existing(run_dir, ident)
     if found.status == "complete" and not restart:
@@ -340,7 +351,7 @@ def _run_locked(cfg, run_dir, device, inputs, ident, lock, restart, progress, gr
     logger = make_logger(cfg, run_dir, config)
     try:
         state = RunState.restore(snapshot, parts, cfg.seed) if snapshot is not None else RunState.fresh(cfg, parts)
-        result = train(cfg, run_dir, parts, state, ident, lock, logger, progress)
+        result = train(cfg, run_dir, parts, state, ident, lock, logger, progress, stop_at)
     finally:
         logger.close()
     result.replay, result.offline = parts.buffer, offline
@@ -416,9 +427,10 @@ def run_record(cfg: FinetuneConfig, ident: dict, parts: Parts, data, ckpt, devic
 
 
 def train(cfg: FinetuneConfig, run_dir: Path, parts: Parts, state: RunState, ident: dict, lock, logger,
-          progress: bool) -> RunResult:  # fmt: skip
+          progress: bool, stop_at: int | None = None) -> RunResult:  # fmt: skip
     """The online loop: act, store, update; evaluate and snapshot every ``eval_interval``."""
     agent, buffer, env, explorer = parts.agent, parts.buffer, parts.env, parts.explorer
+    end = cfg.online_steps if stop_at is None else min(stop_at, cfg.online_steps)
     bar = None
 
     def evaluate_and_save() -> None:
@@ -462,7 +474,7 @@ def train(cfg: FinetuneConfig, run_dir: Path, parts: Parts, state: RunState, ide
             bar = progress_bar(cfg.online_steps, cfg.run_name, progress, initial=state.step)
             if state.metrics["normalized_return"]:
                 bar.set_postfix(norm_return=f"{state.metrics['normalized_return'][-1]:.1f}", refresh=False)
-            while state.step < cfg.online_steps:
+            while state.step < end:
                 # Collect one transition; the explorer adds the bonus (or not).
                 action = explorer.act(agent, state.obs)
                 if not np.isfinite(action).all():
@@ -474,7 +486,7 @@ def train(cfg: FinetuneConfig, run_dir: Path, parts: Parts, state: RunState, ide
                 if not abs(reward + bonus) <= FLOAT32_MAX:  # inf, NaN or beyond what the buffer stores
                     raise DivergenceError(state.step + 1, "the exploration bonus (reward + bonus overflows float32)")
                 buffer.add(state.obs, action, reward, bonus, next_obs, terminated)
-                state.window.add_env_step(reward, bonus, explorer.disagreement)
+                state.window.add_env_step(reward, bonus, explorer.disagreement, explorer.multiplier)
                 state.episode_return += float(reward)
                 state.episode_len += 1
                 if terminated or truncated:
@@ -527,6 +539,8 @@ def train(cfg: FinetuneConfig, run_dir: Path, parts: Parts, state: RunState, ide
         parts.evaluator.close()
         env.close()
 
+    if state.step < cfg.online_steps:  # stop_at: the snapshot of that step stays, the run resumes from it
+        return RunResult(run_dir, "stopped", state.metrics)
     lock.check()
     final = {"agent": agent.state_dict(), "config": cfg.to_dict(), "step": state.step}
     files.write_torch(run_dir / folder.CHECKPOINT, final)

@@ -1,0 +1,150 @@
+"""Reusing another study's committed runs, only where this code reproduces them.
+
+A grid file's ``reuse: [results_long]`` lets a cell be read from that committed record
+instead of being run, when the record holds the cell's run complete with the same identity
+(settings and input digests; ``grids.cell_status``). The identity says the same experiment was
+asked for; it does not say this code computes what the other code did. So before a grid relies
+on a reused record, one reused cell per (part, arm) is re-run here through its first two
+evaluations (step 0 and the first interval) and every number both runs logged there is compared
+bit for bit (timings excepted). The outcome is kept in ``reuse_check.json`` beside the runs (and
+copied into the record): an arm that matches is reused; an arm that does not is run again by this
+study (its reused cells become ``new``), and the check says what differed.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+from hrl_core.run import files
+
+STORE = "reuse_check.json"
+EVALUATIONS = 2  # step 0 and the first evaluation interval
+TIMING = {"eval_time", "wall_time", "snapshot_time", "torch_threads"}  # differ between any two processes
+
+
+def _store(save_dir: Path) -> Path:
+    return Path(save_dir) / STORE
+
+
+def read(save_dir: str | Path) -> dict:
+    """(part, arm) -> the check's entry, from the results folder, else its committed record."""
+    from hrl_core.lab import records
+
+    for path in (_store(Path(save_dir)), records.record_dir(save_dir) / STORE):
+        try:
+            data = files.read_json(path)
+        except (OSError, ValueError):
+            continue
+        return {(e["part"], e["arm"]): e for e in data.get("checks", [])}
+    return {}
+
+
+def reused_from(cell) -> Path | None:
+    """The reused record a cell's complete run would be read from (None: not a reused cell)."""
+    from hrl_core.lab import grids, records
+
+    if not cell.reuse:
+        return None
+    status = grids.cell_status(cell, check_reuse=False)
+    if not status.startswith(grids.IN_RECORD):
+        return None
+    own = records.record_dir(cell.run_dir.parent)
+    for root in records.record_dirs(cell)[1:]:
+        if root != own and (root / cell.run_name / "metrics.json").exists():
+            return root
+    return None
+
+
+def compare(reused: dict, fresh: dict, points: int = EVALUATIONS) -> list[str]:
+    """What differs between two runs' first ``points`` evaluation points ([]: bit for bit equal).
+    Keys only one run logged (a metric added later) are not compared; timings never are."""
+    out = []
+    for key in sorted(set(reused) & set(fresh)):
+        a, b = reused[key], fresh[key]
+        if key in TIMING or not isinstance(a, list) or not isinstance(b, list):
+            continue
+        if len(a) < points or len(b) < points:
+            out.append(f"{key}: fewer than {points} points")
+            continue
+        for i in range(points):
+            if not _same(a[i], b[i]):
+                out.append(f"{key}[{i}]: {a[i]!r} (reused) vs {b[i]!r} (here)")
+    return out
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b
+
+
+def check_cell(cell, scratch: Path, record: Path) -> dict:
+    """Re-run one reused cell here through its first two evaluations; compare with the record."""
+    from hrl_core.run import runtime
+    from hrl_core.run.finetune import finetune
+
+    cfg = replace(cell.config, save_dir=str(scratch), threads=1)
+    cfg.validate()
+    stop_at = cfg.eval_interval * (EVALUATIONS - 1)
+    result = finetune(cfg, progress=False, stop_at=stop_at)
+    fresh = files.read_json(Path(result.run_dir) / "metrics.json")
+    kept_dir = record / cell.run_name
+    kept = files.read_json(kept_dir / "metrics.json")
+    kept_config = files.read_json(kept_dir / "config.json")
+    here_config = files.read_json(Path(result.run_dir) / "config.json")
+    differences = compare(kept, fresh)
+    entry = {
+        "part": cell.part,
+        "arm": cell.arm,
+        "run_name": cell.run_name,
+        "reused_from": record.name,
+        "steps_compared": [0, stop_at],
+        "matches": not differences,
+        "differences": differences[:20],
+        "commit_reused": (kept_config.get("versions") or {}).get("git_commit"),
+        "commit_here": (here_config.get("versions") or {}).get("git_commit"),
+        "versions_differ": runtime.versions_changed(kept_config.get("versions") or {}, here_config.get("versions") or {}),
+    }
+    shutil.rmtree(result.run_dir, ignore_errors=True)  # only the verdict is kept
+    return entry
+
+
+def ensure_checked(cells, save_dir: str | Path, echo=print) -> dict:
+    """Check every (part, arm) with reused cells that has no check yet; returns all checks."""
+    save_dir = Path(save_dir)
+    done = read(save_dir)
+    todo = {}
+    for cell in cells:
+        key = (cell.part, cell.arm)
+        if key in done or key in todo:
+            continue
+        record = reused_from(cell)
+        if record is not None:
+            todo[key] = (cell, record)
+    for key, (cell, record) in todo.items():
+        echo(f"reuse check: {cell.run_name} ({cell.part or '-'} / {cell.arm}) from {record.name}: re-running "
+             f"its first {EVALUATIONS} evaluations here", flush=True)  # fmt: skip
+        entry = check_cell(cell, save_dir / "reuse_check_runs", record)
+        done[key] = entry
+        verdict = "matches bit for bit" if entry["matches"] else "DIFFERS: " + "; ".join(entry["differences"][:3])
+        echo(f"reuse check: {cell.part or '-'} / {cell.arm}: {verdict}"
+             + ("" if entry["matches"] else f" -> the arm's reused cells are run again here"), flush=True)  # fmt: skip
+        _write(save_dir, done)
+    return done
+
+
+def _write(save_dir: Path, checks: dict) -> None:
+    note = ("One reused cell per (part, arm), re-run through its first two evaluations by this study's code and "
+            "compared bit for bit with the record it is reused from (hrl_core.lab.reuse).")  # fmt: skip
+    save_dir.mkdir(parents=True, exist_ok=True)
+    files.write_json(_store(save_dir), {"about": note, "checks": list(checks.values())})
+
+
+def allowed(cell, checks: dict) -> bool:
+    """Whether a cell may be read from a reused record: its (part, arm) passed the check (or
+    has not been checked yet: the grid checks before it runs anything)."""
+    entry = checks.get((cell.part, cell.arm))
+    return entry is None or bool(entry.get("matches"))
