@@ -6,7 +6,8 @@ instead of being run, when the record holds the cell's run complete with the sam
 asked for; it does not say this code computes what the other code did. So before a grid relies
 on a reused record, one reused cell per (part, arm) is re-run here through its first two
 evaluations (step 0 and the first interval) and every number both runs logged there is compared
-bit for bit (timings excepted). The outcome is kept in ``reuse_check.json`` beside the runs (and
+bit for bit (timings excepted); a step 0 that already differs (another machine's floating point,
+another MuJoCo) ends the check there. The outcome is kept in ``reuse_check.json`` beside the runs (and
 copied into the record): an arm that matches is reused; an arm that does not is run again by this
 study (its reused cells become ``new``), and the check says what differed.
 """
@@ -89,24 +90,33 @@ def check_cell(cell, scratch: Path, record: Path) -> dict:
     cfg = replace(cell.config, save_dir=str(scratch), threads=1)
     cfg.validate()
     stop_at = cfg.eval_interval * (EVALUATIONS - 1)
-    result = finetune(cfg, progress=False, stop_at=stop_at)
-    fresh = files.read_json(Path(result.run_dir) / "metrics.json")
     kept_dir = record / cell.run_name
     kept = files.read_json(kept_dir / "metrics.json")
     kept_config = files.read_json(kept_dir / "config.json")
+    # Step 0 first (the loaded checkpoint's evaluation, no training): where it already differs, the
+    # machine or libraries compute differently and training further would only cost time. Resuming
+    # from its snapshot to the next evaluation is exact (the resume tests), so the two stages are one run.
+    result = finetune(cfg, progress=False, stop_at=0)
+    differences = compare(kept, files.read_json(Path(result.run_dir) / "metrics.json"), points=1)
+    compared = [0]
+    if not differences:
+        result = finetune(cfg, progress=False, stop_at=stop_at)
+        differences = compare(kept, files.read_json(Path(result.run_dir) / "metrics.json"))
+        compared = [0, stop_at]
     here_config = files.read_json(Path(result.run_dir) / "config.json")
-    differences = compare(kept, fresh)
     entry = {
         "part": cell.part,
         "arm": cell.arm,
         "run_name": cell.run_name,
         "reused_from": record.name,
-        "steps_compared": [0, stop_at],
+        "steps_compared": compared,
         "matches": not differences,
         "differences": differences[:20],
         "commit_reused": (kept_config.get("versions") or {}).get("git_commit"),
         "commit_here": (here_config.get("versions") or {}).get("git_commit"),
-        "versions_differ": runtime.versions_changed(kept_config.get("versions") or {}, here_config.get("versions") or {}),
+        "versions_differ": runtime.versions_changed(
+            kept_config.get("versions") or {}, here_config.get("versions") or {}
+        ),  # fmt: skip
     }
     shutil.rmtree(result.run_dir, ignore_errors=True)  # only the verdict is kept
     return entry
@@ -129,9 +139,10 @@ def ensure_checked(cells, save_dir: str | Path, echo=print) -> dict:
              f"its first {EVALUATIONS} evaluations here", flush=True)  # fmt: skip
         entry = check_cell(cell, save_dir / "reuse_check_runs", record)
         done[key] = entry
-        verdict = "matches bit for bit" if entry["matches"] else "DIFFERS: " + "; ".join(entry["differences"][:3])
+        verdict = ("matches bit for bit" if entry["matches"] else
+                   f"DIFFERS at step {entry['steps_compared'][-1]}: " + "; ".join(entry["differences"][:3]))  # fmt: skip
         echo(f"reuse check: {cell.part or '-'} / {cell.arm}: {verdict}"
-             + ("" if entry["matches"] else f" -> the arm's reused cells are run again here"), flush=True)  # fmt: skip
+             + ("" if entry["matches"] else " -> the arm's reused cells are run again here"), flush=True)  # fmt: skip
         _write(save_dir, done)
     return done
 
