@@ -139,8 +139,12 @@ def ensure_checked(cells, save_dir: str | Path, echo=print) -> dict:
              f"its first {EVALUATIONS} evaluations here", flush=True)  # fmt: skip
         entry = check_cell(cell, save_dir / "reuse_check_runs", record)
         done[key] = entry
-        verdict = ("matches bit for bit" if entry["matches"] else
-                   f"DIFFERS at step {entry['steps_compared'][-1]}: " + "; ".join(entry["differences"][:3]))  # fmt: skip
+        at = entry["steps_compared"][-1]
+        verdict = (
+            "matches bit for bit"
+            if entry["matches"]
+            else f"DIFFERS at step {at}: " + "; ".join(entry["differences"][:3])
+        )
         echo(f"reuse check: {cell.part or '-'} / {cell.arm}: {verdict}"
              + ("" if entry["matches"] else " -> the arm's reused cells are run again here"), flush=True)  # fmt: skip
         _write(save_dir, done)
