@@ -170,6 +170,9 @@ def _add_grid(sub) -> None:
                    help="an extra #SBATCH line, e.g. --job_extra=--account=myproj (repeatable)")  # fmt: skip
     p.add_argument("--logger", default=None, choices=("none", "csv", "tensorboard", "wandb"),
                    help="experiment tracking for every cell (default: the grid file's, else none)")  # fmt: skip
+    p.add_argument("--population", default="auto",
+                   help="cells trained together as one computation per worker: N, or auto (a few per CPU worker, "
+                        "many per GPU); 1: each cell alone")  # fmt: skip
     p.add_argument("--dry_run", "--dry-run", dest="dry_run", action="store_true",
                    help="list the cells, their status and an estimated wall time; run nothing")  # fmt: skip
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
@@ -214,6 +217,21 @@ def grid_slurm_defaults():
     return SlurmOptions()
 
 
+def _population_size(args, backend) -> int:
+    """Cells per population: --population N, or (auto) a few per CPU worker / many per GPU."""
+    from hrl_core.lab.execute import auto_population
+
+    if args.population == "auto":
+        return auto_population(getattr(backend, "n_gpus", 0))
+    try:
+        size = int(args.population)
+    except ValueError:
+        raise HrlError(f"--population {args.population!r}: give a whole number >= 1 or auto") from None
+    if size < 1:
+        raise HrlError(f"--population {size}: give a whole number >= 1 (1: each cell alone) or auto")
+    return size
+
+
 def _run_grid(args) -> int:
     from pathlib import Path
 
@@ -237,13 +255,20 @@ def _run_grid(args) -> int:
                              cells_per_gpu=args.cells_per_gpu)  # fmt: skip
     backend = clusters.backend(args.cluster, args.scheduler, slurm, args.workers, args.cells_per_gpu,
                                args.threads_per_cell)  # fmt: skip
+    size = _population_size(args, backend)
     if args.dry_run:
+        from hrl_core.lab.execute import pack
         from hrl_core.rl import agents
 
         statuses = [grids.cell_status(c) for c in cells]
-        todo = [c for c, s in zip(cells, statuses, strict=True) if s.startswith(("new", "running", "failed"))]
+        todo = [c for c, s in zip(cells, statuses, strict=True) if s.runs]  # exactly what run_grid runs
         for c, s in zip(cells, statuses, strict=True):
             print(f"{c.run_name:<70} {c.steps:>7} steps  {s}")
+        groups = pack(todo, size, backend.concurrent_cells())
+        if size > 1:
+            print(f"packing: {len(todo)} cell(s) to run as {len(groups)} task(s) (populations of up to {size}):")
+            for g in groups:
+                print(f"  {len(g)} x " + ", ".join(c.run_name for c in g))
         if any(c.reuse for c in cells):
             from hrl_core.lab import reuse
 
@@ -254,7 +279,7 @@ def _run_grid(args) -> int:
                 print(f"reuse check pending: {part or '-'} / {arm} (one reused cell re-run through "
                       f"{reuse.EVALUATIONS} evaluations before the grid runs)")  # fmt: skip
         workers = backend.concurrent_cells()
-        est = grids.estimate_seconds(todo, workers)
+        est = grids.estimate_seconds(todo, workers, groups)
         algos = sorted({c.config.algo for c in cells})
         rates = " / ".join(f"{agents.get(a).ms_per_step:.0f} ms ({a.upper()})" for a in algos)
         print(f"plan: {backend.describe()}")
@@ -271,7 +296,7 @@ def _run_grid(args) -> int:
         for save_dir in sorted({c.run_dir.parent for c in cells}):
             reuse.ensure_checked([c for c in cells if c.run_dir.parent == save_dir], save_dir)
     executed_dir = Path(args.executed_dir or spec.get("executed_dir") or "executed").resolve()
-    results = execute.run_grid(cells, backend, executed_dir, progress=not args.no_progress)
+    results = execute.run_grid(cells, backend, executed_dir, progress=not args.no_progress, population=size)
     return 1 if execute.print_results(results) else 0
 
 

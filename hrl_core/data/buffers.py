@@ -32,8 +32,8 @@ class OfflineData:
         }
         self.size = len(data)
 
-    def sample_idx(self, n: int) -> torch.Tensor:
-        return torch.randint(0, self.size, (n,), device=self.device)
+    def sample_idx(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randint(0, self.size, (n,), device=self.device, generator=generator)
 
 
 class ReplayBuffer:
@@ -69,8 +69,8 @@ class ReplayBuffer:
         self.bonus[i] = float(bonus)
         self.size += 1
 
-    def sample_idx(self, n: int) -> torch.Tensor:
-        return torch.randint(0, self.size, (n,), device=self.device)
+    def sample_idx(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randint(0, self.size, (n,), device=self.device, generator=generator)
 
     def state_dict(self) -> dict:
         """Only the filled part, so snapshots stay small early in a run."""
@@ -105,10 +105,11 @@ class HybridSampler:
         self.batch_size = batch_size
         self.online_ratio = online_ratio
 
-    def sample(self) -> Batch:
+    def sample(self, generator: torch.Generator | None = None) -> Batch:
+        """``generator``: where the indices come from (None: torch's default; a population's cell: its own)."""
         n_on, n_off = split_batch_size(self.batch_size, self.online_ratio, self.online.size)
-        off_idx = self.offline.sample_idx(n_off)
+        off_idx = self.offline.sample_idx(n_off, generator)
         if n_on == 0:
             return {k: v[off_idx] for k, v in self.offline.tensors.items()}
-        on_idx = self.online.sample_idx(n_on)
+        on_idx = self.online.sample_idx(n_on, generator)
         return {k: torch.cat([self.online.tensors[k][on_idx], self.offline.tensors[k][off_idx]]) for k in FIELDS}

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from hrl_core.lab.grids import DAMAGED, IN_RECORD, RUNNING_ELSEWHERE, SKIPPED, Cell, cell_status, format_duration
+from hrl_core.lab.grids import RUNNING_ELSEWHERE, SKIPPED, Cell, Kind, cell_status, format_duration
 from hrl_core.run.config import FinetuneConfig
 
 
@@ -129,10 +129,103 @@ def execute_cell(notebook: str, output: str, parameters: dict, env: dict, run_na
     return result
 
 
+# --------------------------------------------------------------------------------------
+# Populations: several cells trained as one computation in one worker (hrl_core.run.population)
+# --------------------------------------------------------------------------------------
+POPULATION_PER_THREAD = 4  # cells per population on a CPU worker (hrl bench --population; docs/performance.md)
+POPULATION_PER_GPU = 32  # on a GPU: the stacked update of 32 cells still leaves most of an H100 idle
+
+
+def auto_population(n_gpus: int) -> int:
+    """Cells per population when the user does not say: a few per CPU worker, many per GPU."""
+    return POPULATION_PER_GPU if n_gpus else POPULATION_PER_THREAD
+
+
+def start_step(cell: Cell) -> int:
+    """The online step an unfinished cell resumes from (0: new), from its metrics.json."""
+    from hrl_core.run import files
+
+    try:
+        metrics = files.read_json(cell.run_dir / "metrics.json")
+    except (OSError, ValueError):
+        return 0
+    if not isinstance(metrics, dict):
+        return 0
+    if metrics.get("interrupted_at_step") is not None:
+        return int(metrics["interrupted_at_step"])
+    steps = metrics.get("step") or [0]
+    return int(steps[-1])
+
+
+def pack(cells: list[Cell], size: int, workers: int = 1) -> list[list[Cell]]:
+    """Cells grouped into populations of at most ``size`` (1: each alone, as always): only cells
+    that share what a population needs (``hrl_core.run.population.key``, the step they start
+    at) share one; a group is split evenly so that ``workers`` workers all get work."""
+    from hrl_core.run.config import FinetuneConfig
+    from hrl_core.run.population import key, poolable
+
+    if size <= 1:
+        return [[c] for c in cells]
+    groups: dict[tuple, list[Cell]] = {}
+    singles = []
+    for c in cells:
+        if not isinstance(c.config, FinetuneConfig) or not poolable(c.config):
+            singles.append([c])
+            continue
+        groups.setdefault((key(c.config), start_step(c)), []).append(c)
+    out = []
+    total = sum(len(g) for g in groups.values())
+    for group in groups.values():
+        # as many populations as the size asks, and at least this group's share of the workers
+        share = max(1, round(workers * len(group) / max(total, 1)))
+        n = max(-(-len(group) // size), min(share, len(group)))
+        n = min(len(group), -(-n // share) * share)  # a multiple of its workers' share: none waits on one
+        per = -(-len(group) // n)
+        out += [group[i : i + per] for i in range(0, len(group), per)]
+    return out + singles
+
+
+def execute_population(notebook: str, cells: list[tuple[dict, str, str]], env: dict,
+                       kernel_name: str = "python3") -> list[dict]:  # fmt: skip
+    """Train P cells as one population in this worker, then execute each finished cell's notebook
+    over its run (in a Dask worker; never raises).
+
+    ``cells``: (settings, executed notebook path, run name) per cell. Each cell keeps its own
+    executed notebook: once its run is complete, the notebook runs as it does for a run alone and
+    finds the run complete, so the record shows the run's curves and summary (not the training
+    log, which the population wrote once for all its cells). Training first and rendering after
+    keeps one notebook per cell without P kernels each driving a part of one computation."""
+    from hrl_core.errors import AlreadyComplete
+    from hrl_core.run.lock import RunLocked
+    from hrl_core.run.population import run_population
+
+    os.environ.update(env)
+    t0 = time.time()
+    try:
+        cfgs = [FinetuneConfig(**settings) for settings, _, _ in cells]
+        outcomes = run_population(cfgs, progress=False, grid_cell=True)
+    except Exception as exc:  # noqa: BLE001 - the whole population failed to start: each cell says so
+        outcomes = [exc] * len(cells)
+    results = []
+    for (settings, out, run_name), outcome in zip(cells, outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            status = {RunLocked: RUNNING_ELSEWHERE, AlreadyComplete: SKIPPED}.get(type(outcome), "failed")
+            results.append({"run_name": run_name, "status": status, "notebook": None,
+                            "error": f"{outcome.__class__.__name__}: {str(outcome).splitlines()[0][:300]}",
+                            "seconds": time.time() - t0})  # fmt: skip
+            continue
+        params = {**settings, "progress": False, "grid_cell": False}  # renders the complete run
+        res = execute_cell(notebook, out, params, {}, run_name, kernel_name)
+        res["population"] = len(cells)
+        results.append(res)
+    return results
+
+
 def run_grid(cells: list[Cell], backend=None, executed_dir: Path = Path("executed"), progress: bool = True,
-             notebook: Path | None = None) -> list[dict]:  # fmt: skip
+             notebook: Path | None = None, population: int = 1) -> list[dict]:  # fmt: skip
     """Execute the cells on a back-end (``hrl_core.lab.clusters``; default: this machine);
-    returns one result dict per cell (skipped ones too). ``notebook`` replaces the cells' own."""
+    returns one result dict per cell (skipped ones too). ``notebook`` replaces the cells' own.
+    ``population``: cells per population (``hrl_core.run.population``; 1: each cell alone)."""
     from dask.distributed import as_completed
     from tqdm.auto import tqdm
 
@@ -141,62 +234,62 @@ def run_grid(cells: list[Cell], backend=None, executed_dir: Path = Path("execute
     todo, results = [], []
     for cell in cells:
         status = cell_status(cell, allow_download=True)
-        if status == "complete":
+        if status.runs:
+            todo.append(cell)
+        elif status.kind is Kind.COMPLETE:
             results.append({"run_name": cell.run_name, "status": SKIPPED, "notebook": None})
-        elif status.startswith(IN_RECORD):
+        elif status.kind is Kind.IN_RECORD:
             results.append({"run_name": cell.run_name, "status": f"{SKIPPED[:-1]} in the committed record)",
                             "notebook": None})  # fmt: skip
-        elif status.startswith(DAMAGED):  # a complete run's damaged record: never silently recomputed
-            results.append({"run_name": cell.run_name, "status": "failed", "notebook": None,
-                            "error": status})  # fmt: skip
-        elif status.startswith(RUNNING_ELSEWHERE):
+        elif status.kind is Kind.RUNNING_ELSEWHERE:
             results.append({"run_name": cell.run_name, "status": RUNNING_ELSEWHERE, "notebook": None,
                             "error": status.split(": ", 1)[1]})  # fmt: skip
-        else:
-            todo.append(cell)
+        else:  # damaged, diverged, another run in its folder, inputs missing: said, not run (nothing to gain)
+            results.append({"run_name": cell.run_name, "status": "failed", "notebook": None, "error": str(status)})
     if not todo:
         return results
     backend = backend or clusters.backend()
     env = clusters.propagated_env()
+    for cell in todo:
+        cfg = cell.config
+        if getattr(cfg, "threads", 0) is None and backend.cell_threads is not None:
+            cfg.threads = backend.cell_threads  # the workers' environment does not set them
+        cell.notebook_out = Path(executed_dir) / f"{cell.run_name}.ipynb"
     with backend.open() as client:
         futures = {}
-        for cell in todo:
-            cfg = cell.config
-            if getattr(cfg, "threads", 0) is None and backend.cell_threads is not None:
-                cfg.threads = backend.cell_threads  # the workers' environment does not set them
-            params = notebook_parameters(cfg)
-            out = Path(executed_dir) / f"{cell.run_name}.ipynb"
-            cell.notebook_out = out
-            fut = client.submit(
-                execute_cell,
-                str(notebook or cell.notebook),
-                str(out),
-                params,
-                env,
-                cell.run_name,
-                key=f"cell-{cell.run_name}",
-                pure=False,
-                retries=0,
-            )
-            futures[fut] = cell
+        for group in pack(todo, population, backend.concurrent_cells()):
+            if len(group) == 1:
+                cell = group[0]
+                fut = client.submit(execute_cell, str(notebook or cell.notebook), str(cell.notebook_out),
+                                    notebook_parameters(cell.config), env, cell.run_name,
+                                    key=f"cell-{cell.run_name}", pure=False, retries=0)  # fmt: skip
+            else:
+                from dataclasses import asdict
+
+                members = [(asdict(c.config), str(c.notebook_out), c.run_name) for c in group]
+                fut = client.submit(execute_population, str(notebook or group[0].notebook), members, env,
+                                    key=f"population-{group[0].run_name}", pure=False, retries=0)  # fmt: skip
+            futures[fut] = group
         bar = tqdm(total=len(todo), desc="grid", unit="cell", disable=not progress)
         counts = {"complete": 0, "failed": 0, RUNNING_ELSEWHERE: 0}
         t0 = time.time()
         for fut in as_completed(futures):
+            group = futures[fut]
             try:
-                res = fut.result()
+                out = fut.result()
+                out = out if isinstance(out, list) else [out]
             except Exception as exc:  # noqa: BLE001 - a worker lost (e.g. its Slurm job ended)
-                cell = futures[fut]
                 error = f"worker lost ({exc.__class__.__name__}); run the grid again to resume the cell"
-                res = {"run_name": cell.run_name, "status": "failed", "notebook": str(cell.notebook_out)}
-                res["error"] = error
-            results.append(res)
-            counts[res["status"]] = counts.get(res["status"], 0) + 1
+                out = [{"run_name": c.run_name, "status": "failed", "notebook": str(c.notebook_out), "error": error}
+                       for c in group]  # fmt: skip
+            for res in out:
+                results.append(res)
+                counts[res["status"]] = counts.get(res["status"], 0) + 1
             finished = sum(counts.values())
             eta = (time.time() - t0) / finished * (len(todo) - finished)
             bar.set_postfix(done=counts["complete"], failed=counts["failed"], elsewhere=counts[RUNNING_ELSEWHERE],
                             eta=format_duration(eta), refresh=False)  # fmt: skip
-            bar.update(1)
+            bar.update(len(out))
         bar.close()
     return results
 

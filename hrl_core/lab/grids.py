@@ -49,6 +49,7 @@ elsewhere". Running the cells is ``hrl_core.lab.execute``; where they run,
 
 from __future__ import annotations
 
+import enum
 import itertools
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -354,7 +355,52 @@ def _matches(value, wanted) -> bool:
     return False
 
 
-def cell_status(cell: Cell, allow_download: bool = False, check_reuse: bool = True) -> str:
+RUNNING_ELSEWHERE = "running elsewhere"
+IN_RECORD = "complete in the committed record"
+DAMAGED = "complete but its record is damaged"
+SKIPPED = "skipped (complete)"
+
+
+class Kind(str, enum.Enum):
+    """What a cell's folder holds, as far as running the grid goes."""
+
+    NEW = "new"
+    RESUMES = "running"  # unfinished: resumes from its snapshot
+    FAILED = "failed"  # resumes from its snapshot
+    COMPLETE = "complete"
+    IN_RECORD = "in record"  # complete in a committed record (its own or one the grid file reuses)
+    DIVERGED = "diverged"  # run again only with hrl finetune --restart
+    DAMAGED = "damaged"  # complete, record damaged: left alone
+    RUNNING_ELSEWHERE = "running elsewhere"  # another live process holds its lock
+    OTHER_RUN = "other run"  # its folder holds a run with other settings or inputs
+    INPUTS_MISSING = "inputs missing"
+
+
+RUNS = frozenset({Kind.NEW, Kind.RESUMES, Kind.FAILED})  # what `hrl grid` runs (and its estimate counts)
+
+
+class CellStatus(str):
+    """A cell's status: the text ``--dry_run`` prints, with its :class:`Kind` (decide on the kind,
+    never on the text)."""
+
+    kind: Kind
+
+    def __new__(cls, text: str, kind: Kind) -> CellStatus:
+        obj = super().__new__(cls, text)
+        obj.kind = kind
+        return obj
+
+    @property
+    def runs(self) -> bool:
+        """Whether `hrl grid` runs this cell (new, or unfinished: resumes)."""
+        return self.kind in RUNS
+
+
+_BY_TEXT = {"new": Kind.NEW, "running": Kind.RESUMES, "failed": Kind.FAILED, "complete": Kind.COMPLETE,
+            "diverged": Kind.DIVERGED}  # fmt: skip
+
+
+def cell_status(cell: Cell, allow_download: bool = False, check_reuse: bool = True) -> CellStatus:
     """What running this cell would do, without running it.
 
     ``new`` | ``complete`` | ``running`` (unfinished: resumes) | ``failed`` (resumes) |
@@ -363,19 +409,22 @@ def cell_status(cell: Cell, allow_download: bool = False, check_reuse: bool = Tr
     record is damaged: ...`` (never run again by the grid) | ``complete in the committed record
     ...`` (the results folder lacks it, ``records/`` has it: skipped). Phase II cells are
     compared by identity (settings and input digests), so a cell whose folder holds a run
-    with other inputs or settings is not reported complete.
+    with other inputs or settings is not reported complete. A run a reused record
+    (the grid file's ``reuse:``) holds counts as complete only while its arm passes the reuse
+    check (``hrl_core.lab.reuse``; ``check_reuse=False``: without consulting it).
     """
     from hrl_core.run import folder, lock
 
     holder = lock.live_holder(cell.run_dir)
     if holder is not None:
-        return f"running elsewhere: {lock.describe(holder)}"
+        return CellStatus(f"{RUNNING_ELSEWHERE}: {lock.describe(holder)}", Kind.RUNNING_ELSEWHERE)
     if cell.kind is not None and not cell.kind.by_identity:  # Phase I cells: their status
-        return folder.read_status(cell.run_dir) or "new"
+        text = folder.read_status(cell.run_dir) or "new"
+        return CellStatus(text, _BY_TEXT.get(text, Kind.FAILED))
     try:
         inputs = folder.resolve_inputs(cell.config, allow_download=allow_download)
     except HrlError as exc:
-        return f"inputs missing: {exc}"
+        return CellStatus(f"inputs missing: {exc}", Kind.INPUTS_MISSING)
     wanted = folder.identity(cell.config, inputs)
     found = folder.existing(cell.run_dir, wanted)
     if found.status == "new":
@@ -388,30 +437,43 @@ def cell_status(cell: Cell, allow_download: bool = False, check_reuse: bool = Tr
                 continue  # its arm failed the reuse check: this study runs it
             kept = kept_root / cell.run_name
             if folder.existing(kept, wanted).status == "complete":
-                return f"{IN_RECORD} {kept.parent} (not re-run; its checkpoint is not kept there)"
+                return CellStatus(f"{IN_RECORD} {kept.parent} (not re-run; its checkpoint is not kept there)",
+                                  Kind.IN_RECORD)  # fmt: skip
     if found.status == "other":
-        return f"other run in folder: {'; '.join(found.differences)}"
+        return CellStatus(f"other run in folder: {'; '.join(found.differences)}", Kind.OTHER_RUN)
     if found.status == "damaged":
-        return f"{DAMAGED}: {'; '.join(found.differences)} (left alone; --restart in hrl finetune recomputes it)"
-    return found.status
+        return CellStatus(
+            f"{DAMAGED}: {'; '.join(found.differences)} (left alone; --restart in hrl finetune recomputes it)",
+            Kind.DAMAGED,
+        )
+    return CellStatus(found.status, _BY_TEXT.get(found.status, Kind.FAILED))
 
 
-RUNNING_ELSEWHERE = "running elsewhere"
-IN_RECORD = "complete in the committed record"
-DAMAGED = "complete but its record is damaged"
-SKIPPED = "skipped (complete)"
-
-
-def estimate_seconds(cells: list[Cell], workers: int) -> float:
-    """Wall-time estimate: steps x each algorithm's declared ms per step, over the workers."""
+def estimate_seconds(cells: list[Cell], workers: int, groups: list[list[Cell]] | None = None) -> float:
+    """Wall-time estimate: steps x each algorithm's declared ms per step, over the workers; cells
+    packed into populations (``groups``) cost what ``population_cost`` says a cell-step costs at
+    that size (``hrl bench --population``)."""
     from hrl_core.rl import agents
 
+    size_of = {c.run_name: len(g) for g in (groups or []) for c in g}
     total = 0.0
     for c in cells:
-        per_step = agents.get(c.config.algo).ms_per_step / 1000
+        algo = agents.get(c.config.algo)
+        per_step = algo.ms_per_step / 1000 * population_cost(algo, size_of.get(c.run_name, 1))
         evals = c.steps // c.config.eval_interval + 1
         total += c.steps * per_step + evals * c.config.eval_episodes * EVAL_SECONDS_PER_EPISODE
     return total / max(workers, 1)
+
+
+def population_cost(algo_cls, size: int) -> float:
+    """A cell-step's cost in a population of ``size`` relative to a run alone (the algorithm's
+    measured ``population_cost``: the largest size measured at or below it; 1 where none is declared)."""
+    table = dict(getattr(algo_cls, "population_cost", {}) or {})
+    if size <= 1 or not table:
+        return 1.0
+    sizes = sorted(table)
+    below = max([s for s in sizes if s <= size], default=sizes[0])
+    return float(table[below])
 
 
 EVAL_SECONDS_PER_EPISODE = 0.15  # one 1,000-step episode, stepped with the others

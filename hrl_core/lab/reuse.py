@@ -49,8 +49,7 @@ def reused_from(cell) -> Path | None:
 
     if not cell.reuse:
         return None
-    status = grids.cell_status(cell, check_reuse=False)
-    if not status.startswith(grids.IN_RECORD):
+    if grids.cell_status(cell, check_reuse=False).kind is not grids.Kind.IN_RECORD:
         return None
     own = records.record_dir(cell.run_dir.parent)
     for root in records.record_dirs(cell)[1:]:

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hrl_core.rl.draws import GLOBAL, Draws
 from hrl_core.rl.networks import HIDDEN
 
 
@@ -41,11 +42,15 @@ class EnsembleLinear(nn.Module):
             self.bias[members].uniform_(-bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: [B, in] (same input for every member) or [N, B, in]  ->  [N, B, out]
+        # x: [B, in] (same input for every member), [N, B, in] (one per member), or [G, B, in] with G
+        # dividing N (one per group of N/G consecutive members: a population's cells)  ->  [N, B, out]
         if _per_member_pays(x):
             return _PerMemberAffine.apply(x, self.weight, self.bias)
+        n = self.weight.shape[0]
         if x.dim() == 2:
-            x = x.expand(self.weight.shape[0], -1, -1)  # a view: no copy per member
+            x = x.expand(n, -1, -1)  # a view: no copy per member
+        elif x.shape[0] != n:
+            x = x.unsqueeze(1).expand(-1, n // x.shape[0], -1, -1).reshape(n, *x.shape[1:])
         return torch.baddbmm(self.bias, x, self.weight)  # bias + x @ W in one call
 
 
@@ -100,23 +105,27 @@ class _PerMemberAffine(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias):
         n = weight.shape[0]
-        shared = x.dim() == 2  # one [B, in] input for every member
         out = x.new_empty(n, x.shape[-2], weight.shape[2])  # [N, B, out]
         for i in range(n):
-            torch.addmm(bias[i], x if shared else x[i], weight[i], out=out[i])
+            torch.addmm(bias[i], _member_input(x, i, n), weight[i], out=out[i])
         ctx.save_for_backward(x, weight)
         return out
 
     @staticmethod
     def backward(ctx, grad):  # grad: [N, B, out]
         x, weight = ctx.saved_tensors
-        n, shared = weight.shape[0], x.dim() == 2
+        n = weight.shape[0]
+        groups = 1 if x.dim() == 2 else x.shape[0]  # inputs shared by n // groups members each
+        size = n // groups
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            if shared:  # a shared input's gradient is the sum over members: [B, in]
-                grad_x = torch.mm(grad[0], weight[0].t())
-                for i in range(1, n):
-                    grad_x.addmm_(grad[i], weight[i].t())
+            if size > 1:  # a shared input's gradient is the sum over its members: [B, in] (per group)
+                grad_x = torch.empty_like(x)
+                for g in range(groups):
+                    out = grad_x if x.dim() == 2 else grad_x[g]
+                    torch.mm(grad[g * size], weight[g * size].t(), out=out)
+                    for i in range(g * size + 1, (g + 1) * size):
+                        out.addmm_(grad[i], weight[i].t())
             else:
                 grad_x = torch.empty_like(x)  # [N, B, in]
                 for i in range(n):
@@ -124,44 +133,54 @@ class _PerMemberAffine(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             grad_w = torch.empty_like(weight)  # [N, in, out]
             for i in range(n):
-                torch.mm((x if shared else x[i]).t(), grad[i], out=grad_w[i])
+                torch.mm(_member_input(x, i, n).t(), grad[i], out=grad_w[i])
         if ctx.needs_input_grad[2]:
             grad_b = grad.sum(dim=1, keepdim=True)  # [N, 1, out]
         return grad_x, grad_w, grad_b
 
 
+def _member_input(x: torch.Tensor, i: int, n: int) -> torch.Tensor:
+    """Member i's input: x itself (shared [B, in]), x[i] (one per member), or its group's x[i // (n / G)]."""
+    if x.dim() == 2:
+        return x
+    return x[i] if x.shape[0] == n else x[i // (n // x.shape[0])]
+
+
 class EnsembleQ(nn.Module):
     """N Q-networks [obs+act -> 256 -> 256 -> 1] evaluated together: output [N, B]."""
 
-    def __init__(self, obs_dim: int, act_dim: int, n_members: int = 3, hidden: int = HIDDEN):
+    def __init__(self, obs_dim: int, act_dim: int, n_members: int = 3, hidden: int = HIDDEN, cells: int = 1):
         super().__init__()
         if not 2 <= n_members <= 10:
             raise ValueError(f"n_members={n_members} outside 2..10")
-        self.n_members = n_members
+        self.n_members = n_members  # per cell
+        self.cells = cells  # > 1: the critics of a population's cells, stacked ([P * N, in, out] weights)
         self.obs_dim, self.act_dim = obs_dim, act_dim
-        self.l0 = EnsembleLinear(n_members, obs_dim + act_dim, hidden)
-        self.l1 = EnsembleLinear(n_members, hidden, hidden)
-        self.l2 = EnsembleLinear(n_members, hidden, 1)
+        self.l0 = EnsembleLinear(cells * n_members, obs_dim + act_dim, hidden)
+        self.l1 = EnsembleLinear(cells * n_members, hidden, hidden)
+        self.l2 = EnsembleLinear(cells * n_members, hidden, 1)
 
     def forward_input(self, x: torch.Tensor) -> torch.Tensor:
-        """Q for pre-concatenated inputs x [B, o+a] or [N, B, o+a] -> [N, B]."""
-        h = F.relu(self.l0(x))  # [N, B, H]
+        """Q for pre-concatenated inputs x [B, o+a] or [N, B, o+a] -> [N, B]; a population's
+        (``cells`` = P): x [P, B, o+a], one per cell -> [P, N, B]."""
+        h = F.relu(self.l0(x))  # [N, B, H]  (population: [P*N, B, H])
         h = F.relu(self.l1(h))  # [N, B, H]
-        return self.l2(h).squeeze(-1)  # [N, B]
+        q = self.l2(h).squeeze(-1)  # [N, B]
+        return q if self.cells == 1 else q.unflatten(0, (self.cells, self.n_members))  # [P, N, B]
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        return self.forward_input(torch.cat([obs, act], dim=-1))  # [N, B]
+        return self.forward_input(torch.cat([obs, act], dim=-1))  # [N, B]  (population: [P, N, B])
 
     def q_min(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        """Minimum over all members: the pessimistic value for targets and the actor. [B]"""
-        return self(obs, act).min(dim=0).values
+        """Minimum over all members: the pessimistic value for targets and the actor. [B]  ([P, B])"""
+        return self(obs, act).min(dim=-2).values
 
 
 # --------------------------------------------------------------------------------------
 # Reductions and member init
 # --------------------------------------------------------------------------------------
-def target_min(q_all: torch.Tensor, reduce: str = "min_all") -> torch.Tensor:
-    """Pessimistic target from member values q_all [N, B] -> [B].
+def target_min(q_all: torch.Tensor, reduce: str = "min_all", draws: Draws = GLOBAL) -> torch.Tensor:
+    """Pessimistic target from member values q_all [N, B] -> [B] (a population's [P, N, B] -> [P, B]).
 
     ``min_all``: the spec, min over every member. ``min_random2``: min over two
     distinct members drawn afresh each update, as in REDQ (Chen et al., ICLR 2021)
@@ -169,10 +188,13 @@ def target_min(q_all: torch.Tensor, reduce: str = "min_all") -> torch.Tensor:
     members (Q ~ 0) do not drag every target towards zero.
     """
     if reduce == "min_all":
-        return q_all.min(dim=0).values
+        return q_all.min(dim=-2).values
     if reduce == "min_random2":
-        pair = torch.randperm(q_all.shape[0], device=q_all.device)[:2]
-        return q_all[pair].min(dim=0).values
+        if q_all.dim() == 2:
+            pair = draws.randperm(q_all.shape[0], q_all.device)[:2]
+            return q_all[pair].min(dim=0).values
+        pair = draws.randperm(q_all.shape[-2], q_all.device)[..., :2]  # [P, 2]: one pair per cell
+        return q_all.gather(-2, pair.unsqueeze(-1).expand(-1, -1, q_all.shape[-1])).min(dim=-2).values
     raise ValueError(f"unknown target_reduce {reduce!r}")
 
 

@@ -66,6 +66,10 @@ class Explorer:
     settings: ClassVar[tuple[str, ...]] = ()  # FinetuneConfig fields this explorer reads
 
     multiplier: float | None = None  # bonus / (lambda * std(Q)) of the last step; None: no bonus
+    # Whether a population may act for it (hrl_core.run.population): its action is the policy's own
+    # sample, measured by :meth:`measured`, and it learns nothing in :meth:`update`. Off unless an
+    # explorer says so (a plug-in's runs alone).
+    poolable: ClassVar[bool] = False
 
     def __init__(self):
         self.disagreement = 0.0  # std(Q_1..Q_N)(s, a) of the last action taken
@@ -77,7 +81,15 @@ class Explorer:
 
     def _measure(self, q: torch.Tensor) -> None:
         # One host transfer for both numbers.
-        self.disagreement, self.mean_abs_q = torch.stack([q.std(), q.abs().mean()]).tolist()
+        self.measured(*torch.stack([q.std(), q.abs().mean()]).tolist())
+
+    def measured(self, disagreement: float, mean_abs_q: float) -> None:
+        """The ensemble at the action taken: std(Q_1..Q_N) and mean |Q| (a population measures
+        all its cells in one pass and hands each its numbers here)."""
+        self.disagreement, self.mean_abs_q = disagreement, mean_abs_q
+
+    def bind(self, agent) -> None:
+        """Read what it needs of the agent before the first action (e.g. the discount)."""
 
     @torch.no_grad()
     def act(self, agent, obs: np.ndarray) -> np.ndarray:
@@ -104,6 +116,8 @@ class Explorer:
 
 class NoBonus(Explorer):
     """``bonus_type=none``: vanilla fine-tuning."""
+
+    poolable = True
 
 
 class BonusScale:
@@ -182,6 +196,7 @@ class RewardBonus(Explorer):
 
     name = "reward_bonus"
     settings = ("bonus_coeff", "bonus_scale", "bonus_clip")
+    poolable = True
 
     def __init__(self, coeff: float, scale: str = "raw", clip: float = 0.0):
         super().__init__()
@@ -190,10 +205,13 @@ class RewardBonus(Explorer):
         self.scaler = SCALES[scale]() if scale in SCALES else None
         self.multiplier = 1.0  # bonus / (lambda * std(Q)) at the last step, before the clip
 
-    @torch.no_grad()
-    def act(self, agent, obs: np.ndarray) -> np.ndarray:
+    def bind(self, agent) -> None:
         if isinstance(self.scaler, HorizonScale) and self.scaler.gamma is None:
             self.scaler.bind(agent)
+
+    @torch.no_grad()
+    def act(self, agent, obs: np.ndarray) -> np.ndarray:
+        self.bind(agent)
         return super().act(agent, obs)
 
     @classmethod

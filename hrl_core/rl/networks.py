@@ -13,12 +13,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hrl_core.rl.draws import GLOBAL, Draws
+
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # Phase I clamp of the actor's log-std
 HIDDEN = 256  # Phase I hidden width
 
 
 class TanhGaussianPolicy(nn.Module):
     """Phase I actor: a = tanh(u), u ~ N(mean(s), exp(log_std(s)))."""
+
+    draws: Draws = GLOBAL  # where its noise comes from (a population's cells: their own generators)
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: int = HIDDEN):
         super().__init__()
@@ -38,7 +42,7 @@ class TanhGaussianPolicy(nn.Module):
     def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Reparameterized sample and its log-probability: ([..., a], [...])."""
         mean, log_std = self.forward(obs)
-        u = mean + log_std.exp() * torch.randn_like(mean)
+        u = mean + log_std.exp() * self.draws.normal_like(mean)
         return torch.tanh(u), _tanh_gaussian_log_prob(u, mean, log_std)
 
     def log_prob(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:

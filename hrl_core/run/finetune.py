@@ -169,7 +169,9 @@ class RunState:
     def wall(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.t0
 
-    def snapshot(self, parts: Parts, ident: dict) -> dict:
+    def snapshot(self, parts: Parts, ident: dict, rng: dict | None = None) -> dict:
+        """``rng``: the run's generator states (python, numpy, torch) when they are not the
+        process's: a population's cell keeps its own (``hrl_core.run.population``)."""
         np_state = np.random.get_state()
         return {
             "step": self.step,
@@ -184,7 +186,8 @@ class RunState:
             "obs": torch.as_tensor(self.obs),
             "episode": (self.episode_return, self.episode_len),
             "explorer": parts.explorer.state_dict(),
-            "rng": {
+            "rng": rng
+            or {
                 "python": random.getstate(),
                 "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
                 "torch": torch.get_rng_state(),
@@ -253,13 +256,48 @@ def finetune(cfg: FinetuneConfig, restart: bool = False, progress: bool = True, 
     so a grid never re-records a cell that another process finished meanwhile. ``stop_at``:
     stop (status ``stopped``, resumable from its snapshot) once this many online steps are done,
     as the same run would have been at that step; used to check that code reproduces a
-    committed run (``hrl_core.lab.reuse``) without running it to the end."""
+    committed run (``hrl_core.lab.reuse``) without running it to the end.
+
+    A population (``hrl_core.run.population``) runs the same three stages for each of its cells:
+    :func:`open_run`, :func:`start_run` under the folder's lock, then its own loop."""
+    opened = open_run(cfg, restart, grid_cell)
+    if isinstance(opened, RunResult):
+        return opened
+    with folder.take_folder(opened.run_dir) as lock:
+        started = start_run(opened, lock)
+        if isinstance(started, RunResult):
+            return started
+        try:
+            result = train(cfg, opened.run_dir, started.parts, started.state, opened.ident, lock, started.logger,
+                           progress, stop_at)  # fmt: skip
+        finally:
+            started.logger.close()
+        result.replay, result.offline = started.parts.buffer, started.offline
+        return result
+
+
+@dataclass
+class Opened:
+    """A run whose inputs and folder were checked, not yet locked: what :func:`start_run` needs."""
+
+    cfg: FinetuneConfig
+    run_dir: Path
+    device: torch.device
+    inputs: object  # folder.Inputs
+    ident: dict
+    data: object  # the corrupted offline data
+    ckpt: object  # the Phase I checkpoint, read
+    restart: bool
+    grid_cell: bool
+
+
+def open_run(cfg: FinetuneConfig, restart: bool = False, grid_cell: bool = False) -> Opened | RunResult:
+    """Every check of a run's input before its folder is touched: the settings (in FinetuneConfig),
+    the device, the logger's extra, the files and what the folder holds, then the data and the
+    checkpoint themselves (finite, the environment's sizes). A complete run is returned as such."""
     save_root = Path(cfg.save_dir)
     check_writable(save_root)
     run_dir = save_root / cfg.run_name
-    # Every check of the input happens before the run folder is touched: the settings (in
-    # FinetuneConfig), the device, the logger's extra, the files and what the folder holds,
-    # then the data and the checkpoint themselves (finite, the environment's sizes).
     device = resolve_device(cfg.device)
     from hrl_core.run.loggers import require
 
@@ -283,9 +321,7 @@ def finetune(cfg: FinetuneConfig, restart: bool = False, progress: bool = True, 
     spec = dataset_spec(cfg.env)
     data = load_offline(cfg, inputs.dataset)
     ckpt = load_phase1_file(inputs, cfg.algo, spec.obs_dim, spec.act_dim)
-    with folder.take_folder(run_dir) as lock:
-        return _run_locked(cfg, run_dir, device, inputs, ident, lock, restart, progress, grid_cell, data, ckpt,
-                           stop_at)  # fmt: skip
+    return Opened(cfg, run_dir, device, inputs, ident, data, ckpt, restart, grid_cell)
 
 
 def resume_entry(old: dict, config: dict, step: int, run_dir: Path) -> dict:
@@ -312,12 +348,25 @@ def _already_complete(cfg, run_dir: Path, grid_cell: bool) -> RunResult:
     return RunResult(run_dir, "already_complete", files.read_json(run_dir / folder.METRICS))
 
 
-def _run_locked(cfg, run_dir, device, inputs, ident, lock, restart, progress, grid_cell, data, ckpt,
-                stop_at=None) -> RunResult:  # fmt: skip
+@dataclass
+class Started:
+    """A run under its lock, built and restored, ready for its loop."""
+
+    parts: Parts
+    state: RunState
+    logger: object  # hrl_core.run.loggers
+    offline: object  # OfflineData as trained on
+    config: dict  # its config.json
+
+
+def start_run(opened: Opened, lock) -> Started | RunResult:
+    """Under the folder's lock: look again, build the run's parts, write config.json, restore
+    its snapshot (or start it fresh)."""
+    cfg, run_dir, ident, restart = opened.cfg, opened.run_dir, opened.ident, opened.restart
     # Under the lock, look again: another process may have finished the run meanwhile.
     found = folder.existing(run_dir, ident)
     if found.status == "complete" and not restart:
-        return _already_complete(cfg, run_dir, grid_cell)
+        return _already_complete(cfg, run_dir, opened.grid_cell)
     allocator_tuned = tune_allocator()
     threads = ThreadGovernor(cfg.threads)
     snapshot = None
@@ -332,8 +381,9 @@ def _run_locked(cfg, run_dir, device, inputs, ident, lock, restart, progress, gr
     if restart:
         folder.clear_folder(run_dir, keep=(LOCK_NAME,))
 
-    parts, offline, warmstart = build_parts(cfg, device, data, ckpt, threads, fresh=snapshot is None)
-    config = run_record(cfg, ident, parts, data, ckpt, device, warmstart, allocator_tuned)
+    data, ckpt = opened.data, opened.ckpt
+    parts, offline, warmstart = build_parts(cfg, opened.device, data, ckpt, threads, fresh=snapshot is None)
+    config = run_record(cfg, ident, parts, data, ckpt, opened.device, warmstart, allocator_tuned)
     if snapshot is not None:
         old = files.read_json(run_dir / folder.CONFIG) if (run_dir / folder.CONFIG).exists() else {}
         config["started"] = old.get("started", config["started"])
@@ -351,11 +401,10 @@ def _run_locked(cfg, run_dir, device, inputs, ident, lock, restart, progress, gr
     logger = make_logger(cfg, run_dir, config)
     try:
         state = RunState.restore(snapshot, parts, cfg.seed) if snapshot is not None else RunState.fresh(cfg, parts)
-        result = train(cfg, run_dir, parts, state, ident, lock, logger, progress, stop_at)
-    finally:
+    except BaseException:
         logger.close()
-    result.replay, result.offline = parts.buffer, offline
-    return result
+        raise
+    return Started(parts, state, logger, offline, config)
 
 
 def build_parts(cfg: FinetuneConfig, device, data, ckpt, threads: ThreadGovernor, fresh: bool):
@@ -426,75 +475,124 @@ def run_record(cfg: FinetuneConfig, ident: dict, parts: Parts, data, ckpt, devic
     }
 
 
+def evaluate_and_save(cfg: FinetuneConfig, run_dir: Path, parts: Parts, state: RunState, ident: dict, lock, logger,
+                      bar=None, rng: dict | None = None, prefix: str = "") -> None:  # fmt: skip
+    """Evaluate the policy, append the point to metrics.json, write the resume snapshot.
+    ``rng``: the run's generator states when they are not the process's (a population's cell)."""
+    lock.check()  # never write into a folder another process has taken over
+    t_eval = time.perf_counter()
+    result = parts.evaluator.run(lambda o: parts.agent.act(o, deterministic=True))
+    window = state.window.summary()
+    point = {"step": state.step, "train_step": state.step, **result, **window}
+    point["eval_time"] = time.perf_counter() - t_eval
+    point["wall_time"] = state.wall()
+    point["online_buffer_size"] = parts.buffer.size
+    point["torch_threads"] = parts.threads.threads
+    point["snapshot_time"] = None  # filled in below, once the snapshot is written
+    append_point(state.metrics, point)
+    state.window = Window()
+    t_save = time.perf_counter()
+    folder.write_snapshot(run_dir, state.snapshot(parts, ident, rng))
+    # Snapshot cost lands between evaluation points; logged so timing is honest.
+    state.metrics["snapshot_time"][-1] = time.perf_counter() - t_save
+    files.write_json(run_dir / folder.METRICS, state.metrics)
+    lock.refresh()
+    logger.log_point(state.step, point)
+    if bar is not None:
+        bar.set_postfix(norm_return=f"{result['normalized_return']:.1f}", refresh=False)
+    log = (
+        f"{prefix}step {state.step:>7d} | return {result['normalized_return']:6.1f} "
+        f"(raw {result['raw_return_mean']:.0f} ± {result['raw_return_std']:.0f})"
+    )
+    if point.get("critic_loss_avg") is not None:
+        log += (
+            f" | disagreement {point['ensemble_disagreement']:.3f} | bonus {point['bonus_mean']:.3f}"
+            f" vs reward {point['reward_mean']:.3f} | critic_loss {point['critic_loss_avg']:.3f}"
+            f" | {point['wall_time']:.0f} s"
+        )
+    if bar is not None:
+        bar.write(log)
+    else:
+        print(log, flush=True)
+
+
+def collect(cfg: FinetuneConfig, parts: Parts, state: RunState, action: np.ndarray) -> None:
+    """One environment step of a run with the action its explorer chose (and measured)."""
+    explorer, buffer = parts.explorer, parts.buffer
+    if not np.isfinite(action).all():
+        raise DivergenceError(state.step + 1, "the policy's action")
+    if not np.isfinite(explorer.disagreement):
+        raise DivergenceError(state.step + 1, "Q-values (ensemble disagreement)")
+    next_obs, reward, terminated, truncated, _ = parts.env.step(action)
+    bonus = explorer.bonus(reward)
+    if not abs(reward + bonus) <= FLOAT32_MAX:  # inf, NaN or beyond what the buffer stores
+        raise DivergenceError(state.step + 1, "the exploration bonus (reward + bonus overflows float32)")
+    buffer.add(state.obs, action, reward, bonus, next_obs, terminated)
+    state.window.add_env_step(reward, bonus, explorer.disagreement, explorer.multiplier)
+    state.episode_return += float(reward)
+    state.episode_len += 1
+    if terminated or truncated:
+        state.window.episode_returns.append(state.episode_return)
+        state.obs, _ = parts.env.reset()
+        state.episode_return, state.episode_len = 0.0, 0
+    else:
+        state.obs = next_obs
+
+
+def record_failure(run_dir: Path, state: RunState, exc: BaseException, lock) -> None:
+    """metrics.json says how a run ended when it did not complete (diverged / failed)."""
+    if isinstance(exc, DivergenceError):
+        state.metrics.update(status="diverged", diverged_at_step=exc.step, diverged_quantity=exc.quantity)
+        files.write_json(run_dir / folder.METRICS, state.metrics)
+    elif isinstance(exc, Exception) and not isinstance(exc, RunInterrupted) and not lock.lost:
+        state.metrics.update(status="failed", reason=f"{exc.__class__.__name__}: {exc}", failed_at_step=state.step)
+        try:
+            files.write_json(run_dir / folder.METRICS, state.metrics)
+        except HrlError:
+            pass  # the disk is full: the error raised says so, the last snapshot stays
+
+
+def finish(cfg: FinetuneConfig, run_dir: Path, parts: Parts, state: RunState, lock, logger) -> RunResult:
+    """A run that reached its last step: its checkpoint, status complete, snapshots removed."""
+    lock.check()
+    final = {"agent": parts.agent.state_dict(), "config": cfg.to_dict(), "step": state.step}
+    files.write_torch(run_dir / folder.CHECKPOINT, final)
+    state.metrics["status"] = "complete"
+    files.write_json(run_dir / folder.METRICS, state.metrics)
+    folder.clear_snapshots(run_dir)  # the snapshot (with the replay buffer) is only needed to resume
+    logger.finish(state.metrics)
+    return RunResult(run_dir, "complete", state.metrics)
+
+
+def interrupt(run_dir: Path, parts: Parts, state: RunState, ident: dict, lock, signal_name: str, evaluated: bool,
+              rng: dict | None = None) -> RunInterrupted:  # fmt: skip
+    """SIGTERM/SIGINT: a snapshot at this step (unless the evaluation just wrote one); the error to raise."""
+    if not evaluated:
+        lock.check()
+        folder.write_snapshot(run_dir, state.snapshot(parts, ident, rng))
+    files.write_json(run_dir / folder.METRICS, {**state.metrics, "interrupted_at_step": state.step})
+    return RunInterrupted(
+        f"{signal_name} received: snapshot written at step {state.step} in {run_dir}; "
+        "run the same command again to resume"
+    )
+
+
 def train(cfg: FinetuneConfig, run_dir: Path, parts: Parts, state: RunState, ident: dict, lock, logger,
           progress: bool, stop_at: int | None = None) -> RunResult:  # fmt: skip
     """The online loop: act, store, update; evaluate and snapshot every ``eval_interval``."""
-    agent, buffer, env, explorer = parts.agent, parts.buffer, parts.env, parts.explorer
+    agent, explorer = parts.agent, parts.explorer
     end = cfg.online_steps if stop_at is None else min(stop_at, cfg.online_steps)
     bar = None
-
-    def evaluate_and_save() -> None:
-        lock.check()  # never write into a folder another process has taken over
-        t_eval = time.perf_counter()
-        result = parts.evaluator.run(lambda o: agent.act(o, deterministic=True))
-        window = state.window.summary()
-        point = {"step": state.step, "train_step": state.step, **result, **window}
-        point["eval_time"] = time.perf_counter() - t_eval
-        point["wall_time"] = state.wall()
-        point["online_buffer_size"] = buffer.size
-        point["torch_threads"] = parts.threads.threads
-        point["snapshot_time"] = None  # filled in below, once the snapshot is written
-        append_point(state.metrics, point)
-        state.window = Window()
-        t_save = time.perf_counter()
-        folder.write_snapshot(run_dir, state.snapshot(parts, ident))
-        # Snapshot cost lands between evaluation points; logged so timing is honest.
-        state.metrics["snapshot_time"][-1] = time.perf_counter() - t_save
-        files.write_json(run_dir / folder.METRICS, state.metrics)
-        lock.refresh()
-        logger.log_point(state.step, point)
-        if bar is not None:
-            bar.set_postfix(norm_return=f"{result['normalized_return']:.1f}", refresh=False)
-        log = (
-            f"step {state.step:>7d} | return {result['normalized_return']:6.1f} "
-            f"(raw {result['raw_return_mean']:.0f} ± {result['raw_return_std']:.0f})"
-        )
-        if point.get("critic_loss_avg") is not None:
-            log += (
-                f" | disagreement {point['ensemble_disagreement']:.3f} | bonus {point['bonus_mean']:.3f}"
-                f" vs reward {point['reward_mean']:.3f} | critic_loss {point['critic_loss_avg']:.3f}"
-                f" | {point['wall_time']:.0f} s"
-            )
-        (bar.write if bar is not None else print)(log)
-
     try:
         with _Signals() as signals:
             if state.step == 0 and not state.metrics["step"]:
-                evaluate_and_save()  # the Phase I policy, before any online step
+                evaluate_and_save(cfg, run_dir, parts, state, ident, lock, logger)  # the Phase I policy
             bar = progress_bar(cfg.online_steps, cfg.run_name, progress, initial=state.step)
             if state.metrics["normalized_return"]:
                 bar.set_postfix(norm_return=f"{state.metrics['normalized_return'][-1]:.1f}", refresh=False)
             while state.step < end:
                 # Collect one transition; the explorer adds the bonus (or not).
-                action = explorer.act(agent, state.obs)
-                if not np.isfinite(action).all():
-                    raise DivergenceError(state.step + 1, "the policy's action")
-                if not np.isfinite(explorer.disagreement):
-                    raise DivergenceError(state.step + 1, "Q-values (ensemble disagreement)")
-                next_obs, reward, terminated, truncated, _ = env.step(action)
-                bonus = explorer.bonus(reward)
-                if not abs(reward + bonus) <= FLOAT32_MAX:  # inf, NaN or beyond what the buffer stores
-                    raise DivergenceError(state.step + 1, "the exploration bonus (reward + bonus overflows float32)")
-                buffer.add(state.obs, action, reward, bonus, next_obs, terminated)
-                state.window.add_env_step(reward, bonus, explorer.disagreement, explorer.multiplier)
-                state.episode_return += float(reward)
-                state.episode_len += 1
-                if terminated or truncated:
-                    state.window.episode_returns.append(state.episode_return)
-                    state.obs, _ = env.reset()
-                    state.episode_return, state.episode_len = 0.0, 0
-                else:
-                    state.obs = next_obs
+                collect(cfg, parts, state, explorer.act(agent, state.obs))
 
                 # One gradient update on a hybrid batch.
                 batch = parts.sampler.sample()
@@ -508,44 +606,20 @@ def train(cfg: FinetuneConfig, run_dir: Path, parts: Parts, state: RunState, ide
                 bar.update(1)
                 parts.threads.maybe_adjust()
 
-                if state.step % cfg.eval_interval == 0 or state.step == cfg.online_steps:
-                    evaluate_and_save()
-                elif signals.received:
-                    lock.check()
-                    folder.write_snapshot(run_dir, state.snapshot(parts, ident))
+                evaluated = state.step % cfg.eval_interval == 0 or state.step == cfg.online_steps
+                if evaluated:
+                    evaluate_and_save(cfg, run_dir, parts, state, ident, lock, logger, bar)
                 if signals.received:
-                    files.write_json(run_dir / folder.METRICS, {**state.metrics, "interrupted_at_step": state.step})
-                    raise RunInterrupted(
-                        f"{signals.received} received: snapshot written at step {state.step} in {run_dir}; "
-                        "run the same command again to resume"
-                    )
-    except DivergenceError as exc:
-        state.metrics.update(status="diverged", diverged_at_step=exc.step, diverged_quantity=exc.quantity)
-        files.write_json(run_dir / folder.METRICS, state.metrics)
-        raise
-    except (RunInterrupted, KeyboardInterrupt):
-        raise
-    except Exception as exc:
-        if not lock.lost:
-            state.metrics.update(status="failed", reason=f"{exc.__class__.__name__}: {exc}", failed_at_step=state.step)
-            try:
-                files.write_json(run_dir / folder.METRICS, state.metrics)
-            except HrlError:
-                pass  # the disk is full: the error below says so, the last snapshot stays
+                    raise interrupt(run_dir, parts, state, ident, lock, signals.received, evaluated)
+    except BaseException as exc:
+        record_failure(run_dir, state, exc, lock)
         raise
     finally:
         if bar is not None:
             bar.close()
         parts.evaluator.close()
-        env.close()
+        parts.env.close()
 
     if state.step < cfg.online_steps:  # stop_at: the snapshot of that step stays, the run resumes from it
         return RunResult(run_dir, "stopped", state.metrics)
-    lock.check()
-    final = {"agent": agent.state_dict(), "config": cfg.to_dict(), "step": state.step}
-    files.write_torch(run_dir / folder.CHECKPOINT, final)
-    state.metrics["status"] = "complete"
-    files.write_json(run_dir / folder.METRICS, state.metrics)
-    folder.clear_snapshots(run_dir)  # the snapshot (with the replay buffer) is only needed to resume
-    logger.finish(state.metrics)
-    return RunResult(run_dir, "complete", state.metrics)
+    return finish(cfg, run_dir, parts, state, lock, logger)

@@ -28,6 +28,7 @@ from typing import ClassVar, Dict
 import numpy as np
 import torch
 
+from hrl_core.rl.draws import GLOBAL, Draws
 from hrl_core.rl.ensemble import EnsembleQ
 from hrl_core.rl.networks import TanhGaussianPolicy, soft_update
 
@@ -94,6 +95,24 @@ class EnsembleAgent:
 
     def update_target(self, tau: float) -> None:
         soft_update(self.critic_target, self.critic, tau)
+
+    # -- training hooks a population overrides (hrl_core.rl.population) ----------------
+    draws: Draws = GLOBAL  # the update's random numbers (the actor has its own: actor.draws)
+
+    @staticmethod
+    def step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        """One optimizer step on a loss: a scalar, or a population's per-cell losses [P]
+        (their sum: cells share no parameter, so each gets its own gradient)."""
+        opt.zero_grad(set_to_none=True)
+        (loss if loss.dim() == 0 else loss.sum()).backward()
+        opt.step()
+
+    def bind(self) -> None:
+        """Re-derive what the agent keeps of its modules (after a population replaces them)."""
+
+    def optimized_part(self, opt_name: str) -> str:
+        """The part (a key of :meth:`modules`) that the optimizer ``opt_name`` steps: ``<part>_opt``."""
+        return opt_name.removesuffix("_opt")
 
     # -- persistence -----------------------------------------------------------------
     def modules(self) -> dict:

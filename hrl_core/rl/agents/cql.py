@@ -89,11 +89,17 @@ class CQLAgent(EnsembleAgent):
         self.alpha_opt = make_adam([self.log_alpha], lr=cfg.alpha_lr)
         # log of the uniform density on [-1, 1]^a, subtracted from random-action Qs
         self._log_uniform_density = -act_dim * math.log(2.0)
+        self.bind()
+
+    def bind(self) -> None:
         # Only the loss's fixed-shape pass is compiled: acting and the actor loss use
         # other batch sizes, and each new shape would cost another compilation.
         self._penalty_q = self.critic.forward_input
-        if cfg.compile_critic:
+        if self.cfg.compile_critic:
             self._penalty_q = compile_or_eager(self.critic.forward_input, "the CQL critic")
+
+    def optimized_part(self, opt_name: str) -> str:
+        return "log_alpha" if opt_name == "alpha_opt" else super().optimized_part(opt_name)
 
     def load_phase1_extra(self, state: dict) -> None:
         with torch.no_grad():
@@ -123,57 +129,62 @@ class CQLAgent(EnsembleAgent):
         return batch["rew"] + self.cfg.gamma * (1.0 - batch["done"]) * q
 
     # -- losses ----------------------------------------------------------------------
+    # Shapes are a run's; a population's (hrl_core.rl.population) have a leading [P] on each
+    # (obs [P, B, o], q [P, N, 1+2R, B], log_alpha [P], losses [P]), so every reduction and
+    # broadcast names its dim from the end; for a run alone each is the operation it always was.
     def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, dict]:
         cfg = self.cfg
         obs, act = batch["obs"], batch["act"]  # [B, o], [B, a]
-        B, R = obs.shape[0], cfg.n_action_samples
-        alpha = self.log_alpha.detach().exp()
+        B, R = obs.shape[-2], cfg.n_action_samples
+        alpha = self.log_alpha.detach().exp().unsqueeze(-1)  # [1]
         with torch.no_grad():
             next_act, next_logp = self.actor.sample(batch["next_obs"])  # [B, a], [B]
-            target_q = target_min(self.critic_target(batch["next_obs"], next_act), cfg.target_reduce)  # [B]
+            target_q = target_min(self.critic_target(batch["next_obs"], next_act), cfg.target_reduce, self.draws)
             if cfg.backup_entropy:
-                target_q = target_q - alpha * next_logp
+                target_q = target_q - alpha * next_logp  # [B]
             y = batch["rew"] + cfg.gamma * (1.0 - batch["done"]) * target_q  # [B]
         if cfg.cql_alpha == 0:
             # Plain SAC (used to train behaviour policies): no penalty, so skip the
             # 20 extra actions per state, which are 95% of a CQL update's cost.
             q_data = self.critic(obs, act)  # [N, B]
-            bellman = ((q_data - y) ** 2).mean(dim=1)  # [N]
+            bellman = ((q_data - y.unsqueeze(-2)) ** 2).mean(dim=-1)  # [N]
             info = {
-                "critic_loss": bellman.mean().detach(),
-                "cql_penalty": torch.zeros((), device=self.device),
-                "q_data": q_data.mean().detach(),
-                "q_member": q_data.mean(dim=1).detach(),
+                "critic_loss": bellman.mean(dim=-1).detach(),
+                "cql_penalty": torch.zeros(bellman.shape[:-1], device=self.device),
+                "q_data": q_data.mean(dim=(-2, -1)).detach(),
+                "q_member": q_data.mean(dim=-1).detach(),
             }
-            return bellman.sum(), info
+            return bellman.sum(dim=-1), info
         with torch.no_grad():
             # Actions for the log-sum-exp: R uniform and R from the current policy.
-            obs_rep = obs.unsqueeze(0).expand(R, B, -1)  # [R, B, o]
-            rand_act = torch.empty(R, B, self.act_dim, device=self.device).uniform_(-1.0, 1.0)
+            lead = obs.shape[:-2]  # () for a run, (P,) for a population
+            obs_rep = obs.unsqueeze(-3).expand(*lead, R, B, -1)  # [R, B, o]
+            rand_act = self.draws.uniform((R, B, self.act_dim), self.device, -1.0, 1.0)  # [R, B, a]
             pi_act, pi_logp = self.actor.sample(obs_rep)  # [R, B, a], [R, B]
 
         # One ensemble forward over data, random and policy actions: [(1+2R)*B, o+a].
         x = torch.cat(
             [
-                torch.cat([obs, act], -1).unsqueeze(0),  # [1, B, o+a]
+                torch.cat([obs, act], -1).unsqueeze(-3),  # [1, B, o+a]
                 torch.cat([obs_rep, rand_act], -1),  # [R, B, o+a]
                 torch.cat([obs_rep, pi_act], -1),  # [R, B, o+a]
-            ]
-        ).reshape((1 + 2 * R) * B, -1)
-        q = self._penalty_q(x).reshape(-1, 1 + 2 * R, B)  # [N, 1+2R, B]
-        q_data = q[:, 0]  # [N, B]
-        q_rand = q[:, 1 : 1 + R] - self._log_uniform_density  # [N, R, B]
-        q_pi = q[:, 1 + R :] - pi_logp  # [N, R, B]
-        lse = torch.logsumexp(torch.cat([q_rand, q_pi], dim=1), dim=1)  # [N, B]
+            ],
+            dim=-3,
+        ).reshape(*lead, (1 + 2 * R) * B, -1)
+        q = self._penalty_q(x).unflatten(-1, (1 + 2 * R, B))  # [N, 1+2R, B]
+        q_data = q[..., 0, :]  # [N, B]
+        q_rand = q[..., 1 : 1 + R, :] - self._log_uniform_density  # [N, R, B]
+        q_pi = q[..., 1 + R :, :] - pi_logp.unsqueeze(-3)  # [N, R, B]
+        lse = torch.logsumexp(torch.cat([q_rand, q_pi], dim=-2), dim=-2)  # [N, B]
 
-        bellman = ((q_data - y) ** 2).mean(dim=1)  # [N]
-        penalty = (lse - q_data).mean(dim=1)  # [N]
-        loss = (bellman + cfg.cql_alpha * penalty).sum()
+        bellman = ((q_data - y.unsqueeze(-2)) ** 2).mean(dim=-1)  # [N]
+        penalty = (lse - q_data).mean(dim=-1)  # [N]
+        loss = (bellman + cfg.cql_alpha * penalty).sum(dim=-1)
         info = {
-            "critic_loss": bellman.mean().detach(),
-            "cql_penalty": penalty.mean().detach(),
-            "q_data": q_data.mean().detach(),
-            "q_member": q_data.mean(dim=1).detach(),  # [N]
+            "critic_loss": bellman.mean(dim=-1).detach(),
+            "cql_penalty": penalty.mean(dim=-1).detach(),
+            "q_data": q_data.mean(dim=(-2, -1)).detach(),
+            "q_member": q_data.mean(dim=-1).detach(),  # [N]
         }
         return loss, info
 
@@ -184,25 +195,19 @@ class CQLAgent(EnsembleAgent):
         self.critic.requires_grad_(False)
         q = self.critic.q_min(obs, act)  # [B]
         self.critic.requires_grad_(True)
-        alpha = self.log_alpha.detach().exp()
-        return (alpha * logp - q).mean(), logp.detach()
+        alpha = self.log_alpha.detach().exp().unsqueeze(-1)  # [1]
+        return (alpha * logp - q).mean(dim=-1), logp.detach()
 
     # -- update ----------------------------------------------------------------------
     def update(self, batch: Batch) -> dict:
         c_loss, info = self.critic_loss(batch)
-        self.critic_opt.zero_grad(set_to_none=True)
-        c_loss.backward()
-        self.critic_opt.step()
+        self.step(self.critic_opt, c_loss)
 
         a_loss, logp = self.actor_loss(batch["obs"])
-        self.actor_opt.zero_grad(set_to_none=True)
-        a_loss.backward()
-        self.actor_opt.step()
+        self.step(self.actor_opt, a_loss)
 
-        alpha_loss = -(self.log_alpha * (logp + self.target_entropy)).mean()
-        self.alpha_opt.zero_grad(set_to_none=True)
-        alpha_loss.backward()
-        self.alpha_opt.step()
+        alpha_loss = -(self.log_alpha.unsqueeze(-1) * (logp + self.target_entropy)).mean(dim=-1)
+        self.step(self.alpha_opt, alpha_loss)
 
         self.update_target(self.cfg.tau)
         info.update(actor_loss=a_loss.detach(), alpha=self.log_alpha.detach().exp())

@@ -62,9 +62,9 @@ register(IQLConfig)
 
 
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
-    """Asymmetric L2: |expectile - 1(diff < 0)| * diff^2, averaged."""
+    """Asymmetric L2: |expectile - 1(diff < 0)| * diff^2, averaged over the batch (its last dim)."""
     weight = torch.where(diff < 0, 1.0 - expectile, expectile)
-    return (weight * diff**2).mean()
+    return (weight * diff**2).mean(dim=-1)
 
 
 class IQLAgent(EnsembleAgent):
@@ -101,41 +101,37 @@ class IQLAgent(EnsembleAgent):
         return batch["rew"] + self.cfg.gamma * (1.0 - batch["done"]) * self.value(batch["next_obs"])
 
     def update(self, batch: Batch) -> dict:
+        # Shapes are a run's; a population's (hrl_core.rl.population) have a leading [P] on each
+        # (obs [P, B, o], q [P, N, B], losses [P]), so every reduction names its dim from the end.
         cfg = self.cfg
         obs, act = batch["obs"], batch["act"]  # [B, o], [B, a]
         with torch.no_grad():
-            target_q = target_min(self.critic_target(obs, act), cfg.target_reduce)  # [B]
+            target_q = target_min(self.critic_target(obs, act), cfg.target_reduce, self.draws)  # [B]
 
         # V: expectile regression towards the pessimistic target Q.
         v = self.value(obs)  # [B]
         v_loss = expectile_loss(target_q - v, cfg.expectile)
-        self.value_opt.zero_grad(set_to_none=True)
-        v_loss.backward()
-        self.value_opt.step()
+        self.step(self.value_opt, v_loss)
 
         # Q: every member regresses to r + gamma * V(s').
         with torch.no_grad():
             y = batch["rew"] + cfg.gamma * (1.0 - batch["done"]) * self.value(batch["next_obs"])  # [B]
         q = self.critic(obs, act)  # [N, B]
-        bellman = ((q - y) ** 2).mean(dim=1)  # [N]
-        self.critic_opt.zero_grad(set_to_none=True)
-        bellman.sum().backward()
-        self.critic_opt.step()
+        bellman = ((q - y.unsqueeze(-2)) ** 2).mean(dim=-1)  # [N]
+        self.step(self.critic_opt, bellman.sum(dim=-1))
 
         # Actor: advantage-weighted regression on the batch actions.
         adv = target_q - v.detach()  # [B]
         weight = torch.exp(cfg.temperature * adv).clamp(max=cfg.max_weight)  # [B]
-        a_loss = -(weight * self.actor.log_prob(obs, act)).mean()
-        self.actor_opt.zero_grad(set_to_none=True)
-        a_loss.backward()
-        self.actor_opt.step()
+        a_loss = -(weight * self.actor.log_prob(obs, act)).mean(dim=-1)
+        self.step(self.actor_opt, a_loss)
 
         self.update_target(cfg.tau)
         return {
-            "critic_loss": bellman.mean().detach(),
+            "critic_loss": bellman.mean(dim=-1).detach(),
             "value_loss": v_loss.detach(),
             "actor_loss": a_loss.detach(),
-            "q_data": q.mean().detach(),
-            "q_member": q.mean(dim=1).detach(),  # [N]
-            "advantage": adv.mean(),
+            "q_data": q.mean(dim=(-2, -1)).detach(),
+            "q_member": q.mean(dim=-1).detach(),  # [N]
+            "advantage": adv.mean(dim=-1),
         }
