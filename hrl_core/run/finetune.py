@@ -388,6 +388,8 @@ def start_run(opened: Opened, lock) -> Started | RunResult:
         old = files.read_json(run_dir / folder.CONFIG) if (run_dir / folder.CONFIG).exists() else {}
         config["started"] = old.get("started", config["started"])
         config["warmstart"] = old.get("warmstart")
+        if old.get("population"):  # the sessions it spent in populations (hrl_core.run.population)
+            config["population"] = old["population"]
         config["resumed"] = old.get("resumed", []) + [resume_entry(old, config, snapshot["step"], run_dir)]
     files.write_json(run_dir / folder.CONFIG, config)
     kind = data.provenance.get("kind", "")
