@@ -123,6 +123,14 @@ def _add_bench(sub) -> None:
         help="time CQL with its critic pass torch.compiled (runs do that on CUDA; on a CPU they stay eager)",
     )
     p.add_argument("--device", default="auto", help="auto (CUDA if present) | cpu | cuda | cuda:N")
+    p.add_argument(
+        "--population",
+        nargs="+",
+        type=int,
+        default=None,
+        help="time populations of these sizes against a run alone, side by side (e.g. 2 4 8 16): "
+        "per cell-step ms, %% of the GEMM floor, operators dispatched (1 thread unless --threads)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     def handler(args):
@@ -261,7 +269,8 @@ def _run_grid(args) -> int:
         from hrl_core.rl import agents
 
         statuses = [grids.cell_status(c) for c in cells]
-        todo = [c for c, s in zip(cells, statuses, strict=True) if s.runs]  # exactly what run_grid runs
+        todo = [c for c, s in zip(cells, statuses, strict=True) if s.runs]  # exactly what run_grid trains
+        at_once = sum(s.executes and not s.runs for s in statuses)
         for c, s in zip(cells, statuses, strict=True):
             print(f"{c.run_name:<70} {c.steps:>7} steps  {s}")
         groups = pack(todo, size, backend.concurrent_cells())
@@ -284,7 +293,9 @@ def _run_grid(args) -> int:
         rates = " / ".join(f"{agents.get(a).ms_per_step:.0f} ms ({a.upper()})" for a in algos)
         print(f"plan: {backend.describe()}")
         print(
-            f"{len(cells)} cells, {len(todo)} to run; estimated wall time {grids.format_duration(est)} on "
+            f"{len(cells)} cells, {len(todo)} to run"
+            + (f" ({at_once} more executed only to record why they cannot run)" if at_once else "")
+            + f"; estimated wall time {grids.format_duration(est)} on "
             f"{workers} concurrent cell(s) at {rates} per step (as each algorithm declares: 1 CPU thread per cell, "
             "2-core machine; GPUs are faster)"
         )

@@ -194,6 +194,148 @@ def run_bench(
     }
 
 
+# --------------------------------------------------------------------------------------
+# Populations: P cells as one computation (hrl_core.rl.population), per cell-step
+# --------------------------------------------------------------------------------------
+def _dispatched_ops(fn, calls: int = 3) -> float:
+    """Operators dispatched to a kernel per call of ``fn``: every aten op of the forward and the
+    backward, counted by a dispatch mode (what the torch profiler lists as aten:: events, without
+    its start and stop lines on the terminal)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.n += 1
+            return func(*args, **(kwargs or {}))
+
+    fn()
+    with Count():
+        for _ in range(calls):
+            fn()
+    return Count.n / calls
+
+
+def _population_setup(algo: str, spec, n: int, batch: int, size: int, device, offline):
+    """The update, acting and sampling of ``size`` cells: a run alone (size 1) or a stacked population."""
+    from hrl_core.rl.population import Stack
+
+    cells = []
+    for p in range(size):
+        torch.manual_seed(p)
+        cells.append(make_agent(algo, spec.obs_dim, spec.act_dim, n, device))
+    gens = [torch.Generator(device=device).manual_seed(p) for p in range(size)]
+    online = ReplayBuffer(4 * batch, spec.obs_dim, spec.act_dim, device)
+    rng = np.random.default_rng(0)
+    for _ in range(2 * batch):
+        o = rng.standard_normal(spec.obs_dim)
+        online.add(o, rng.uniform(-1, 1, spec.act_dim), 1.0, 0.0, o, False)
+    sampler = HybridSampler(offline, online, batch, 0.5)
+    obs = rng.standard_normal((size, spec.obs_dim)).astype(np.float32)
+    if size == 1:
+        agent, explorer = cells[0], RewardBonus(coeff=1.0)
+        data = sampler.sample()
+
+        def act():
+            explorer.act(agent, obs[0])
+            explorer.bonus(1.0)
+
+        return agent, (lambda: agent.update(data)), act, sampler.sample
+    agent = Stack(cells, gens).agent
+    data = {k: torch.stack([sampler.sample(g)[k] for g in gens]) for k in sampler.sample()}
+
+    @torch.no_grad()
+    def act():  # as the population loop acts (hrl_core.run.population._Loop._act)
+        o = torch.as_tensor(obs, device=device).unsqueeze(1)
+        a = agent.actor.sample(o)[0]
+        q = agent.critic(o, a)[..., 0]
+        stats = torch.stack([torch.stack([q[p].std(), q[p].abs().mean()]) for p in range(size)])
+        torch.cat([a[:, 0], stats], -1).cpu().numpy()
+
+    def sample():
+        batches = [sampler.sample(g) for g in gens]
+        return {k: torch.stack([b[k] for b in batches]) for k in batches[0]}
+
+    return agent, (lambda: agent.update(data)), act, sample
+
+
+def bench_population(algo: str, dataset: str, n: int, batch: int, sizes: list[int], repeats: int, gflops: float,
+                     device: torch.device, paths=("auto",)) -> list[dict]:  # fmt: skip
+    """Per cell-step cost of a population of each size, measured side by side: the sizes' updates
+    alternate within every repeat, so a change of the machine's load falls on all of them alike.
+    ``paths``: how stacked layers run (auto: as runs do; per_cell / batched: forced, to compare)."""
+    import contextlib
+
+    from hrl_core.rl.population import cell_path
+
+    spec = dataset_spec(dataset)
+    offline = _offline_stub(spec, device)
+    variants = [(size, path) for size in sizes for path in (("auto",) if size == 1 else paths)]
+
+    def mode(path):
+        return contextlib.nullcontext() if path == "auto" else cell_path(path)
+
+    setups = {v: _population_setup(algo, spec, n, batch, v[0], device, offline) for v in variants}
+    for v, (_, update, act, sample) in setups.items():
+        with mode(v[1]):
+            for _ in range(3):
+                update(), act(), sample()
+    times = {v: {"update": [], "act": [], "sample": []} for v in variants}
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(repeats):
+        for v, (_, update, act, sample) in setups.items():
+            with mode(v[1]):
+                for part, fn, calls in (("update", update, 1), ("act", act, 5), ("sample", sample, 5)):
+                    sync()
+                    t = time.perf_counter()
+                    for _ in range(calls):
+                        fn()
+                    sync()
+                    times[v][part].append((time.perf_counter() - t) / calls)
+    env = make_env(dataset)
+    env.reset(seed=0)
+    env_ms = _median_ms(lambda: env.step(env.action_space.sample()) and None, 5 * repeats)
+    env.close()
+    floor_ms = update_flops(algo, spec.obs_dim, spec.act_dim, n, batch) / (gflops * 1e9) * 1000
+    out = []
+    for (size, path), (_, update, _, _) in setups.items():
+        med = {k: 1000 * statistics.median(v) / size for k, v in times[(size, path)].items()}  # per cell-step
+        with mode(path):
+            ops = _dispatched_ops(update) / size
+        out.append({
+            "algo": algo, "dataset": dataset, "n_ensemble": n, "batch_size": batch, "population": size, "path": path,
+            "update_ms": med["update"], "act_ms": med["act"], "sample_ms": med["sample"], "env_ms": env_ms,
+            "ms_per_cell_step": med["update"] + med["act"] + med["sample"] + env_ms,
+            "update_floor_ms": floor_ms, "update_efficiency": floor_ms / med["update"],
+            "ops_per_cell_step": ops,
+        })  # fmt: skip
+    solo = out[0]["ms_per_cell_step"] if sizes[0] == 1 else float("nan")
+    for row in out:
+        row["speedup_vs_solo"] = solo / row["ms_per_cell_step"]
+    return out
+
+
+def format_population(report: dict) -> str:
+    lines = [
+        f"torch {report['torch']} on {report['device']}, {report['threads']} CPU thread(s), measured GEMM rate "
+        f"{report['gemm_gflops']:.0f} GFLOP/s (fp32, 2048^3); per cell-step, medians of {report['repeats']} "
+        "side-by-side repeats",
+        "",
+        "algo  dataset                N   P  layers    update  floor  of floor  act   sample  env   ms/cell-step"
+        "  ops/cell-step  vs solo",
+    ]
+    for r in report["population"]:
+        lines.append(
+            f"{r['algo']:<5} {r['dataset']:<22} {r['n_ensemble']} {r['population']:>3}  {r['path']:<8}"
+            f"  {r['update_ms']:6.2f}"
+            f"  {r['update_floor_ms']:5.2f}  {r['update_efficiency']:7.0%}  {r['act_ms']:5.2f}  {r['sample_ms']:5.2f}"
+            f"  {r['env_ms']:4.2f}  {r['ms_per_cell_step']:12.2f}  {r['ops_per_cell_step']:13.0f}"
+            f"  {r['speedup_vs_solo']:6.2f}x"
+        )
+    return "\n".join(lines)
+
+
 def eval_share(ms_per_step: float, eval_seconds: float, eval_interval: int = 5000) -> float:
     """Fraction of a run's wall time spent evaluating at the default schedule."""
     train = ms_per_step / 1000 * eval_interval
@@ -231,10 +373,32 @@ def format_report(report: dict) -> str:
 
 
 def main_bench(args) -> int:
+    if args.population:
+        return _main_population(args)
     compile_cql = True if args.compile else None  # None: as a run would (compile on CUDA only)
     report = run_bench(
         args.algo, args.env, args.n_ensemble, args.batch_size, args.repeats, args.threads, compile_cql, args.device
     )
     text = format_report(report)
     print(json.dumps(report, indent=2) if args.json else text)
+    return 0
+
+
+def _main_population(args) -> int:
+    from hrl_core.run.runtime import resolve_device, set_threads
+
+    dev = resolve_device(args.device)
+    tune_allocator()
+    set_threads(args.threads or 1)  # grid cells run with 1 thread each
+    sizes = sorted(set(args.population) | {1})
+    gflops = gemm_gflops(device=dev)
+    rows = []
+    for algo in args.algo:
+        for n in args.n_ensemble:
+            for dataset in args.env:
+                rows += bench_population(algo, dataset, n, args.batch_size, sizes, args.repeats, gflops, dev,
+                                         tuple(args.layers))  # fmt: skip
+    report = {"torch": torch.__version__, "device": str(dev), "threads": torch.get_num_threads(),
+              "gemm_gflops": gflops, "repeats": args.repeats, "population": rows}  # fmt: skip
+    print(json.dumps(report, indent=2) if args.json else format_population(report))
     return 0

@@ -231,11 +231,12 @@ def run_grid(cells: list[Cell], backend=None, executed_dir: Path = Path("execute
 
     from hrl_core.lab import clusters
 
-    todo, results = [], []
+    todo, results, trains = [], [], {}
     for cell in cells:
         status = cell_status(cell, allow_download=True)
-        if status.runs:
+        if status.executes:  # trains, or records at once why it cannot (its notebook keeps the error)
             todo.append(cell)
+            trains[cell.run_name] = status.runs
         elif status.kind is Kind.COMPLETE:
             results.append({"run_name": cell.run_name, "status": SKIPPED, "notebook": None})
         elif status.kind is Kind.IN_RECORD:
@@ -244,7 +245,7 @@ def run_grid(cells: list[Cell], backend=None, executed_dir: Path = Path("execute
         elif status.kind is Kind.RUNNING_ELSEWHERE:
             results.append({"run_name": cell.run_name, "status": RUNNING_ELSEWHERE, "notebook": None,
                             "error": status.split(": ", 1)[1]})  # fmt: skip
-        else:  # damaged, diverged, another run in its folder, inputs missing: said, not run (nothing to gain)
+        else:  # a complete run's damaged record: never silently recomputed
             results.append({"run_name": cell.run_name, "status": "failed", "notebook": None, "error": str(status)})
     if not todo:
         return results
@@ -257,7 +258,9 @@ def run_grid(cells: list[Cell], backend=None, executed_dir: Path = Path("execute
         cell.notebook_out = Path(executed_dir) / f"{cell.run_name}.ipynb"
     with backend.open() as client:
         futures = {}
-        for group in pack(todo, population, backend.concurrent_cells()):
+        training = [c for c in todo if trains[c.run_name]]
+        groups = pack(training, population, backend.concurrent_cells())
+        for group in groups + [[c] for c in todo if not trains[c.run_name]]:
             if len(group) == 1:
                 cell = group[0]
                 fut = client.submit(execute_cell, str(notebook or cell.notebook), str(cell.notebook_out),

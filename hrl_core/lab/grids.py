@@ -376,7 +376,9 @@ class Kind(str, enum.Enum):
     INPUTS_MISSING = "inputs missing"
 
 
-RUNS = frozenset({Kind.NEW, Kind.RESUMES, Kind.FAILED})  # what `hrl grid` runs (and its estimate counts)
+TRAINS = frozenset({Kind.NEW, Kind.RESUMES, Kind.FAILED})  # cells `hrl grid` trains (its estimate counts these)
+# ... and cells it executes only for their record of what is wrong (their notebook fails at once, saying why)
+FAILS_AT_ONCE = frozenset({Kind.DIVERGED, Kind.OTHER_RUN, Kind.INPUTS_MISSING})
 
 
 class CellStatus(str):
@@ -392,8 +394,13 @@ class CellStatus(str):
 
     @property
     def runs(self) -> bool:
-        """Whether `hrl grid` runs this cell (new, or unfinished: resumes)."""
-        return self.kind in RUNS
+        """Whether `hrl grid` trains this cell (new, or unfinished: resumes)."""
+        return self.kind in TRAINS
+
+    @property
+    def executes(self) -> bool:
+        """Whether `hrl grid` executes its notebook: to train it, or to record why it cannot."""
+        return self.kind in TRAINS or self.kind in FAILS_AT_ONCE
 
 
 _BY_TEXT = {"new": Kind.NEW, "running": Kind.RESUMES, "failed": Kind.FAILED, "complete": Kind.COMPLETE,

@@ -78,10 +78,40 @@ class StackedLinear(nn.Module):
         return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2))
 
 
+_FORCED: str | None = None  # None: per_cell_pays decides; "per_cell" | "batched": every stacked layer so
+
+
 def per_cell_pays(x: torch.Tensor) -> bool:
     """CPU: one GEMM per cell, as each cell's nn.Linear alone calls it (same numbers, and CPU GEMMs
     of a cell's size already run at the machine's rate); GPU: one batched call for all cells."""
+    if _FORCED is not None:
+        return _FORCED == "per_cell"
     return x.device.type == "cpu"
+
+
+class cell_path:
+    """``with cell_path("batched"): ...`` runs every stacked layer (actors, value networks, and the
+    stacked critic's ensemble layers) as one batched call, ``"per_cell"`` as one GEMM per cell or
+    member: the GPU path on a CPU for tests, and both paths side by side in ``hrl bench --population``."""
+
+    def __init__(self, path: str):
+        from hrl_core.rl.ensemble import layer_path
+
+        if path not in ("per_cell", "batched"):
+            raise ValueError(f"unknown cell path {path!r}")
+        self.path, self._old = path, None
+        self._layers = layer_path("per_member" if path == "per_cell" else "baddbmm")
+
+    def __enter__(self):
+        global _FORCED
+        self._old, _FORCED = _FORCED, self.path
+        self._layers.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        global _FORCED
+        _FORCED = self._old
+        self._layers.__exit__(*exc)
 
 
 class StackedPolicy(TanhGaussianPolicy):
