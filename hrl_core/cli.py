@@ -131,6 +131,13 @@ def _add_bench(sub) -> None:
         help="time populations of these sizes against a run alone, side by side (e.g. 2 4 8 16): "
         "per cell-step ms, %% of the GEMM floor, operators dispatched (1 thread unless --threads)",
     )
+    p.add_argument(
+        "--layers",
+        nargs="+",
+        default=["auto"],
+        choices=("auto", "per_cell", "batched"),
+        help="with --population: how stacked layers run (auto: as runs do; both forced paths to compare)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     def handler(args):
@@ -225,12 +232,14 @@ def grid_slurm_defaults():
     return SlurmOptions()
 
 
-def _population_size(args, backend) -> int:
-    """Cells per population: --population N, or (auto) a few per CPU worker / many per GPU."""
+def _population_size(args, backend):
+    """Cells per population: --population N, or (auto) per algorithm, as measured for this kind of
+    machine (a function of the algorithm; hrl_core.lab.execute.auto_population)."""
     from hrl_core.lab.execute import auto_population
 
     if args.population == "auto":
-        return auto_population(getattr(backend, "n_gpus", 0))
+        n_gpus = getattr(backend, "n_gpus", 0)
+        return lambda algo: auto_population(algo, n_gpus)
     try:
         size = int(args.population)
     except ValueError:
@@ -274,8 +283,9 @@ def _run_grid(args) -> int:
         for c, s in zip(cells, statuses, strict=True):
             print(f"{c.run_name:<70} {c.steps:>7} steps  {s}")
         groups = pack(todo, size, backend.concurrent_cells())
-        if size > 1:
-            print(f"packing: {len(todo)} cell(s) to run as {len(groups)} task(s) (populations of up to {size}):")
+        if any(len(g) > 1 for g in groups):
+            print(f"packing: {len(todo)} cell(s) to run as {len(groups)} task(s) "
+                  f"({sum(len(g) > 1 for g in groups)} population(s) trained as one computation each):")  # fmt: skip
             for g in groups:
                 print(f"  {len(g)} x " + ", ".join(c.run_name for c in g))
         if any(c.reuse for c in cells):

@@ -132,13 +132,18 @@ def execute_cell(notebook: str, output: str, parameters: dict, env: dict, run_na
 # --------------------------------------------------------------------------------------
 # Populations: several cells trained as one computation in one worker (hrl_core.run.population)
 # --------------------------------------------------------------------------------------
-POPULATION_PER_THREAD = 4  # cells per population on a CPU worker (hrl bench --population; docs/performance.md)
 POPULATION_PER_GPU = 32  # on a GPU: the stacked update of 32 cells still leaves most of an H100 idle
 
 
-def auto_population(n_gpus: int) -> int:
-    """Cells per population when the user does not say: a few per CPU worker, many per GPU."""
-    return POPULATION_PER_GPU if n_gpus else POPULATION_PER_THREAD
+def auto_population(algo: str, n_gpus: int) -> int:
+    """Cells per population when the user does not say: on a GPU many; on a CPU the size the
+    algorithm's measured ``population_cost`` says is cheapest per cell-step (1 if none is cheaper)."""
+    from hrl_core.rl import agents
+
+    if n_gpus:
+        return POPULATION_PER_GPU
+    costs = {1: 1.0, **(agents.get(algo).population_cost or {})}
+    return min(costs, key=lambda size: (costs[size], size))
 
 
 def start_step(cell: Cell) -> int:
@@ -157,25 +162,26 @@ def start_step(cell: Cell) -> int:
     return int(steps[-1])
 
 
-def pack(cells: list[Cell], size: int, workers: int = 1) -> list[list[Cell]]:
-    """Cells grouped into populations of at most ``size`` (1: each alone, as always): only cells
-    that share what a population needs (``hrl_core.run.population.key``, the step they start
-    at) share one; a group is split evenly so that ``workers`` workers all get work."""
+def pack(cells: list[Cell], size, workers: int = 1) -> list[list[Cell]]:
+    """Cells grouped into populations of at most ``size`` (an int, or a function of a cell's
+    algorithm; 1: each alone, as always): only cells that share what a population needs
+    (``hrl_core.run.population.key``, the step they start at) share one; a group is split
+    evenly so that ``workers`` workers all get work."""
     from hrl_core.run.config import FinetuneConfig
     from hrl_core.run.population import key, poolable
 
-    if size <= 1:
-        return [[c] for c in cells]
+    size_of = size if callable(size) else (lambda algo: size)
     groups: dict[tuple, list[Cell]] = {}
     singles = []
     for c in cells:
-        if not isinstance(c.config, FinetuneConfig) or not poolable(c.config):
+        if not isinstance(c.config, FinetuneConfig) or not poolable(c.config) or size_of(c.config.algo) <= 1:
             singles.append([c])
             continue
         groups.setdefault((key(c.config), start_step(c)), []).append(c)
     out = []
     total = sum(len(g) for g in groups.values())
     for group in groups.values():
+        size = size_of(group[0].config.algo)
         # as many populations as the size asks, and at least this group's share of the workers
         share = max(1, round(workers * len(group) / max(total, 1)))
         n = max(-(-len(group) // size), min(share, len(group)))
@@ -222,10 +228,11 @@ def execute_population(notebook: str, cells: list[tuple[dict, str, str]], env: d
 
 
 def run_grid(cells: list[Cell], backend=None, executed_dir: Path = Path("executed"), progress: bool = True,
-             notebook: Path | None = None, population: int = 1) -> list[dict]:  # fmt: skip
+             notebook: Path | None = None, population=1) -> list[dict]:  # fmt: skip
     """Execute the cells on a back-end (``hrl_core.lab.clusters``; default: this machine);
     returns one result dict per cell (skipped ones too). ``notebook`` replaces the cells' own.
-    ``population``: cells per population (``hrl_core.run.population``; 1: each cell alone)."""
+    ``population``: cells per population (``hrl_core.run.population``; 1: each cell alone), or a
+    function of a cell's algorithm giving it."""
     from dask.distributed import as_completed
     from tqdm.auto import tqdm
 

@@ -44,6 +44,9 @@ class AlgoConfig:
     # (hrl grid's time estimate; measure with `hrl bench --threads 1` or a short run)
     ms_per_step: ClassVar[float] = math.nan
     pretrain_overrides: ClassVar[dict] = {}  # Phase I (offline) values of fields that differ online
+    # P -> a cell-step's cost in a population of P cells on one CPU thread relative to a run alone
+    # (`hrl bench --population`); {}: not measured (such cells run alone unless --population says)
+    population_cost: ClassVar[dict] = {}
 
     n_ensemble: int = 3  # critics in the ensemble; members 0-1 come from Phase I q1/q2
 

@@ -32,6 +32,9 @@ class CQLConfig(AlgoConfig):
     name: ClassVar[str] = "cql"
     # `hrl bench --threads 1`, median of 3, halfcheetah shapes: 110.6 ms (hopper 107.5); docs/performance.md
     ms_per_step: ClassVar[float] = 110.0
+    # a cell-step's cost in a population of P on one CPU thread, relative to a run alone: CQL's
+    # [P, N, 21 * B, 256] activations outgrow the caches, so on a CPU it runs alone (docs/performance.md)
+    population_cost: ClassVar[dict] = {2: 0.98, 4: 1.07, 8: 1.14, 16: 1.46}
     pretrain_overrides: ClassVar[dict] = {"cql_alpha": PHASE1_CQL_ALPHA}
 
     cql_alpha: float = 1.0  # weight of the conservative penalty online (Phase I offline: 5.0)

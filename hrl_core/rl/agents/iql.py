@@ -28,6 +28,9 @@ class IQLConfig(AlgoConfig):
     # end to end in the variants study (30,000-step hopper cells took ~510 s each, loop, evaluation and
     # start-up included; `hrl bench --threads 1` alone says 12 ms); docs/performance.md
     ms_per_step: ClassVar[float] = 17.0
+    # a cell-step's cost in a population of P on one CPU thread, relative to a run alone
+    # (`hrl bench --population 2 4 8 16`, hopper shapes, quiet machine; docs/performance.md)
+    population_cost: ClassVar[dict] = {2: 0.91, 4: 0.88, 8: 0.85, 16: 0.89}
 
     expectile: float = 0.7  # tau of the expectile loss for V
     temperature: float = 3.0  # beta of the advantage weights exp(beta * A)
