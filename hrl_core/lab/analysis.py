@@ -25,6 +25,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from hrl_core.errors import HrlError
 
 KEYS = {
@@ -100,3 +102,296 @@ class Analysis:
         if not self.primary_family:
             return True
         return any(comparison == name or comparison.split(" (")[0] == name for name in self.primary_family)
+
+
+# --------------------------------------------------------------------------------------
+# The primary analysis: one verdict per effect of the family
+# --------------------------------------------------------------------------------------
+@dataclass
+class CheckpointEffect:
+    """An effect within one Phase I checkpoint (descriptive: Welch 95% interval)."""
+
+    phase1_seed: int
+    estimate: float
+    low: float
+    high: float
+    n_arm: int
+    n_reference: int
+
+
+@dataclass
+class Effect:
+    """arm − reference on one setting, as the declared analysis reads it."""
+
+    comparison: str
+    arm: str
+    reference: str
+    algo: str
+    dataset: str
+    k: float
+    metric: str
+    primary: bool
+    design: object  # verdicts.Design
+    estimate: float
+    ci: tuple  # (low, high) at 1 - alpha
+    ci90: tuple  # (low, high) at 1 - 2 alpha: inside ±margin <=> TOST rejects (before Holm)
+    p: float
+    p_tost: float
+    alpha: float  # the family's level
+    coverage: float = math.nan  # worst simulated coverage of ``ci`` on the records' scenarios
+    coverage90: float = math.nan
+    worst_scenario: str = ""
+    p_holm: float = math.nan
+    p_tost_holm: float = math.nan
+    verdict: str = ""
+    detectable: float = math.nan  # smallest difference detected with 80% power at alpha (same units)
+    sd: float = math.nan  # pooled per-seed SD (the power calculation's unit)
+    per_checkpoint: list = field(default_factory=list)
+    iqm: object = None  # stats.Diff of IQM(arm) - IQM(reference), stratified bootstrap (>= min runs)
+    poi: object = None  # stats.Diff of P(arm > reference)
+
+    @property
+    def setting(self) -> str:
+        return f"{self.algo.upper()} {self.dataset.split('-')[0]} k={self.k:g}"
+
+    @property
+    def largest_not_excluded(self) -> float:
+        """The largest |difference| the interval still allows."""
+        return max(abs(self.ci[0]), abs(self.ci[1]))
+
+    @property
+    def agreement(self) -> str:
+        """Whether the checkpoints tell the same story: the same sign (or both within noise)."""
+        if len(self.per_checkpoint) < 2:
+            return "one checkpoint"
+        signs = {int(np.sign(c.estimate)) for c in self.per_checkpoint if abs(c.estimate) > 1e-12}
+        return "agree" if len(signs) <= 1 else "opposite signs"
+
+
+def stratum_of(run) -> int:
+    """A run's Phase I checkpoint (seed) as it was asked for (None -> the online seed)."""
+    s = (run.config.get("identity") or {}).get("settings") or run.config.get("settings") or {}
+    value = s.get("phase1_seed")
+    return int(run.seed if value is None else value)
+
+
+def _strata(group_a, group_b, metric: str, by_checkpoint: bool) -> tuple[list, list]:
+    """Per stratum (arm values, reference values) of a metric, and the strata's checkpoint seeds."""
+    from hrl_core.lab.summary import value
+
+    def split(group):
+        out = {}
+        for run, rec in zip(group.runs, group.recs, strict=True):
+            out.setdefault(stratum_of(run) if by_checkpoint else 0, []).append(value(rec, metric))
+        return out
+
+    a, b = split(group_a), split(group_b)
+    keys = sorted(set(a) & set(b))
+    return [(np.asarray(a[s]), np.asarray(b[s])) for s in keys], keys
+
+
+def scenarios_from(runs, comparisons: dict, metric: str = "auc", final_evaluations: int = 1) -> list:
+    """Coverage scenarios from a record's own per-seed values: one per (comparison, setting) with
+    runs on both sides, each side its per-seed values pooled over checkpoints."""
+    from hrl_core.lab import summary, verdicts
+
+    found = summary.groups(runs, None, final_evaluations)
+    out = []
+    for label, (arm, ref) in comparisons.items():
+        for algo, dataset, k in summary.settings_of(found):
+            a, b = found.get((algo, dataset, k, arm)), found.get((algo, dataset, k, ref))
+            if a is None or b is None or len(a.recs) < 2 or len(b.recs) < 2:
+                continue
+            name = f"{label}, {algo.upper()} {dataset.split('-')[0]} k={k:g}"
+            out.append(verdicts.Scenario(name, tuple(a.values(metric)), tuple(b.values(metric))))
+    return out
+
+
+def effects(runs, comparisons: dict, analysis: Analysis, levels: dict | None = None,
+            scenarios: list | None = None) -> list[Effect]:  # fmt: skip
+    """Every effect of the study under its declared analysis: the primary metric for the family
+    (calibrated on the records' scenarios, Holm-corrected, four verdicts), and the secondary
+    metrics, labelled and uncorrected (Welch-Satterthwaite over the checkpoints)."""
+    from hrl_core.lab import stats, summary, verdicts
+
+    found = summary.groups(runs, levels, analysis.final_evaluations)
+    by_checkpoint = analysis.strata == "phase1_seed"
+    if scenarios is None:
+        scenarios = scenarios_from(runs, comparisons, analysis.primary_metric, analysis.final_evaluations)
+    scenarios = tuple(scenarios)
+    alpha, margin = analysis.alpha, analysis.equivalence_margin
+    out = []
+    for label, (arm, ref) in comparisons.items():
+        primary = analysis.in_family(label)
+        for algo, dataset, k in summary.settings_of(found):
+            ga, gb = found.get((algo, dataset, k, arm)), found.get((algo, dataset, k, ref))
+            if ga is None or gb is None:
+                continue
+            metrics = ((analysis.primary_metric,) if primary else ()) + tuple(analysis.secondary_metrics)
+            for metric in metrics:
+                strata, seeds = _strata(ga, gb, metric, by_checkpoint)
+                is_primary = primary and metric == analysis.primary_metric
+                if summary.BY_KEY[metric].unit == "steps":  # censored: the calibrated Welch of hrl_core.lab.stats
+                    d = summary.difference(metric, [v for a, _ in strata for v in a], [v for _, b in strata for v in b],
+                                           max(ga.recs[0].budget, gb.recs[0].budget))  # fmt: skip
+                    design = verdicts.Design(tuple((len(a), len(b)) for a, b in strata))
+                    e = Effect(label, arm, ref, algo, dataset, k, metric, False, design, d.estimate, (d.low, d.high),
+                               (math.nan, math.nan), math.nan, math.nan, alpha)  # fmt: skip
+                    e.verdict = stats.verdict(d, summary.BY_KEY[metric].higher_is_better) + " (secondary)"
+                    out.append(e)
+                    continue
+                usable = verdicts.usable(strata)
+                if not usable:
+                    continue
+                design = verdicts.Design.of(usable)
+                est, se = verdicts.estimate(usable), verdicts.standard_error(usable)
+                if not is_primary:
+                    d = stats.pooled_mean_difference(usable, 1 - alpha)
+                    e = Effect(label, arm, ref, algo, dataset, k, metric, False, design, est, (d.low, d.high),
+                               (math.nan, math.nan), _welch_p(d, est), math.nan, alpha)  # fmt: skip
+                    out.append(e)
+                    continue
+                cal = verdicts.calibration(design, scenarios)
+                if se > 0:
+                    p = cal.p_two_sided(est / se)
+                    p_tost = max(cal.p_greater((est + margin) / se), cal.p_less((est - margin) / se))
+                    ci, ci90 = cal.interval(est, se, 1 - alpha), cal.interval(est, se, 1 - 2 * alpha)
+                else:  # every seed equal on both sides of every checkpoint: the difference is exact
+                    p, p_tost = (0.0 if est else 1.0), (0.0 if abs(est) < margin else 1.0)
+                    ci = ci90 = (est, est)
+                e = Effect(label, arm, ref, algo, dataset, k, metric, True, design, est, ci, ci90, p, p_tost, alpha)
+                e.coverage, e.worst_scenario = cal.coverage(1 - alpha)
+                e.coverage90 = cal.coverage(1 - 2 * alpha)[0]
+                e.sd = verdicts.pooled_sd(usable)
+                e.detectable = cal.detectable(alpha) * e.sd
+                for s, (a, b) in zip(seeds, strata, strict=True):
+                    w = stats.welch_interval(a, b)
+                    e.per_checkpoint.append(CheckpointEffect(s, w.estimate, w.low, w.high, len(a), len(b)))
+                if min(len(ga.runs), len(gb.runs)) >= analysis.min_runs_for_iqm:
+                    pooled = stats.pooled(usable)
+                    e.iqm, e.poi = pooled.iqm_difference, pooled.probability_of_improvement
+                out.append(e)
+    _verdicts(out, analysis)
+    return out
+
+
+def _welch_p(d, est: float) -> float:
+    """Two-sided p of a Welch-Satterthwaite difference (secondary metrics)."""
+    from scipy import stats as sps
+
+    if not d.has_interval or not math.isfinite(d.df) or d.high == d.low:
+        return math.nan
+    se = (d.high - d.low) / 2 / float(sps.t.ppf(0.975, d.df))
+    return float(2 * sps.t.sf(abs(est) / se, d.df)) if se > 0 else math.nan
+
+
+def _verdicts(found: list[Effect], analysis: Analysis) -> None:
+    """Holm over the primary family; better / worse / equivalent / inconclusive. Secondary
+    effects: better / worse at their own level, uncorrected, and labelled so."""
+    from hrl_core.lab import summary, verdicts
+
+    primary = [e for e in found if e.primary]
+    for e, p in zip(primary, verdicts.holm([e.p for e in primary]), strict=True):
+        e.p_holm = p
+    for e, p in zip(primary, verdicts.holm([e.p_tost for e in primary]), strict=True):
+        e.p_tost_holm = p
+    for e in found:
+        if e.verdict:
+            continue
+        higher = summary.BY_KEY[e.metric].higher_is_better
+        p = e.p_holm if e.primary else e.p
+        if math.isnan(p):
+            e.verdict = "no interval"
+        elif p < e.alpha:
+            e.verdict = "better" if (e.estimate > 0) == higher else "worse"
+        elif e.primary and e.p_tost_holm < e.alpha:
+            e.verdict = "equivalent"
+        else:
+            e.verdict = "inconclusive"
+        if not e.primary:
+            e.verdict += " (secondary)"
+
+
+# --------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------
+def _iv(low: float, high: float, digits: int = 1) -> str:
+    def f(x):
+        return "−∞" if x == -math.inf else ("+∞" if x == math.inf else f"{x:+.{digits}f}")
+
+    return f"[{f(low)}, {f(high)}]"
+
+
+def _p(p: float) -> str:
+    return "—" if math.isnan(p) else (f"{p:.3f}" if p >= 0.001 else "<0.001")
+
+
+def primary_markdown(found: list[Effect], analysis: Analysis) -> str:
+    """The answer's table: per effect of the family, its verdict after Holm, interval, what it
+    still allows, what the design could detect, and whether the checkpoints agree."""
+    from hrl_core.lab import summary
+
+    rows = [e for e in found if e.primary]
+    if not rows:
+        return "No effect of the primary family has complete runs on both sides yet."
+    label = summary.BY_KEY[analysis.primary_metric].label
+    head = ["effect", "setting", "seeds", f"{label} difference [95% interval]", "p (Holm)", "verdict",
+            "largest effect not excluded", "detectable (80% power)", "per checkpoint", "interval coverage"]  # fmt: skip
+    body = []
+    for e in rows:
+        per = "; ".join(f"ckpt {c.phase1_seed}: {c.estimate:+.1f}" for c in e.per_checkpoint)
+        verdict = f"**{e.verdict}**" if e.verdict in ("better", "worse", "equivalent") else e.verdict
+        body.append([
+            e.comparison, e.setting, e.design.text(), f"{e.estimate:+.1f} {_iv(*e.ci)}",
+            f"{_p(e.p)} ({_p(e.p_holm)})", verdict, f"{e.largest_not_excluded:.1f}",
+            f"{e.detectable:.1f}" if math.isfinite(e.detectable) else "none at this level",
+            f"{per} ({e.agreement})" if len(e.per_checkpoint) > 1 else "—",
+            f"{e.coverage:.0%} / {e.coverage90:.0%}" if math.isfinite(e.coverage) else "—",
+        ])  # fmt: skip
+    return summary.table(head, body)
+
+
+def primary_note(found: list[Effect], analysis: Analysis) -> str:
+    """How to read the primary table (the declaration, the tests, the calibration)."""
+    rows = [e for e in found if e.primary]
+    if not rows:
+        return ""
+    worst = min(rows, key=lambda e: e.coverage if math.isfinite(e.coverage) else 1.0)
+    text = (
+        f"Declared before the runs ({analysis.primary_metric} primary; family: {len(rows)} effects, Holm's "
+        f"correction at α = {analysis.alpha:g}; equivalence margin ±{analysis.equivalence_margin:g} points: "
+        f"{analysis.margin_why}). Estimate: mean over Phase I checkpoints of the within-checkpoint difference "
+        "of means. Its Welch statistic is calibrated: p-values and intervals use the statistic's worst-case "
+        "distribution, simulated at these seed counts over scenarios resampled from the records' own per-seed "
+        "values (collapsed and outlying seeds included) and normal ones. **equivalent**: both one-sided tests "
+        "reject ±margin after Holm (the calibrated 90% interval lies inside ±margin). *Detectable*: the smallest "
+        "difference the calibrated test finds with 80% power at this design, for normal per-seed values with "
+        "the setting's pooled SD, before Holm's correction. *Largest effect not excluded*: the far end of the "
+        "95% interval. *Interval coverage*: worst coverage of the 95% / 90% intervals over the scenarios, on "
+        "fresh simulations"
+    )
+    if math.isfinite(worst.coverage):
+        text += f" (lowest: {worst.worst_scenario})"
+    return text + ". Secondary metrics are labelled so and not corrected (Welch-Satterthwaite over checkpoints)."
+
+
+def checkpoint_markdown(runs, levels: dict | None = None) -> str:
+    """Per setting and Phase I checkpoint: its offline return (step 0 of the cells that start
+    from it) and, where known, the clean checkpoint's level."""
+    from hrl_core.lab import summary
+
+    rows = {}
+    for r in runs:
+        if r.status != "complete":
+            continue
+        key = (r.algo, r.dataset, r.k, stratum_of(r))
+        rows.setdefault(key, []).append(float(r.returns[0]))
+    body = []
+    for (algo, dataset, k, seed), step0 in sorted(rows.items()):
+        level = (levels or {}).get((algo, dataset, seed), math.nan)
+        level = float(getattr(level, "level", level))
+        body.append([f"{algo.upper()} {dataset.split('-')[0]} k={k:g}", seed, f"{np.mean(step0):.1f}",
+                     f"{np.min(step0):.1f}–{np.max(step0):.1f}", len(step0),
+                     "—" if math.isnan(level) else f"{level:.1f}"])  # fmt: skip
+    return summary.table(["setting", "Phase I checkpoint (seed)", "step-0 return (mean)", "range over cells",
+                          "cells", "clean (k=0) level"], body)  # fmt: skip

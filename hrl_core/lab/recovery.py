@@ -33,7 +33,7 @@ class Recovery:
     """The recovery metrics of one run (returns are normalized)."""
 
     step0: float  # the Phase I checkpoint's return (step 0)
-    final: float  # at the last evaluation
+    final: float  # mean of the last ``final_evaluations`` evaluations after step 0 (1: the last one)
     auc: float  # mean return over the run (trapezoid rule / step span)
     budget: float  # the last evaluated step
     dip_return: float  # lowest evaluated return after step 0
@@ -42,6 +42,7 @@ class Recovery:
     regain_step: float  # first step at/after the dip back at the step-0 level; 0: never below; inf: not regained
     clean_step: float  # first step at the clean level; 0: at step 0; inf: not reached; nan: no clean level
     spec80_step: float  # first step at 80% of the clean level (same conventions)
+    last: float = math.nan  # the last evaluation alone (what `final` is with one evaluation)
 
     @property
     def dipped(self) -> bool:
@@ -66,15 +67,24 @@ def first_step_at(steps, values, level: float, start: int = 0) -> float:
     return float(np.asarray(steps, float)[start + hit[0]]) if len(hit) else math.inf
 
 
-def recovery(steps, returns, clean_level: float = math.nan) -> Recovery:
-    """The metrics of one curve; ``clean_level``: the clean checkpoint's return (nan: unknown)."""
+def final_return(returns, evaluations: int = 1) -> float:
+    """Mean of the last ``evaluations`` evaluations after step 0 (fewer if the run has fewer): one
+    evaluation of 10 episodes moves by several points between neighbours, a mean of three less."""
+    returns = np.asarray(returns, float)
+    after = returns[1:] if len(returns) > 1 else returns
+    return float(np.mean(after[-max(1, evaluations) :]))
+
+
+def recovery(steps, returns, clean_level: float = math.nan, final_evaluations: int = 1) -> Recovery:
+    """The metrics of one curve; ``clean_level``: the clean checkpoint's return (nan: unknown);
+    ``final_evaluations``: how many last evaluations the final return averages (a study declares it)."""
     steps, returns = np.asarray(steps, float), np.asarray(returns, float)
     step0 = float(returns[0])
     if len(returns) < 2:
         nan = math.nan
         return Recovery(step0, step0, step0, float(steps[0]), nan, nan, nan, nan,
                         first_step_at(steps, returns, clean_level),
-                        first_step_at(steps, returns, SPEC_FRACTION * clean_level))  # fmt: skip
+                        first_step_at(steps, returns, SPEC_FRACTION * clean_level), step0)  # fmt: skip
     low = 1 + int(np.argmin(returns[1:]))  # the dip's lowest point (first of equal minima)
     dip_return = float(returns[low])
     if dip_return >= step0:
@@ -83,7 +93,8 @@ def recovery(steps, returns, clean_level: float = math.nan) -> Recovery:
         regain = first_step_at(steps, returns, step0, start=low)
     return Recovery(
         step0=step0,
-        final=float(returns[-1]),
+        final=final_return(returns, final_evaluations),
+        last=float(returns[-1]),
         auc=auc(steps, returns),
         budget=float(steps[-1]),
         dip_return=dip_return,

@@ -85,11 +85,12 @@ class Group:
         return [value(r, metric) for r in self.recs]
 
 
-def groups(runs, levels: dict | None = None) -> dict[tuple, Group]:
+def groups(runs, levels: dict | None = None, final_evaluations: int = 1) -> dict[tuple, Group]:
     """(algo, dataset, k, arm) -> :class:`Group` over the complete runs.
 
     ``levels``: (algo, dataset) -> clean level (a float or a ``CleanLevel``); without one,
-    steps to the clean level and to 80% of it are unknown (nan)."""
+    steps to the clean level and to 80% of it are unknown (nan). ``final_evaluations``: the
+    final return is the mean of that many last evaluations (a study's declared analysis)."""
     out: dict[tuple, Group] = {}
     for r in sorted((r for r in runs if r.status == "complete"), key=lambda r: r.seed):
         key = (r.algo, r.dataset, r.k, r.arm)
@@ -98,7 +99,7 @@ def groups(runs, levels: dict | None = None) -> dict[tuple, Group]:
         if key not in out:
             out[key] = Group(*key, runs=[], recs=[], clean_level=level)
         out[key].runs.append(r)
-        out[key].recs.append(recovery(r.steps, r.returns, level))
+        out[key].recs.append(recovery(r.steps, r.returns, level, final_evaluations))
     return out
 
 
