@@ -232,6 +232,21 @@ def grid_slurm_defaults():
     return SlurmOptions()
 
 
+def _check_before_start(cells) -> None:
+    """Every results folder writable, every cell's replay buffer within the machine's memory: checked
+    for the whole grid before anything starts (a cell would otherwise fail after the cluster is up)."""
+    from hrl_core.run.config import FinetuneConfig
+    from hrl_core.run.finetune import replay_need
+    from hrl_core.run.runtime import check_memory, check_writable, resolve_device
+
+    for save_dir in sorted({c.run_dir.parent for c in cells}):
+        check_writable(save_dir, create=False)
+    for c in cells:
+        if isinstance(c.config, FinetuneConfig):
+            check_memory([replay_need(c.config)], resolve_device(c.config.device),
+                         f"{c.run_name}: online_steps={c.config.online_steps:,} ")  # fmt: skip
+
+
 def _population_size(args, backend):
     """Cells per population: --population N, or (auto) per algorithm, as measured for this kind of
     machine (a function of the algorithm; hrl_core.lab.execute.auto_population)."""
@@ -259,6 +274,7 @@ def _run_grid(args) -> int:
     if args.logger:
         overrides["logger"] = args.logger
     path, spec, cells = _selected_cells(args, overrides)
+    _check_before_start(cells)  # a dry run says what a real one would refuse, before any cluster starts
     if not args.dry_run:
         from hrl_core.run.runtime import require_extra
 
@@ -521,7 +537,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()  # imports plug-ins ($HRL_PLUGINS): their algorithms are choices of the flags
+    except HrlError as exc:
+        if "--debug" in (sys.argv[1:] if argv is None else argv):
+            raise
+        print(f"hrl: error: {exc}", file=sys.stderr)
+        return 1
     args = parser.parse_args(argv)
     try:
         return args.handler(args)

@@ -13,12 +13,13 @@ class HrlError(Exception):
 class DivergenceError(HrlError):
     """Training produced a non-finite quantity (loss, Q-value or action)."""
 
-    def __init__(self, step: int, quantity: str):
+    def __init__(self, step: int, quantity: str, bonus: bool = True):
         self.step = step
         self.quantity = quantity
+        advice = "lower the learning rate or bonus_coeff" if bonus else "lower the learning rate"
         super().__init__(
             f"training diverged at online step {step}: {quantity} is not finite "
-            "(lower the learning rate or bonus_coeff, or resume from the last snapshot)"
+            f"({advice}, or resume from the last snapshot)"
         )
 
 

@@ -39,6 +39,11 @@ class OfflineData:
 class ReplayBuffer:
     """Online transitions in preallocated tensors (capacity = online steps of the run)."""
 
+    @staticmethod
+    def row_bytes(obs_dim: int, act_dim: int) -> int:
+        """Bytes one stored transition takes (float32: obs, act, reward, next obs, done, env reward, bonus)."""
+        return 4 * (2 * obs_dim + act_dim + 4)
+
     def __init__(self, capacity: int, obs_dim: int, act_dim: int, device="cpu"):
         self.device = torch.device(device)
         self.capacity = capacity

@@ -164,20 +164,23 @@ def read_hdf5(path: str | Path) -> Transitions:
     _check_hdf5(path)
     try:
         with h5py.File(path, "r") as f:
+            raw_act = f["actions"][:]
+            raw_term, raw_tout = f["terminals"][:], f["timeouts"][:]
             obs = np.asarray(f["observations"][:], dtype=np.float32)
-            act = np.asarray(f["actions"][:], dtype=np.float32)
+            act = np.asarray(raw_act, dtype=np.float32)
             rew = np.asarray(f["rewards"][:], dtype=np.float32).reshape(-1)
-            term = np.asarray(f["terminals"][:]).reshape(-1).astype(bool)
-            tout = np.asarray(f["timeouts"][:]).reshape(-1).astype(bool)
+            term = np.asarray(raw_term).reshape(-1).astype(bool)
+            tout = np.asarray(raw_tout).reshape(-1).astype(bool)
             nxt = np.asarray(f["next_observations"][:], dtype=np.float32) if "next_observations" in f else None
             attrs = {k: _plain(v) for k, v in f.attrs.items()}
             groups = sorted(k for k in f if isinstance(f[k], h5py.Group))
     except OSError as exc:
         raise HrlError(f"{path} is truncated or corrupt ({exc}); delete it and download it again") from None
     n = len(rew)
-    if not (len(obs) == len(act) == len(term) == len(tout) == n) or obs.ndim != 2:
-        raise HrlError(f"{path} has arrays of different lengths; the file is damaged")
+    check_lengths(path, {"observations": obs, "actions": act, "rewards": rew, "terminals": term, "timeouts": tout,
+                         "next_observations": nxt})  # fmt: skip
     check_finite_arrays(path, {"observations": obs, "actions": act, "rewards": rew, "next_observations": nxt})
+    warnings = plausibility_warnings(path, raw_act, act, {"terminals": raw_term, "timeouts": raw_tout})
     if nxt is None:
         nxt, keep = _derive_next_observations(obs, term, tout)
         derived = True
@@ -201,7 +204,56 @@ def read_hdf5(path: str | Path) -> Transitions:
         "next_observations": "derived" if derived else "from file",
         "kind": classify_source(attrs, groups),
     }
+    if warnings:
+        data.provenance["warnings"] = warnings
     return data
+
+
+def check_lengths(path, arrays: dict) -> None:
+    """Every array has one row per transition, and there is at least one: a zero-length or
+    shorter array would otherwise surface as an IndexError deep in training."""
+    lengths = {k: len(v) for k, v in arrays.items() if v is not None}
+    n = lengths["rewards"]
+    if n == 0:
+        raise HrlError(f"{path} holds no transitions (its arrays are empty); the file is damaged or was written "
+                       "wrong: fix or replace it")  # fmt: skip
+    off = {k: m for k, m in lengths.items() if m != n}
+    if off:
+        what = ", ".join(f"{k} has {m:,}" for k, m in off.items())
+        raise HrlError(f"{path}: arrays of different lengths (rewards has {n:,} rows, {what}); the file is damaged "
+                       "or was written wrong: fix or replace it")  # fmt: skip
+    if arrays["observations"].ndim != 2 or (
+        arrays["next_observations"] is not None and arrays["next_observations"].shape != arrays["observations"].shape
+    ):
+        raise HrlError(f"{path}: observations must be [transitions, size] (and next_observations alike); the file "
+                       "was written wrong: fix or replace it")  # fmt: skip
+
+
+ACTION_BOUND = 1.0 + 1e-4  # D4RL's MuJoCo actions lie in [-1, 1] (float rounding allowed)
+
+
+def plausibility_warnings(path, raw_actions, actions: np.ndarray, flags: dict) -> list[str]:
+    """What a D4RL MuJoCo file should not look like, said once and kept in the run's provenance:
+    actions outside [-1, 1] (the environment clips them, the critic learns them as stored),
+    integer actions (a quantized or discrete file), flags other than 0/1 (read as true if non-zero)."""
+    out = []
+    if np.issubdtype(np.asarray(raw_actions).dtype, np.integer):
+        out.append(f"{path}: actions are stored as integers ({np.asarray(raw_actions).dtype}), not as continuous "
+                   "values in [-1, 1]: this does not look like a D4RL MuJoCo file")  # fmt: skip
+    outside = np.abs(actions) > ACTION_BOUND
+    if outside.any():
+        rows = int(outside.reshape(len(actions), -1).any(axis=1).sum())
+        out.append(f"{path}: {rows:,} row(s) have actions outside [-1, 1] (min {actions.min():.3g}, max "
+                   f"{actions.max():.3g}); the environment clips such actions, the critic learns them as "
+                   "stored")  # fmt: skip
+    for key, raw in flags.items():
+        raw = np.asarray(raw).reshape(-1)
+        odd = ~np.isin(raw.astype(np.float64), (0.0, 1.0))
+        if odd.any():
+            example = raw[np.flatnonzero(odd)[0]]
+            out.append(f"{path}: {key} holds values other than 0 and 1 ({example!r} in {int(odd.sum()):,} row(s)); "
+                       "they are read as true where non-zero")  # fmt: skip
+    return out
 
 
 def check_finite_arrays(path, arrays: dict) -> None:

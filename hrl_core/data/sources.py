@@ -111,9 +111,32 @@ def check_dimensions(file: DatasetFile, data: Transitions) -> None:
                        "file")  # fmt: skip
 
 
-def load_offline_data(file: DatasetFile, k: float, noise_std: float, noise_seed: int) -> Transitions:
-    """The offline data exactly as Phase I trained on it (same corruption)."""
+def load_offline_data(file: DatasetFile, k: float, noise_std: float, noise_seed: int,
+                      batch_size: int = 1) -> Transitions:  # fmt: skip
+    """The offline data exactly as Phase I trained on it (same corruption), checked to leave at
+    least one batch (``batch_size`` transitions) after top-k removal; the data's warnings printed."""
     data = remove_top_k(read_source(file), k)
+    check_left(file, data, k, batch_size)
     if noise_std > 0:
         data = add_reward_noise(data, noise_std, noise_seed)
+    for warning in data.provenance.get("warnings", []):
+        print(f"hrl: warning: {warning}", file=sys.stderr)
     return data
+
+
+def check_left(file: DatasetFile, data: Transitions, k: float, batch_size: int) -> None:
+    """After top-k removal: transitions and trajectories left, at least one batch; a file of one
+    trajectory (no terminal or timeout flag anywhere) is said (a warning recorded in its provenance)."""
+    c = data.provenance.get("corruption", {})
+    before, removed = c.get("trajectories_before", 0), c.get("trajectories_removed", 0)
+    left, rows = before - removed, len(data)
+    where = file.path or file.dataset
+    if rows < max(1, batch_size):
+        raise HrlError(f"{where} at remove_top_k={k:g} keeps {left:,} of {before:,} trajectories ({rows:,} "
+                       f"transitions), fewer than one batch of {batch_size:,}: use a smaller remove_top_k (or a "
+                       "file with more trajectories)")  # fmt: skip
+    if before == 1:
+        warning = (f"{where} holds one trajectory of {c.get('transitions_before', rows):,} transitions (no terminal "
+                   "or timeout flag ends an episode anywhere): top-k removal can only keep or remove all of it, "
+                   "and returns per trajectory mean nothing")  # fmt: skip
+        data.provenance.setdefault("warnings", []).append(warning)

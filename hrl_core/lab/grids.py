@@ -133,10 +133,47 @@ class Cell:
         return Path(self.config.save_dir) / self.run_name
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key, first: int, again: int):
+        super().__init__(f"{key!r} given twice (lines {first} and {again})")
+        self.key, self.first, self.again = key, first, again
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader that refuses a key given twice in one mapping (plain YAML keeps the last
+    silently: `online_steps: 300` then `online_steps: 5000` would plan 5,000 steps)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise _DuplicateKey(key, seen[key], line)
+            except TypeError:  # an unhashable key: the safe loader says so itself
+                continue
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _StrictLoader.construct_mapping)
+
+
+def load_yaml(path: Path):
+    """A YAML file's contents, refusing duplicate keys (a one-line HrlError naming file, key, lines)."""
+    text = path.read_text()
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as exc:
+        raise HrlError(f"grid file {path}: key {exc.key!r} is given twice in one mapping (lines {exc.first} and "
+                       f"{exc.again}); keep one") from None  # fmt: skip
+
+
 def load_grid(path: str | Path) -> dict:
     path = resources.params_file(path)
     try:
-        spec = yaml.safe_load(path.read_text())
+        spec = load_yaml(path)
     except OSError:
         raise HrlError(f"grid file {path} not found; pass --params with an existing YAML file") from None
     except yaml.YAMLError as exc:

@@ -92,7 +92,9 @@ def write_all(cells, out_dir: Path, static: bool = True, html: bool = True) -> d
             html = False
     runs = records.load_cells(cells)
     done = {r.run_name for r in runs if r.status == "complete"}
-    missing = [c.run_name for c in cells if c.run_name not in done]
+    damaged = {r.run_name: r.metrics.get("damage") for r in runs if r.status == "damaged"}
+    missing = [c.run_name + (f" (damaged, left out: {damaged[c.run_name]})" if c.run_name in damaged else "")
+               for c in cells if c.run_name not in done]  # fmt: skip
     out_dir = Path(out_dir)
     save_dirs = sorted({str(c.run_dir.parent) for c in cells})
     levels = clean_level.clean_levels(runs, save_dirs[0] if save_dirs else None)
@@ -101,10 +103,11 @@ def write_all(cells, out_dir: Path, static: bool = True, html: bool = True) -> d
     comparisons = {f"{arm} − vanilla": (arm, "vanilla") for arm in labels if arm != "vanilla"}
     effects = summary.effect_rows(runs, comparisons, levels, SUMMARY_METRICS)
     figures = []
-    for algo, dataset in sorted({(r.algo, r.dataset) for r in runs}):
-        figures += [catalog.curves(runs, algo, dataset), catalog.exploration(runs, algo, dataset)]
+    drawn = [r for r in runs if r.status != "damaged"]
+    for algo, dataset in sorted({(r.algo, r.dataset) for r in drawn}):
+        figures += [catalog.curves(drawn, algo, dataset), catalog.exploration(drawn, algo, dataset)]
     for dataset in sorted({r.dataset for r in runs if r.status == "complete"}):
-        figures.append(catalog.recovery(runs, dataset, levels))
+        figures.append(catalog.recovery(drawn, dataset, levels))
     written: list[Path] = []
     for fig in figures:
         if html:

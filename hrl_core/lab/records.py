@@ -63,6 +63,11 @@ def read_run(run_dir: Path, arm: str = "") -> Run | None:
         return None
     if not isinstance(metrics, dict) or not metrics.get("step"):
         return None
+    from hrl_core.run.folder import metrics_damage
+
+    damage = metrics_damage(metrics)
+    if damage:  # never summarized nor drawn: reported as damaged (its status says why), not read as complete
+        metrics = {**metrics, "status": "damaged", "damage": damage}
     s = config["settings"]
     return Run(
         run_name=run_dir.name,

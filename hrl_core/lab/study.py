@@ -102,7 +102,9 @@ def design_markdown(spec: dict) -> str:
 def missing_cells(cells, found) -> list[str]:
     """Run names of the grid's cells without a complete run folder."""
     done = {r.run_name for r in found if r.status == "complete"}
-    return [f"{c.run_name} ({c.arm})" for c in cells if c.run_name not in done]
+    damaged = {r.run_name: r.metrics.get("damage") for r in found if r.status == "damaged"}
+    return [f"{c.run_name} ({c.arm}" + (f"; damaged, left out: {damaged[c.run_name]})" if c.run_name in damaged
+                                         else ")") for c in cells if c.run_name not in done]  # fmt: skip
 
 
 def completeness_markdown(cells, complete, missing: list[str], references=()) -> str:

@@ -34,6 +34,7 @@ from hrl_core.errors import HrlError
 from hrl_core.rl.envs import DATASETS
 
 DatasetName = Literal[tuple(DATASETS)]  # the supported D4RL datasets (hrl_core.rl.envs.DATASETS)
+SEED_MAX = 2**32 - 1  # numpy's and gymnasium's seeds are unsigned 32-bit
 COMPILE_MIN_STEPS = 2_000  # a compile takes ~20 s: worth it for runs of 2,000+ steps
 # The grid cell's coordinates: required on the command line, spelled out in the run name.
 CELL_KEYS = ("algo", "env", "remove_top_k", "bonus_type", "seed")
@@ -111,7 +112,7 @@ class FinetuneConfig:
     env: DatasetName = setting("hopper-medium-v2")  # D4RL dataset
     remove_top_k: float = setting(0.0, lo=0, hi=100, hi_open=True)  # % of top-return trajectories removed: 0, 30, 60
     bonus_type: Literal["ensemble", "none"] = setting("ensemble")  # ensemble: lambda*std(Q) bonus; none: vanilla
-    seed: int = setting(0)  # online seed (torch, numpy, env); also picks the Phase I seed
+    seed: int = setting(0, lo=0, hi=SEED_MAX)  # online seed (torch, numpy, env); also picks the Phase I seed
     online_steps: int = setting(250_000, lo=1, quick=5_000)  # online env steps, one gradient update each
     n_ensemble: int = setting(3, lo=2, hi=10)  # Q-ensemble members; members 0-1 come from Phase I q1/q2
     # lambda of the bonus lambda*std(Q)(s, a)
@@ -123,9 +124,10 @@ class FinetuneConfig:
     eval_interval: int = setting(5_000, lo=1, quick=1_000)  # online steps between evaluations and snapshots
     eval_episodes: int = setting(10, lo=1, quick=5)  # deterministic episodes per evaluation
     reward_noise_std: float = setting(0.0, lo=0)  # Gaussian reward noise of the offline data (Phase I corruption)
-    corruption_seed: int = setting(0, when=lambda c: c.reward_noise_std > 0)  # seed of that reward noise
+    # seed of that reward noise
+    corruption_seed: int = setting(0, lo=0, hi=SEED_MAX, when=lambda c: c.reward_noise_std > 0)
     phase1_dir: str = setting(_phase1_dir_default, result=False)  # Phase I runs (default $HRL_PHASE1_DIR or results)
-    phase1_seed: int | None = setting(None)  # Phase I checkpoint seed; None: the online seed
+    phase1_seed: int | None = setting(None, lo=0, hi=SEED_MAX)  # Phase I checkpoint seed; None: the online seed
     save_dir: str = setting("results_phase2", result=False)  # folder that run folders are written to
     device: str = setting("auto", result=False)  # torch device: auto (CUDA if present) | cpu | cuda | cuda:N
     threads: int | None = setting(None, lo=1, result=False)  # torch CPU threads; None: chosen for the machine
@@ -355,7 +357,7 @@ def check_value(cls, name: str, value):
                 raise HrlError(f"{name}={value} must be an integer")
             value = int(value)
         else:
-            value = float(value)
+            value = float(value) + 0.0  # -0.0 is 0: one value, one name (k0, not k-0)
     elif kind is str and not isinstance(value, str):
         raise HrlError(f"{name}={value!r} must be text, not {type(value).__name__}")
     choices = field_choices(cls, name)

@@ -46,6 +46,7 @@ from hrl_core.run.phase1 import load_phase1_file
 from hrl_core.run.runtime import (
     ThreadGovernor,
     check_finite,
+    check_memory,
     check_writable,
     progress_bar,
     resolve_device,
@@ -66,7 +67,7 @@ def load_offline(cfg: FinetuneConfig, dataset_file=None):
     from hrl_core.data.sources import load_offline_data, locate_source
 
     file = dataset_file or locate_source(cfg.env, cfg.dataset_source)
-    return load_offline_data(file, cfg.remove_top_k, cfg.reward_noise_std, cfg.corruption_seed)
+    return load_offline_data(file, cfg.remove_top_k, cfg.reward_noise_std, cfg.corruption_seed, cfg.batch_size)
 
 
 # --------------------------------------------------------------------------------------
@@ -291,6 +292,13 @@ class Opened:
     grid_cell: bool
 
 
+def replay_need(cfg: FinetuneConfig) -> tuple[str, int]:
+    """What a run's online replay buffer preallocates: (description, bytes)."""
+    spec = dataset_spec(cfg.env)
+    row = ReplayBuffer.row_bytes(spec.obs_dim, spec.act_dim)
+    return f"a replay buffer of {cfg.online_steps:,} rows x {row} bytes", cfg.online_steps * row
+
+
 def open_run(cfg: FinetuneConfig, restart: bool = False, grid_cell: bool = False) -> Opened | RunResult:
     """Every check of a run's input before its folder is touched: the settings (in FinetuneConfig),
     the device, the logger's extra, the files and what the folder holds, then the data and the
@@ -302,6 +310,7 @@ def open_run(cfg: FinetuneConfig, restart: bool = False, grid_cell: bool = False
     from hrl_core.run.loggers import require
 
     require(cfg.logger)
+    check_memory([replay_need(cfg)], device, f"{cfg.run_name}: online_steps={cfg.online_steps:,} ")
     inputs = folder.resolve_inputs(cfg)  # the Phase I checkpoint first, then the data file
     ident = folder.identity(cfg, inputs)
     found = folder.existing(run_dir, ident)
@@ -521,14 +530,16 @@ def evaluate_and_save(cfg: FinetuneConfig, run_dir: Path, parts: Parts, state: R
 def collect(cfg: FinetuneConfig, parts: Parts, state: RunState, action: np.ndarray) -> None:
     """One environment step of a run with the action its explorer chose (and measured)."""
     explorer, buffer = parts.explorer, parts.buffer
+    has_bonus = cfg.bonus_type == "ensemble"
     if not np.isfinite(action).all():
-        raise DivergenceError(state.step + 1, "the policy's action")
+        raise DivergenceError(state.step + 1, "the policy's action", has_bonus)
     if not np.isfinite(explorer.disagreement):
-        raise DivergenceError(state.step + 1, "Q-values (ensemble disagreement)")
+        raise DivergenceError(state.step + 1, "Q-values (ensemble disagreement)", has_bonus)
     next_obs, reward, terminated, truncated, _ = parts.env.step(action)
     bonus = explorer.bonus(reward)
     if not abs(reward + bonus) <= FLOAT32_MAX:  # inf, NaN or beyond what the buffer stores
-        raise DivergenceError(state.step + 1, "the exploration bonus (reward + bonus overflows float32)")
+        what = "the exploration bonus (reward + bonus overflows float32)" if bonus else "the environment's reward"
+        raise DivergenceError(state.step + 1, what, has_bonus)
     buffer.add(state.obs, action, reward, bonus, next_obs, terminated)
     state.window.add_env_step(reward, bonus, explorer.disagreement, explorer.multiplier)
     state.episode_return += float(reward)
@@ -602,7 +613,7 @@ def train(cfg: FinetuneConfig, run_dir: Path, parts: Parts, state: RunState, ide
                 learned = explorer.update(agent, batch)  # an explorer that learns (e.g. RND) trains here
                 if learned:
                     info = {**info, **{f"explorer_{k}": v for k, v in learned.items()}}
-                check_finite(info, state.step + 1)
+                check_finite(info, state.step + 1, cfg.bonus_type == "ensemble")
                 state.window.add_update(info)
                 state.step += 1
                 bar.update(1)

@@ -31,6 +31,7 @@ folder is reused (complete) or resumed (unfinished) only then.
 
 from __future__ import annotations
 
+import math
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -84,7 +85,13 @@ def resolve_inputs(cfg, allow_download: bool = True) -> Inputs:
     from hrl_core.run.phase1 import find_phase1
 
     path, used, substituted = find_phase1(
-        cfg.phase1_dir, cfg.algo, cfg.env, cfg.remove_top_k, cfg.reward_noise_std, cfg.effective_phase1_seed
+        cfg.phase1_dir,
+        cfg.algo,
+        cfg.env,
+        cfg.remove_top_k,
+        cfg.reward_noise_std,
+        cfg.effective_phase1_seed,
+        named=cfg.phase1_seed is not None,
     )
     dataset = locate_source(cfg.env, cfg.dataset_source, allow_download=allow_download)
     return Inputs(dataset, path, cfg.effective_phase1_seed, used, substituted)
@@ -170,7 +177,36 @@ def existing(run_dir: Path, wanted: dict) -> Existing:
     if status is None and (run_dir / CHECKPOINT).exists():
         # checkpoint.pt is written only when a run completes: its record is damaged, not unfinished
         return Existing("damaged", [f"its {METRICS} is missing or unreadable but {CHECKPOINT} is there"])
+    if status == "complete":
+        try:
+            damage = metrics_damage(files.read_json(run_dir / METRICS))
+        except (OSError, ValueError):
+            damage = f"its {METRICS} is unreadable"
+        if damage:
+            return Existing("damaged", [damage])
     return Existing(status or "running")
+
+
+CURVE_KEYS = ("step", "normalized_return", "raw_return_mean")  # what every summary reads of a run
+
+
+def metrics_damage(metrics) -> str | None:
+    """Why a run's metrics.json cannot be summarized (None: it can): the evaluation curve must be
+    lists of finite numbers, one per evaluation (JSON writes NaN, and a NaN in a table is a number
+    that looks right)."""
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("step"), list) or not metrics["step"]:
+        return f"its {METRICS} has no evaluation points"
+    n = len(metrics["step"])
+    for key in CURVE_KEYS:
+        values = metrics.get(key)
+        if values is None and key != "step" and key != "normalized_return":
+            continue
+        if not isinstance(values, list) or len(values) != n:
+            return f"its {METRICS} has {key} of another length than its {n} evaluation points"
+        for i, v in enumerate(values):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                return f"its {METRICS} has {key}[{i}] = {v!r}, not a finite number"
+    return None
 
 
 # --------------------------------------------------------------------------------------

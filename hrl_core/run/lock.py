@@ -230,11 +230,22 @@ class RunLock:
             pass  # a full disk: the next beat tries again; the writer reports the disk
 
     def check(self) -> None:
-        """Raise if the lock was taken over (the loop calls this before writing)."""
+        """Raise if the lock was taken over, or the folder or its lock removed (the loop calls this
+        before writing: a run never recreates a folder someone removed, nor writes beside another)."""
+        if not self.run_dir.is_dir():
+            self.lost = True
+            raise RunLocked(f"{self.run_dir} was removed while this run was writing it; it stops and writes "
+                            "nothing there (run the same command again to start the cell anew)")  # fmt: skip
+        current = read_lock(self.run_dir)
+        if current is None or current.get("token") != self.token:
+            self.lost = True
         if self.lost:
-            holder = read_lock(self.run_dir) or {}
+            if current is None:
+                raise RunLocked(f"{self.run_dir}: its lock file was removed while this run was writing there; it "
+                                "stops without writing (run the same command again to resume from its last "
+                                "snapshot)")  # fmt: skip
             raise RunLocked(
-                f"{self.run_dir}: this process lost its lock to {describe(holder)} (it was stopped or suspended "
+                f"{self.run_dir}: this process lost its lock to {describe(current)} (it was stopped or suspended "
                 f"longer than {STALE_SECONDS:.0f} s); it stops without writing"
             )
 

@@ -43,12 +43,17 @@ class Phase1Checkpoint:
     provenance: dict = field(default_factory=dict)  # path, sha256, substitution, Phase I config
 
 
-def find_phase1(phase1_dir, algo, dataset, k, noise, seed: int) -> tuple[Path, int, bool]:
-    """(path, seed used, substituted?) -- falls back to seed 0 when ``seed`` is missing."""
+def find_phase1(phase1_dir, algo, dataset, k, noise, seed: int, named: bool = False) -> tuple[Path, int, bool]:
+    """(path, seed used, substituted?) -- falls back to seed 0 when ``seed`` is missing, unless the
+    user named the seed (``named``: an explicit ``phase1_seed``), which is then an error."""
     root = Path(phase1_dir)
     wanted = root / phase1_run_name(algo, dataset, k, noise, seed) / "checkpoint.pt"
     if wanted.exists():
         return wanted, seed, False
+    if named:
+        raise HrlError(f"Phase I checkpoint {wanted} not found (phase1_seed={seed} was asked for by name, so no "
+                       "other seed stands in); run Phase I with that seed, name another phase1_seed, or pass "
+                       "--phase1_dir pointing at the folder of Phase I results")  # fmt: skip
     fallback = root / phase1_run_name(algo, dataset, k, noise, 0) / "checkpoint.pt"
     if seed != 0 and fallback.exists():
         return fallback, 0, True
@@ -191,7 +196,15 @@ def load_state(path: Path) -> dict:
     """torch.load with weights_only=True, turning damage into a one-line HrlError."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, OSError, ValueError) as exc:
+    except pickle.UnpicklingError as exc:
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc) or "GLOBAL" in str(exc):
+            raise HrlError(f"{path} is not a plain tensor file: it asks to run code or build objects when "
+                           "unpickled, and was not loaded; use a checkpoint of plain tensors (a state dict) from a "
+                           "source you trust") from None  # fmt: skip
+        first = textwrap.shorten(str(exc).strip().splitlines()[0] if str(exc).strip() else "UnpicklingError", 120,
+                                 placeholder=" …")  # fmt: skip
+        raise HrlError(f"{path} is truncated or corrupt ({first}); re-copy or re-train it") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         first = textwrap.shorten(first, 120, placeholder=" …")  # cut at a word, and say so
         raise HrlError(f"{path} is truncated or corrupt ({first}); re-copy or re-train it") from None

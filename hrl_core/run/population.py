@@ -124,15 +124,34 @@ def run_population(cfgs: list[FinetuneConfig], progress: bool = True, grid_cell:
     A cell that is already complete, locked by another process or has bad input is reported as
     such and the others go on; cells starting at another step than the rest run after them (a
     population's cells share their optimizer's step count)."""
+    from hrl_core.run.finetune import replay_need
+    from hrl_core.run.runtime import check_memory
+
     results: list[RunResult | BaseException | None] = [None] * len(cfgs)
+    openings = {}
+    for i, cfg in enumerate(cfgs):  # every check of every cell before any folder is touched
+        try:
+            opened = open_run(cfg, False, grid_cell)
+        except Exception as exc:  # noqa: BLE001 - one cell's bad input or lock stops that cell only
+            results[i] = exc
+            continue
+        if isinstance(opened, RunResult):
+            results[i] = opened
+        else:
+            openings[i] = opened
+    if openings:  # the cells' replay buffers live in this one process
+        first = next(iter(openings.values()))
+        try:
+            check_memory([replay_need(o.cfg) for o in openings.values()], first.device,
+                         f"a population of {len(openings)} cells ")  # fmt: skip
+        except HrlError as exc:
+            for i in openings:
+                results[i] = exc
+            openings = {}
     with contextlib.ExitStack() as held:
         members = []
-        for i, cfg in enumerate(cfgs):
+        for i, opened in openings.items():
             try:
-                opened = open_run(cfg, False, grid_cell)
-                if isinstance(opened, RunResult):
-                    results[i] = opened
-                    continue
                 lock = held.enter_context(folder.take_folder(opened.run_dir))
                 started = start_run(opened, lock)
                 if isinstance(started, RunResult):
@@ -293,9 +312,10 @@ class _Loop:
         if not bool(flags.all()):
             bad = (~flags).any(dim=0).nonzero().flatten().tolist()
             names = list(info)
-            leaving = {p: DivergenceError(step + 1, ", ".join(n for n, f in zip(names, flags[:, p].tolist(),
-                                                                                  strict=True) if not f))
-                       for p in bad}  # fmt: skip
+            leaving = {}
+            for p in bad:
+                what = ", ".join(n for n, f in zip(names, flags[:, p].tolist(), strict=True) if not f)
+                leaving[p] = DivergenceError(step + 1, what, self.members[p].cfg.bonus_type == "ensemble")
             self._drop(leaving)
 
     def _evaluate(self, first: bool = False) -> None:

@@ -28,7 +28,7 @@ from hrl_core.rl.envs import dataset_spec
 from hrl_core.rl.evaluation import Evaluator
 from hrl_core.rl.perf import tune_allocator
 from hrl_core.run import files, folder, phase1
-from hrl_core.run.config import DatasetName, _algorithms, setting
+from hrl_core.run.config import SEED_MAX, DatasetName, _algorithms, setting
 from hrl_core.run.folder import take_folder
 from hrl_core.run.phase1 import phase1_run_name
 from hrl_core.run.runtime import ThreadGovernor, check_finite, progress_bar, resolve_device, seed_everything, versions
@@ -44,13 +44,13 @@ class PretrainConfig:
     env_name: DatasetName = setting("hopper-medium-v2")  # D4RL dataset id
     remove_top_k: float = setting(0.0, lo=0, hi=100, hi_open=True)  # % of highest-return trajectories removed
     reward_noise_std: float = setting(0.0, lo=0)  # Gaussian reward noise
-    corruption_seed: int = setting(0)  # seed of the reward noise
+    corruption_seed: int = setting(0, lo=0, hi=SEED_MAX)  # seed of the reward noise
     total_steps: int = setting(500_000, lo=1)  # gradient steps (--quick: 20,000)
     batch_size: int = setting(256, lo=1)  # transitions per update
     eval_interval: int = setting(10_000, lo=1)  # steps between evaluations (and checkpoints)
     eval_episodes: int = setting(10, lo=1)  # deterministic episodes per evaluation
     log_interval: int = setting(1_000, lo=1)  # steps between training-statistics records
-    seed: int = setting(0)  # torch / numpy / evaluation seed
+    seed: int = setting(0, lo=0, hi=SEED_MAX)  # torch / numpy / evaluation seed
     device: str = setting("auto", result=False)  # torch device: auto | cpu | cuda | cuda:N
     save_dir: str = setting("results", result=False)  # where run folders go
     # where the offline data comes from
@@ -97,7 +97,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> Path:
         print(f"{cfg.run_name}: already complete in {run_dir}")
         return run_dir
     # the data is read (and checked) before the run folder is touched
-    data = load_offline_data(file, cfg.remove_top_k, cfg.reward_noise_std, cfg.corruption_seed)
+    data = load_offline_data(file, cfg.remove_top_k, cfg.reward_noise_std, cfg.corruption_seed, cfg.batch_size)
     with take_folder(run_dir) as lock:
         return _pretrain_locked(cfg, spec, run_dir, device, data, wanted, lock, progress)
 

@@ -154,15 +154,56 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def check_finite(info: dict, step: int) -> None:
-    """Divergence guard: one host sync per step for all scalars of the update."""
+def available_bytes(device: torch.device) -> int | None:
+    """Memory a run can still allocate on ``device`` (None: unknown). CPU: MemAvailable of
+    /proc/meminfo; CUDA: the device's free memory."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_memory(needs: list[tuple[str, int]], device: torch.device, what: str = "") -> None:
+    """Refuse settings whose preallocated memory (``needs``: (description, bytes)) exceeds what the
+    device has available, with the numbers in the message, before anything is written."""
+    total = sum(b for _, b in needs)
+    have = available_bytes(device)
+    if have is None or total <= have:
+        return
+    detail = "; ".join(f"{d}: {b / 1e9:,.1f} GB" for d, b in needs)
+    raise HrlError(f"{what}needs {total / 1e9:,.1f} GB of preallocated memory ({detail}) but {device} has "
+                   f"{have / 1e9:,.1f} GB available; lower online_steps (the replay buffer holds every online "
+                   "step) or run fewer cells at once")  # fmt: skip
+
+
+def check_finite(info: dict, step: int, bonus: bool = True) -> None:
+    """Divergence guard: one host sync per step for all scalars of the update. ``bonus``: whether
+    the run adds a bonus (the advice names bonus_coeff only then)."""
     values = torch.cat([v.reshape(-1) for v in info.values()])
     if not bool(torch.isfinite(values).all()):
         bad = [k for k, v in info.items() if not bool(torch.isfinite(v).all())]
-        raise DivergenceError(step, ", ".join(bad))
+        raise DivergenceError(step, ", ".join(bad), bonus)
 
 
-def check_writable(folder: Path) -> None:
+def check_writable(folder: Path, create: bool = True) -> None:
+    """A folder that runs can be written into (``create=False``: checked without creating anything:
+    it, or the nearest folder above it that exists, must be a writable folder)."""
+    folder = Path(folder)
+    if not create:
+        probe = folder
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise HrlError(f"cannot write to save_dir {folder} ({probe} is a file, not a folder); pass a writable "
+                           "--save_dir")  # fmt: skip
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise HrlError(f"cannot write to save_dir {folder} ({probe} is not writable); pass a writable --save_dir")
+        return
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
