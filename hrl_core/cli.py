@@ -351,7 +351,9 @@ def _add_plot(sub) -> None:
                    "--quick: params/quick.yaml)")  # fmt: skip
     _add_cell_filters(p)
     p.add_argument("--save_dir", default=None, help="folder of run folders (default: the grid file's)")
-    p.add_argument("--out", default="figures", help="output folder (default %(default)s)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: <save_dir>/figures beside the runs; with --record: figures/<grid "
+                        "file name>, the committed record)")  # fmt: skip
     p.add_argument("--no_static", action="store_true", help="HTML only (no PNG/SVG)")
     p.add_argument("--record", action="store_true", help=RECORD_HELP)
     p.set_defaults(handler=_run_plot)
@@ -364,10 +366,14 @@ def _run_plot(args) -> int:
     from pathlib import Path
 
     from hrl_core.lab import plot, records
+    from hrl_core.lab.record import Record, shown
 
     overrides = {"save_dir": args.save_dir} if args.save_dir else {}
-    path, _spec, cells = _selected_cells(args, overrides)
-    out = plot.write_all(cells, Path(args.out), static=not args.no_static)
+    path, spec, cells = _selected_cells(args, overrides)
+    if args.out is None:  # never into the committed record unless asked (--record)
+        args.out = f"figures/{Path(path).stem}" if args.record else str(Path(cells[0].config.save_dir) / "figures")
+    rec = Record.of_cells(Path(path), cells, whole=spec)
+    out = plot.write_all(rec, Path(args.out), static=not args.no_static)
     if not out["runs"]:
         where = ", ".join(sorted({str(c.run_dir.parent) for c in cells}))
         raise HrlError(f"no runs of {path}'s {len(cells)} cells in {where}; pass the grid file (and filters) the runs "
@@ -376,7 +382,7 @@ def _run_plot(args) -> int:
     if not out["html"]:
         print("hrl plot: no HTML figures (plotly is not installed: pip install 'hrl[lab]'); PNG/SVG written")
     print(
-        f"hrl plot: {out['runs']} runs -> {len(out['files'])} files in {args.out}/ (summary.md); "
+        f"hrl plot: {out['runs']} runs -> {len(out['files'])} files in {shown(args.out)}/ (summary.md there); "
         f"{len(out['missing'])} cells missing; runs read from {', '.join(out['sources'])}"
     )
     if args.record:
@@ -387,8 +393,16 @@ def _run_plot(args) -> int:
 
 
 def _add_study(sub) -> None:
-    p = sub.add_parser("study", help="execute the study notebook over a study grid's runs")
-    p.add_argument("--params", default="params/study_iql.yaml", help="study grid YAML (default %(default)s)")
+    p = sub.add_parser(
+        "study",
+        help="execute the study notebook over a study's runs (its record)",
+        description="A study is a grid file with arms (variants that change one thing each) and comparisons "
+        "between them, optionally a declared analysis (primary metric, family, equivalence margin) and parts "
+        "(slices analysed one record each). hrl study executes notebooks/study.ipynb over its runs into "
+        "executed/<file>[_<part>].ipynb with its figures; without --part, the whole study (composite figure).",
+    )
+    p.add_argument("--params", default="params/study_review.yaml",
+                   help="study grid YAML (default %(default)s, the study README's answer comes from)")  # fmt: skip
     p.add_argument("--part", default="", help="one part of a grid file with parts: (its own record)")
     p.add_argument("--save_dir", default="", help="run folders (default: the grid file's save_dir)")
     p.add_argument("--out", default=None, help="executed notebook (default executed/<grid file name>[_<part>].ipynb)")
@@ -413,19 +427,23 @@ def _add_study(sub) -> None:
         stem = Path(args.params).stem
         figures_dir = args.figures_dir or f"figures/{stem}" + (f"/{args.part}" if args.part else "")
         save_dir = args.save_dir or (spec.get("settings") or {}).get("save_dir", "results_phase2")
-        params = {  # absolute: the notebook runs in notebooks/, relative paths mean "from here"
-            "params": str(Path(args.params).resolve()),
-            "save_dir": str(Path(save_dir).resolve()),
-            "figures_dir": str(Path(figures_dir).resolve()),
-            "part": args.part,
-        }
+        import os
+
+        from hrl_core.lab.workbook import REPO
+
+        def portable(path) -> str:  # relative to the repository: the executed record names no machine's folders
+            return os.path.relpath(Path(path).resolve(), REPO)
+
+        params = {"params": portable(args.params), "save_dir": portable(save_dir),
+                  "figures_dir": portable(figures_dir), "part": args.part}  # fmt: skip
         out = Path(args.out or f"executed/{stem}" + (f"_{args.part}" if args.part else "") + ".ipynb").resolve()
         res = execute.execute_cell(str(resources.notebook("study.ipynb")), str(out), params, {}, "study")
         if res["status"] != "complete":
             raise HrlError(f"study notebook failed ({res['error']}); see {out}")
         print(f"hrl study: {out} ({res['seconds']:.0f} s)")
         if args.record:
-            cells = grids.expand(spec, {"parts": [args.part]} if args.part else None, {"save_dir": params["save_dir"]})
+            cells = grids.expand(spec, {"parts": [args.part]} if args.part else None,
+                                 {"save_dir": str(Path(save_dir).resolve())})  # fmt: skip
             n, size = records.write_compact(cells)
             print(f"hrl study: {n} runs' config.json/metrics.json in {records.record_dir(params['save_dir'])} "
                   f"({size / 1e6:.1f} MB)")  # fmt: skip

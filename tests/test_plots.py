@@ -76,7 +76,7 @@ def test_summary_rows_values(cells):
     assert (k0e["dip_return_mean"], k0e["dip_depth_mean"], k0e["dip_step_median"]) == (45.0, 5.0, 1000.0)
     assert k0e["regain_text"] == "2,000 (1/1)" and k0v["regain_text"] == "not regained (0/1)"
     # k=60 never falls below its start: nothing to regain; the clean level (50) is never reached.
-    assert ens["regain_text"] == "never below (2/2)" and ens["dipped"] == "0/2"
+    assert ens["regain_text"] == "never below its start (2/2)" and ens["dipped"] == "0/2"
     assert ens["clean_text"] == "not reached (0/2)" and ens["spec80_text"] == "2,500 (2/2)"
 
 
@@ -113,11 +113,13 @@ def test_sample_efficiency_shows_never_reached(cells):
     k60 = [i for i, x in enumerate(vanilla.x) if x == "k=60"]
     assert all("not reached" in vanilla.text[i] for i in k60) and len(k60) == 2
     assert all(vanilla.marker.symbol[i] == "x-open" for i in k60)
-    # The regain panel: k=60 never fell below its start ("never below", an open circle at 0).
+    # The regain panel: k=60 never fell below its start ("never below its start", an open circle on a
+    # line of its own below 0, so it never reads as "regained in 0 steps").
     regain = [s for s in spec.panels[1].series if s.label == "IQL vanilla"][0]
     at60 = [i for i, x in enumerate(regain.x) if x == "k=60"]
-    assert [regain.y[i] for i in at60] == [0, 0] and {regain.markers[i] for i in at60} == {"circle-open"}
-    assert all("never below" in regain.text[i] for i in at60)
+    assert all(regain.y[i] < 0 for i in at60) and {regain.markers[i] for i in at60} == {"circle-open"}
+    assert any(h.y == regain.y[at60[0]] and "never below its start" in h.label for h in spec.panels[1].hlines)
+    assert all("never below its start" in regain.text[i] for i in at60)
     k0 = [i for i, x in enumerate(regain.x) if x == "k=0"]  # k=0 vanilla dipped and never regained: drawn above
     assert regain.markers[k0[0]] == "x" and regain.y[k0[0]] > 3000
 

@@ -40,7 +40,7 @@ def test_not_regained_and_not_reached():
 def test_a_curve_that_never_falls_below_its_start_has_nothing_to_regain():
     r = recovery(STEPS, [40.0, 41.0, 40.0, 45.0, 50.0, 49.0], clean_level=48.0)
     assert r.dip_depth == 0.0 and not r.dipped and r.dip_step == 4_000.0  # lowest after step 0: 40, at its start
-    assert r.regain_step == 0.0 and steps_text(r.regain_step, "regain") == "never below"
+    assert r.regain_step == 0.0 and steps_text(r.regain_step, "regain") == "never below its start"
     r = recovery(STEPS, [40.0, 42.0, 43.0, 45.0, 50.0, 49.0], clean_level=48.0)
     assert r.dip_depth == pytest.approx(-2.0) and r.dip_step == 2_000.0  # negative: the lowest point is above step 0
     assert r.clean_step == 8_000.0
@@ -51,6 +51,6 @@ def test_a_curve_that_never_falls_below_its_start_has_nothing_to_regain():
 def test_medians_count_censored_seeds_at_the_budget():
     assert median_text([2_000.0, 4_000.0, math.inf], 10_000.0) == "4,000 (2/3)"
     assert median_text([2_000.0, math.inf, math.inf], 10_000.0) == "not reached (1/3)"
-    assert median_text([0.0, 0.0, 6_000.0], 10_000.0, "regain") == "never below (3/3)"
+    assert median_text([0.0, 0.0, 6_000.0], 10_000.0, "regain") == "never below its start (3/3)"
     assert median_text([10_000.0, 10_000.0, math.inf], 10_000.0) == "10,000 (2/3)"  # reached at the last evaluation
     assert median_text([math.nan], 10_000.0) == "—"

@@ -162,25 +162,32 @@ def clean_levels(runs, store_dir: str | Path | None = None, evaluate: bool = Tru
         entries += [e for e in _read_store(record_dir(store_dir) / STORE) if _key(e) not in {_key(x) for x in entries}]
     added = False
     out = {}
+    from hrl_core.lab.analysis import stratum_of
+
     for algo, dataset in sorted({(r.algo, r.dataset) for r in done}):
         group = [r for r in done if (r.algo, r.dataset) == (algo, dataset)]
         cl = CleanLevel(algo, dataset, math.nan)
-        for seed in sorted({r.seed for r in group}):
-            k0 = [r for r in group if r.seed == seed and r.k == 0]
+        # one level per online seed and Phase I checkpoint (a record with one checkpoint: per seed, as always)
+        pairs = sorted({(r.seed, stratum_of(r)) for r in group})
+        several = len({ck for _, ck in pairs}) > 1
+        for seed, ck in pairs:
+            key = f"{seed}/ckpt {ck}" if several else seed
+            mine = [r for r in group if r.seed == seed and stratum_of(r) == ck]
+            k0 = [r for r in mine if r.k == 0]
             if k0:  # its step 0 is the clean checkpoint evaluated on this seed's episodes
-                cl.per_seed[seed] = float(k0[0].returns[0])
-                cl.sources[seed] = f"step 0 of {k0[0].run_name}"
+                cl.per_seed[key] = float(k0[0].returns[0])
+                cl.sources[key] = f"step 0 of {k0[0].run_name}"
                 continue
-            hit, new, note = _for_seed(next(r for r in group if r.seed == seed), entries, evaluate)
+            hit, new, note = _for_seed(mine[0], entries, evaluate)
             if hit is None:
-                cl.note = f"seed {seed}: {note}"
-                cl.missing.append(seed)
+                cl.note = f"seed {key}: {note}"
+                cl.missing.append(key)
                 continue
             if new:
                 entries.append(hit)
                 added = True
-            cl.per_seed[seed] = float(hit["normalized_return"])
-            cl.sources[seed] = f"offline evaluation of {hit['checkpoint']}"
+            cl.per_seed[key] = float(hit["normalized_return"])
+            cl.sources[key] = f"offline evaluation of {hit['checkpoint']}"
         if cl.per_seed:  # the seeds that have it (a seed without one is named in the note)
             cl.level = float(np.mean(list(cl.per_seed.values())))
         out[(algo, dataset)] = cl
@@ -190,8 +197,23 @@ def clean_levels(runs, store_dir: str | Path | None = None, evaluate: bool = Tru
     return out
 
 
+def levels_by_checkpoint(runs, store_dir: str | Path | None = None) -> dict[tuple, CleanLevel]:
+    """(algo, dataset, Phase I seed) -> the clean level of that checkpoint's clean twin, over the
+    online seeds of the runs that start from it (stored evaluations only: nothing is evaluated)."""
+    from hrl_core.lab.analysis import stratum_of
+
+    out = {}
+    for ck in sorted({stratum_of(r) for r in runs if r.status == "complete"}):
+        mine = [r for r in runs if r.status == "complete" and stratum_of(r) == ck]
+        for (algo, dataset), cl in clean_levels(mine, store_dir, evaluate=False).items():
+            out[(algo, dataset, ck)] = cl
+    return out
+
+
 def clean_levels_markdown(levels: dict[tuple, CleanLevel]) -> str:
     """Where each clean level came from (one line per algo and dataset)."""
+    from hrl_core.lab.record import shown
+    levels = {k: v for k, v in levels.items() if len(k) == 2}  # per-checkpoint levels have their own table
     if not levels:
         return "No clean level (no complete runs)."
     lines = ["**Clean level** (100% of the k=0 Phase I return of the same algorithm and dataset; mean over seeds):"]
@@ -200,7 +222,7 @@ def clean_levels_markdown(levels: dict[tuple, CleanLevel]) -> str:
             lines.append(f"- {algo} {dataset}: **unknown** ({cl.note})")
             continue
         runs_used = sum(s.startswith("step 0") for s in cl.sources.values())
-        offline = sorted({s.split("offline evaluation of ")[1] for s in cl.sources.values() if "offline" in s})
+        offline = sorted({shown(s.split("offline evaluation of ")[1]) for s in cl.sources.values() if "offline" in s})
         how = [f"{runs_used} from the step 0 of k=0 runs"] if runs_used else []
         how += [f"{len(cl.sources) - runs_used} by offline evaluation of {', '.join(offline)}"] if offline else []
         lines.append(f"- {algo} {dataset}: **{cl.level:.1f}** over seeds {', '.join(map(str, cl.per_seed))} "

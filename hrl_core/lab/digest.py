@@ -23,22 +23,16 @@ from pathlib import Path
 
 from hrl_core import resources
 from hrl_core.errors import HrlError
-from hrl_core.lab import clean_level, grids, records, study, summary
+from hrl_core.lab import records, study, summary
+from hrl_core.lab.record import Record
 
 BLOCK = re.compile(r"(<!-- digest:(?P<name>[^ ]+) -->\n)(?P<body>.*?)(<!-- /digest:(?P=name) -->)", re.S)
 METRICS = ("auc", "final", "dip_depth", "regain")
 
 
 def _record(stem: str, part: str = ""):
-    whole = grids.load_grid(resources.folder("params") / f"{stem}.yaml")
-    spec = study.part_spec(whole, part) if part else whole
-    cells = grids.expand(whole, {"parts": [part]} if part else None)
-    references = grids.reference_cells(whole, part) if part else []  # runs of other parts its comparisons read
-    found = records.load_cells(cells + references)
-    complete = [r for r in found if r.status == "complete"]
-    save_dir = cells[0].run_dir.parent if cells else None
-    levels = clean_level.clean_levels(complete, save_dir, evaluate=False)
-    return spec, cells, complete, levels
+    rec = Record.open(resources.folder("params") / f"{stem}.yaml", part)
+    return rec.spec, rec.cells, rec.complete, rec.levels
 
 
 def _cell(d, metric: str, verdict: str) -> str:

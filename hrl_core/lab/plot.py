@@ -18,7 +18,7 @@ import csv
 from pathlib import Path
 
 from hrl_core.errors import HrlError
-from hrl_core.lab import clean_level, records, summary
+from hrl_core.lab import clean_level, summary
 from hrl_core.lab.figures import catalog, to_matplotlib, to_plotly
 
 SUMMARY_METRICS = ("final", "auc", "dip_depth", "regain", "clean")
@@ -80,9 +80,14 @@ def write_summary(rows: list[dict], effects: list[dict], levels: dict, missing: 
     return md_path, csv_path
 
 
-def write_all(cells, out_dir: Path, static: bool = True, html: bool = True) -> dict:
-    """Every figure and the summary for the runs of a grid file's cells."""
-    if any(c.arm for c in cells):
+def write_all(rec, out_dir: Path, static: bool = True, html: bool = True) -> dict:
+    """Every figure and the summary of a grid's record (a ``hrl_core.lab.record.Record``, or a list of
+    a grid file's cells)."""
+    from hrl_core.lab.record import Record
+
+    if not isinstance(rec, Record):
+        rec = Record.of_cells(Path("grid"), list(rec), whole={})
+    if rec.is_study or any(c.arm for c in rec.cells):
         # Arms of a variants study share (algo, dataset, k, bonus): this summary would pool them.
         raise HrlError("this grid file has arms (a variants study): use hrl study --params with it")
     if html:
@@ -90,20 +95,16 @@ def write_all(cells, out_dir: Path, static: bool = True, html: bool = True) -> d
             import plotly  # noqa: F401 - the [lab] extra; a core install writes PNG/SVG only
         except ImportError:
             html = False
-    runs = records.load_cells(cells)
-    done = {r.run_name for r in runs if r.status == "complete"}
-    damaged = {r.run_name: r.metrics.get("damage") for r in runs if r.status == "damaged"}
+    runs, levels = rec.complete, rec.levels
+    done = {r.run_name for r in runs}
+    damaged = {r.run_name: r.metrics.get("damage") for r in rec.runs if r.status == "damaged"}
     missing = [c.run_name + (f" (damaged, left out: {damaged[c.run_name]})" if c.run_name in damaged else "")
-               for c in cells if c.run_name not in done]  # fmt: skip
+               for c in rec.cells if c.run_name not in done]  # fmt: skip
     out_dir = Path(out_dir)
-    save_dirs = sorted({str(c.run_dir.parent) for c in cells})
-    levels = clean_level.clean_levels(runs, save_dirs[0] if save_dirs else None)
-    labels = plain_arms(runs)
-    rows = summary.setting_rows(runs, labels, levels)
-    comparisons = {f"{arm} − vanilla": (arm, "vanilla") for arm in labels if arm != "vanilla"}
-    effects = summary.effect_rows(runs, comparisons, levels, SUMMARY_METRICS)
+    rows = rec.rows()
+    effects = rec.legacy_effects(SUMMARY_METRICS)
     figures = []
-    drawn = [r for r in runs if r.status != "damaged"]
+    drawn = rec.drawn
     for algo, dataset in sorted({(r.algo, r.dataset) for r in drawn}):
         figures += [catalog.curves(drawn, algo, dataset), catalog.exploration(drawn, algo, dataset)]
     for dataset in sorted({r.dataset for r in runs if r.status == "complete"}):
@@ -114,6 +115,6 @@ def write_all(cells, out_dir: Path, static: bool = True, html: bool = True) -> d
             written.append(to_plotly.export_html(fig, out_dir))
         if static:
             written += to_matplotlib.save(fig, out_dir)
-    written += list(write_summary(rows, effects, levels, missing, out_dir, len(runs)))
-    return {"runs": len(runs), "files": written, "missing": missing, "rows": rows, "effects": effects,
-            "html": html, "sources": records.sources(runs), "levels": levels}  # fmt: skip
+    written += list(write_summary(rows, effects, levels, missing, out_dir, len(rec.runs)))
+    return {"runs": len(rec.runs), "files": written, "missing": missing, "rows": rows, "effects": effects,
+            "html": html, "sources": rec.sources, "levels": levels}  # fmt: skip

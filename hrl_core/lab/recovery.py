@@ -113,13 +113,13 @@ def capped(steps_to: float, budget: float) -> float:
 
 
 def steps_text(value: float, kind: str = "reach") -> str:
-    """How a steps-to-level value reads: 'at step 0', 'never below', 'not reached', '12,000'."""
+    """How a steps-to-level value reads: 'at step 0', 'never below its start', 'not reached', '12,000'."""
     if math.isnan(value):
         return "—"
     if math.isinf(value):
         return "not regained" if kind == "regain" else "not reached"
     if value == 0:
-        return "never below" if kind == "regain" else "at step 0"
+        return "never below its start" if kind == "regain" else "at step 0"
     return f"{value:,.0f}"
 
 

@@ -134,15 +134,18 @@ def provenance_markdown(found) -> str:
         budgets.add((r.algo, s["online_steps"], s["eval_interval"], s["eval_episodes"], s["n_ensemble"]))
         commit = (r.config.get("versions") or {}).get("git_commit") or "unknown"
         commits[commit] = commits.get(commit, 0) + 1
-    lines = ["**Offline data** (as recorded in each run's `config.json`):"]
-    lines += [f"- `{p}` (sha256 `{h[:12]}…`): **{kind}**" for (p, h), kind in sorted(datasets.items())]
+    from hrl_core.lab.record import shown
+
+    lines = ["**Offline data** (as recorded in each run's `config.json`; paths relative to the repository):"]
+    lines += [f"- `{shown(p)}` (sha256 `{h[:12]}…`): **{kind}**" for (p, h), kind in sorted(datasets.items())]
     lines.append("\n**Phase I checkpoints:**")
-    lines += [f"- `{p}` (sha256 `{h[:12]}…`, {n:,} gradient steps)" for (p, h), n in sorted(checkpoints.items())]
+    lines += [f"- `{shown(p)}` (sha256 `{h[:12]}…`, {n:,} gradient steps)"
+              for (p, h), n in sorted(checkpoints.items())]  # fmt: skip
     lines.append("\n**Budget** (algo: online steps, eval interval, eval episodes, N):")
     lines += [f"- {b[0]}: {b[1]:,} / {b[2]:,} / {b[3]} / {b[4]}" for b in sorted(budgets)]
     lines.append("\n**Code** (git commit recorded by the runs): " +
                  ", ".join(f"`{c[:12]}` ({n} runs)" for c, n in sorted(commits.items())))  # fmt: skip
-    sources = sorted({r.source for r in found})
+    sources = sorted({shown(r.source) for r in found})
     if sources:
         lines.append("\n**Read from:** " + ", ".join(f"`{s}`" for s in sources))
     if any(not k.startswith("D4RL v2 layout") for k in datasets.values()):
@@ -222,6 +225,21 @@ def _ratio(a: list, b: list) -> list:
     return [None if x is None or y is None or y <= 0 else x / y for x, y in zip(a, b, strict=True)]
 
 
+MULTIPLIER = "bonus / (λ·std(Q))"
+
+
+def _multiplier(r) -> list:
+    """The bonus normalizer's factor per interval, bonus / (lambda * std(Q)) of the interval means
+    (1 for the raw bonus, 1 - gamma for ``horizon``; ``normalized``'s running |r| / running |Q|), None
+    without a bonus. From the logged means, so runs made before it was logged show it too."""
+    s = r.config.get("settings", {})
+    if s.get("bonus_type") != "ensemble" or s.get("exploration", "reward_bonus") != "reward_bonus":
+        return [None] * len(r.steps)
+    coeff = float(s.get("bonus_coeff") or 0)
+    return [None if b is None or d is None or coeff * d <= 0 else b / (coeff * d)
+            for b, d in zip(r.series("bonus_mean"), r.series("ensemble_disagreement"), strict=True)]  # fmt: skip
+
+
 def _fresh_minus_loaded(q_members: list) -> list:
     """Mean Q of the fresh members (2..N-1) minus that of the loaded ones (0, 1)."""
     return [None if q is None or len(q) < 3 else float(np.mean(q[2:]) - np.mean(q[:2])) for q in q_members]
@@ -237,6 +255,7 @@ DIAGNOSTICS = (
     ("mean Q: fresh − loaded", lambda r: _fresh_minus_loaded(r.series("q_member_avg")), "linear", None),
     ("mean Q, loaded members",
      lambda r: [None if q is None else float(np.mean(q[:2])) for q in r.series("q_member_avg")], "linear", None),
+    (MULTIPLIER, lambda r: _multiplier(r), "log", None),
 )  # fmt: skip
 
 
@@ -278,9 +297,39 @@ def diagnostics_markdown(rows: list[dict]) -> str:
     ])  # fmt: skip
 
 
-def figures(found, arms: list[str], levels: dict, figures_dir=None) -> list[tuple[str, bytes]]:
-    """The study's figures as PNG bytes (to show inline), also written as PNG/SVG."""
-    figs = [catalog.study_curves(found, arms), catalog.study_diagnostics(found, arms, DIAGNOSTICS)]
+def forest_rows(effects) -> list[tuple[str, float, float, float, str]]:
+    """(label, estimate, low, high, verdict) per effect and setting of the primary metric: the declared
+    analysis's effects (``analysis.Effect``), or the Welch rows of a record without one (AUC)."""
+    out = []
+    for e in effects:
+        if isinstance(e, dict):  # summary.effect_rows
+            d = e["auc"]
+            label = f"{e['comparison'].split(' (')[0]} | {e['algo'].upper()} {e['dataset'].split('-')[0]} k={e['k']:g}"
+            out.append((label, d.estimate, d.low, d.high, e["auc_verdict"]))
+        elif e.primary:
+            out.append((f"{e.comparison.split(' (')[0]} | {e.setting}", e.estimate, e.ci[0], e.ci[1], e.verdict))
+    return out
+
+
+def forest_figure(effects, analysis=None, name: str = "study_forest"):
+    rows = forest_rows(effects)
+    declared = analysis is not None and analysis.declared
+    what = ("primary metric, calibrated 95% interval, verdict after Holm" if declared
+            else "AUC, Welch 95% interval, uncorrected verdict")  # fmt: skip
+    margin = analysis.equivalence_margin if declared else None
+    title = f"Effects per setting ({what}" + (f"; shaded: ±{margin:g} equivalence margin)" if margin else ")")
+    return catalog.forest(rows, "AUC (normalized points)", title, margin, name)
+
+
+def figures(found, arms: list[str], levels: dict, figures_dir=None, effects=None, analysis=None,
+            composite: bool = False) -> list[tuple[str, bytes]]:  # fmt: skip
+    """The study's figures as PNG bytes (to show inline), also written as PNG/SVG (300 dpi): every
+    seed's return curve and the mean; the forest plot of its effects (when given); the diagnostics;
+    recovery per seed. ``composite``: the return curves are the whole study's (every setting), named so."""
+    figs = [catalog.study_curves(found, arms, "study_composite" if composite else "study_returns"),
+            catalog.study_diagnostics(found, arms, DIAGNOSTICS)]  # fmt: skip
+    if effects:
+        figs.append(forest_figure(effects, analysis))
     figs += [catalog.recovery(found, ds, levels) for ds in sorted({r.dataset for r in found})]
     out = []
     for fig in figs:
@@ -288,3 +337,57 @@ def figures(found, arms: list[str], levels: dict, figures_dir=None) -> list[tupl
             to_matplotlib.save(fig, figures_dir)
         out.append((fig.name, to_matplotlib.png_bytes(fig)))
     return out
+
+
+def declared_conclusion(effects, analysis) -> str:
+    """What the declared analysis supports, effect by effect: the verdict after Holm, what the
+    interval still allows, what the design could detect, and whether the checkpoints agree."""
+    primary = [e for e in effects if e.primary]
+    if not primary:
+        return "No effect of the primary family has complete runs on both sides yet: nothing to conclude."
+    out = []
+    for label in dict.fromkeys(e.comparison for e in primary):
+        mine = [e for e in primary if e.comparison == label]
+        counts = {v: sum(e.verdict == v for e in mine) for v in ("better", "worse", "equivalent", "inconclusive")}
+        parts = []
+        for e in mine:
+            text = f"{e.setting}: **{e.verdict}** ({e.estimate:+.1f} [{e.ci[0]:+.1f}, {e.ci[1]:+.1f}]"
+            if e.verdict == "inconclusive":
+                text += f"; effects up to {e.largest_not_excluded:.1f} not excluded, detectable ≈ {e.detectable:.1f}"
+            if len(e.per_checkpoint) > 1:
+                text += f"; checkpoints {e.agreement}"
+            parts.append(text + ")")
+        tally = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+        out.append(f"- **{label}** ({tally} of {len(mine)} settings): " + "; ".join(parts) + ".")
+    out.append(
+        f"- A verdict is better/worse only when the Holm-adjusted p is below {analysis.alpha:g}; *equivalent* only "
+        f"when both one-sided tests reject ±{analysis.equivalence_margin:g} points after Holm. Everything else is "
+        "inconclusive, which is not evidence of no effect. Stand-in data, not D4RL."
+    )
+    return "\n".join(out)
+
+
+def secondary_markdown(effects) -> str:
+    """The secondary metrics, labelled so: estimates and uncorrected intervals."""
+    rows = [e for e in effects if not e.primary]
+    if not rows:
+        return ""
+    return summary.table(
+        ["effect", "setting", "metric (secondary, uncorrected)", "difference [95% interval]", "verdict"],
+        [[e.comparison, e.setting, summary.BY_KEY[e.metric].label,
+          (summary._steps_diff(stats.Diff(e.estimate, e.ci[0], e.ci[1])) if summary.BY_KEY[e.metric].unit == "steps"
+           else f"{e.estimate:+.1f} [{e.ci[0]:+.1f}, {e.ci[1]:+.1f}]"), e.verdict] for e in rows],
+    )  # fmt: skip
+
+
+def iqm_markdown(effects, min_runs: int) -> str:
+    """IQM difference and probability of improvement per setting (rliable's definitions, stratified
+    bootstrap over checkpoints), where a side has at least ``min_runs`` runs."""
+    rows = [e for e in effects if e.primary and e.iqm is not None]
+    if not rows:
+        return f"_IQM and probability of improvement: shown where a side has ≥ {min_runs} runs (none yet)._"
+    return summary.table(
+        ["effect", "setting", "IQM difference [interval]", "P(arm > reference) [interval]"],
+        [[e.comparison, e.setting, f"{e.iqm.text()} ({e.iqm.method})", f"{e.poi.text(2, False)} ({e.poi.method})"]
+         for e in rows],
+    )  # fmt: skip

@@ -91,15 +91,20 @@ def groups(runs, levels: dict | None = None, final_evaluations: int = 1) -> dict
     ``levels``: (algo, dataset) -> clean level (a float or a ``CleanLevel``); without one,
     steps to the clean level and to 80% of it are unknown (nan). ``final_evaluations``: the
     final return is the mean of that many last evaluations (a study's declared analysis)."""
+    from hrl_core.lab.analysis import stratum_of
+
     out: dict[tuple, Group] = {}
     for r in sorted((r for r in runs if r.status == "complete"), key=lambda r: r.seed):
         key = (r.algo, r.dataset, r.k, r.arm)
         level = (levels or {}).get((r.algo, r.dataset), math.nan)
         level = float(getattr(level, "level", level))
+        # a run's own checkpoint's clean level, where the record has one per checkpoint
+        own = (levels or {}).get((r.algo, r.dataset, stratum_of(r)))
+        own = level if own is None else float(getattr(own, "level", own))
         if key not in out:
             out[key] = Group(*key, runs=[], recs=[], clean_level=level)
         out[key].runs.append(r)
-        out[key].recs.append(recovery(r.steps, r.returns, level, final_evaluations))
+        out[key].recs.append(recovery(r.steps, r.returns, own if not math.isnan(own) else level, final_evaluations))
     return out
 
 

@@ -6,7 +6,8 @@ styles); ``to_matplotlib.render`` and ``to_plotly.render`` draw them. Pure funct
   solid/dashed per arm, mean ± std over seeds, the Phase I level dotted;
 - :func:`recovery`: per seed, online steps to the clean checkpoint's return and to regain
   the step-0 level after the dip, per corruption level and method, "not reached" drawn as
-  ✕ on a line above the budget (never dropped), "at step 0" / "never below" as open circles;
+  ✕ on a line above the budget (never dropped), "at step 0" / "never below its start" as open
+  circles on a line of their own below 0 (so they never read as "regained in 0 steps");
 - :func:`exploration`: ensemble disagreement, and the bonus beside the env reward;
 - :func:`study_curves` / :func:`study_diagnostics`: a panel per setting, a colour per arm;
 - :func:`run_curves`: one run (the cell notebook); :func:`pretrain_curves`: a Phase I run.
@@ -58,24 +59,35 @@ def _arms(runs) -> list[str]:
 # --------------------------------------------------------------------------------------
 # A grid (hrl plot, the explorer)
 # --------------------------------------------------------------------------------------
+def arm_colour(arms: list[str], arm: str) -> str:
+    """An arm's colour, the same in every figure of a record (its place in the record's arms)."""
+    return ARM_COLOURS[arms.index(arm) % len(ARM_COLOURS)] if arm in arms else "#666666"
+
+
 def curves(runs, algo: str, dataset: str, metric: str = "normalized_return", ks=None) -> Figure:
-    """Mean ± std over seeds of ``metric`` vs online steps, per corruption level and arm."""
+    """Mean ± std over seeds of ``metric`` vs online steps: a panel per corruption level (one band
+    per arm in it, so bands do not pile up), a colour per arm; the Phase I level dotted, in the legend."""
     sel = [r for r in runs if r.algo == algo and r.dataset == dataset]
-    panel = Panel(xlabel="online steps", ylabel=metric.replace("_", " "))
     levels = sorted({r.k for r in sel} if ks is None else {r.k for r in sel} & set(ks))
+    arms = _arms(sel)
+    panels = []
     for k in levels:
-        for arm in _arms(sel):
+        panel = Panel(f"k={k:g}", "online steps", metric.replace("_", " "))
+        for arm in arms:
             group = [r for r in sel if r.k == k and r.arm == arm and metric in r.metrics]
             if group:
                 x, y = aligned(group, metric)
-                panel.series.append(_band(f"k={k:g} {arm} (n={len(group)})", x, y, _colour_of_k(k),
+                panel.series.append(_band(f"k={k:g} {arm} (n={len(group)})", x, y, arm_colour(arms, arm),
                                           ARM_DASH.get(arm, "solid")))  # fmt: skip
-    if metric == "normalized_return":
-        panel.hlines = [HLine(float(np.mean([r.returns[0] for r in sel if r.k == k])), _colour_of_k(k)) for k in levels]
+        if metric == "normalized_return" and any(r.k == k for r in sel):
+            level = float(np.mean([r.returns[0] for r in sel if r.k == k]))
+            panel.hlines = [HLine(level, "#555555", legend="Phase I checkpoint (step 0)")]
+        panels.append(panel)
     title = f"{algo.upper()} {dataset}: {metric.replace('_', ' ')}{data_note(sel)}"
     if metric == "normalized_return":
-        title += " (mean ± std over seeds; dotted: Phase I level)"
-    return Figure(f"finetune_curves_{algo}_{dataset}", title, [panel])
+        title += " (mean ± std over seeds)"
+    return Figure(f"finetune_curves_{algo}_{dataset}", title, panels or [Panel()], columns=max(1, len(panels)),
+                  panel_size=(4.6, 3.6), shared_legend=True)  # fmt: skip
 
 
 def recovery(runs, dataset: str, levels: dict) -> Figure:
@@ -89,6 +101,7 @@ def recovery(runs, dataset: str, levels: dict) -> Figure:
         budgets[algo] = max([budgets.get(algo, 0.0), *(rec.budget for rec in g.recs)])
     top = max(budgets.values(), default=1.0)
     ceiling = top * 1.08
+    floor = -0.08 * top  # "never below its start" / "at step 0": drawn on a line of their own, not at 0
     if len(set(budgets.values())) > 1:
         budget_lines = [HLine(b, "#bbbbbb", label=f"{a.upper()} budget") for a, b in sorted(budgets.items())]
     else:
@@ -100,7 +113,7 @@ def recovery(runs, dataset: str, levels: dict) -> Figure:
     for metric, title in (("clean", "online steps to the clean (k=0) Phase I return"),
                           ("regain", "online steps to regain the step-0 level after the dip")):  # fmt: skip
         panel = Panel(title=title, xlabel="corruption (top-k% trajectories removed)", ylabel="online steps",
-                      categories=cats, ylim=(-0.04 * ceiling, ceiling * 1.12))  # fmt: skip
+                      categories=cats, ylim=(1.6 * floor, ceiling * 1.12))  # fmt: skip
         for i, (algo, arm) in enumerate(methods):
             xs, ys, marks, text = [], [], [], []
             for k in ks:
@@ -110,15 +123,16 @@ def recovery(runs, dataset: str, levels: dict) -> Figure:
                     if math.isnan(s):
                         continue  # no clean level
                     xs.append(f"k={k:g}")
-                    ys.append(s if math.isfinite(s) else ceiling)
+                    ys.append(floor if s == 0 else (s if math.isfinite(s) else ceiling))
                     marks.append("x" if math.isinf(s) else ("circle-open" if s == 0 else "circle"))
                     text.append(f"seed {run.seed}: " + steps_text(s, BY_KIND[metric]))
             if xs:
                 panel.series.append(Series(f"{algo.upper()} {arm}", xs, ys, ARM_COLOURS[i % len(ARM_COLOURS)],
                                            kind="markers", markers=marks, text=text))  # fmt: skip
-        panel.hlines = [HLine(ceiling, label="not reached (✕)"), *budget_lines]
+        apart = "at step 0 (○)" if metric == "clean" else "never below its start (○)"
+        panel.hlines = [HLine(ceiling, label="not reached (✕)"), *budget_lines, HLine(floor, "#bbbbbb", label=apart)]
         panels.append(panel)
-    note = "open circle: at step 0 (clean) / never below step 0 (regain)"
+    note = "colour: method; ✕ not reached; ○ on the bottom line: at step 0 / never below its start"
     return Figure(f"sample_efficiency_{dataset}", f"{dataset}: recovery per seed{data_note(sel)}; {note}", panels,
                   columns=2, panel_size=(6.5, 4.6), shared_legend=True)  # fmt: skip
 
@@ -152,22 +166,58 @@ def _setting_title(algo, dataset, k) -> str:
     return f"{algo.upper()} {dataset.split('-')[0]} k={k:g}"
 
 
-def study_curves(runs, arms: list[str]) -> Figure:
-    """Normalized return per arm (mean ± std over seeds): a panel per (algo, dataset, k)."""
+def study_curves(runs, arms: list[str], name: str = "study_returns", seeds_shown: bool = True) -> Figure:
+    """Normalized return per arm: every seed's curve (thin) and their mean (thick), a panel per
+    (algo, dataset, k); a mean over seeds hides a lone collapsed seed, the thin lines show it."""
     panels = []
     for algo, dataset, k in sorted({(r.algo, r.dataset, r.k) for r in runs}):
         sel = [r for r in runs if (r.algo, r.dataset, r.k) == (algo, dataset, k)]
-        panel = Panel(_setting_title(algo, dataset, k), "online steps", "normalized return")
-        for i, arm in enumerate(arms):
+        counts = sorted({sum(r.arm == a for r in sel) for a in arms} - {0})
+        seeds = "/".join(map(str, counts))
+        panel = Panel(f"{_setting_title(algo, dataset, k)} ({seeds} seeds per arm)", "online steps",
+                      "normalized return")  # fmt: skip
+        for arm in arms:
             group = [r for r in sel if r.arm == arm]
-            if group:
-                x, y = aligned(group, "normalized_return")
-                panel.series.append(_band(f"{arm} (n={len(group)})", x, y, ARM_COLOURS[i % len(ARM_COLOURS)],
-                                          group=arm))  # fmt: skip
-        panel.hlines = [HLine(float(np.mean([r.returns[0] for r in sel])))]
+            if not group:
+                continue
+            colour = arm_colour(arms, arm)
+            if seeds_shown:
+                for r in group:
+                    panel.series.append(Series("", list(r.steps), list(r.returns), colour, width=0.7, opacity=0.35,
+                                               group=arm))  # fmt: skip
+            x, y = aligned(group, "normalized_return")
+            panel.series.append(Series(arm, list(x), list(stats.nanmean(y, 0)), colour, width=2.2, group=arm))
+        panel.hlines = [HLine(float(np.mean([r.returns[0] for r in sel])), "#555555",
+                              legend="Phase I checkpoint (step 0)")]  # fmt: skip
         panels.append(panel)
-    return Figure("study_returns", f"Normalized return, mean ± std over seeds (dotted: Phase I level){data_note(runs)}",
-                  panels, columns=min(4, max(1, len(panels))), panel_size=(4.2, 3.4), shared_legend=True)  # fmt: skip
+    title = f"Normalized return: each seed (thin) and the mean over seeds (thick){data_note(runs)}"
+    columns = 2 if len(panels) == 4 else min(4, max(1, len(panels)))
+    return Figure(name, title, panels, columns=columns, panel_size=(5.2, 3.6), shared_legend=True)
+
+
+VERDICT_COLOURS = {"better": "#1b9e77", "worse": "#d95f02", "equivalent": "#377eb8", "inconclusive": "#888888",
+                   "no interval": "#cccccc"}  # fmt: skip
+
+
+def forest(rows: list[tuple[str, float, float, float, str]], metric_label: str, title: str,
+           margin: float | None = None, name: str = "study_forest") -> Figure:
+    """Effect × setting: each row's estimate and interval, coloured by its verdict; the line at 0
+    and (when declared) the equivalence margin shaded. ``rows``: (label, estimate, low, high, verdict)."""
+    labels = [r[0] for r in rows]
+    verdicts = [r[4].split(" (")[0] for r in rows]
+    finite = [v for r in rows for v in r[1:4] if math.isfinite(v)]
+    span = max([abs(v) for v in finite] + [1.0])
+
+    def clip(v):  # an unbounded side is drawn to the edge
+        return v if math.isfinite(v) else math.copysign(1.15 * span, v)
+
+    panel = Panel("", f"{metric_label}: arm − reference", "", rows=labels, vlines=[0.0],
+                  vband=(-margin, margin) if margin else None)  # fmt: skip
+    colours = [VERDICT_COLOURS.get(v, "#888888") for v in verdicts]
+    panel.series.append(Series("", [r[1] for r in rows], labels, "#333333", kind="intervals",
+                               band=([clip(r[2]) for r in rows], [clip(r[3]) for r in rows]),
+                               colours=colours, text=verdicts))  # fmt: skip
+    return Figure(name, title, [panel], panel_size=(8.5, 0.32 * len(rows) + 1.6))
 
 
 def study_diagnostics(runs, arms: list[str], diagnostics) -> Figure:

@@ -16,14 +16,17 @@ class Series:
 
     label: str  # legend text ("" : not in the legend)
     x: list  # numbers, or category names on a categorical axis
-    y: list  # numbers (nan: no point)
+    y: list  # numbers (nan: no point); for intervals: the categories, one per estimate in x
     colour: str
-    kind: Literal["line", "markers"] = "line"
+    kind: Literal["line", "markers", "intervals"] = "line"  # intervals: estimate x, [low, high] in band
     dash: Dash = "solid"
-    band: tuple[list, list] | None = None  # (lower, upper) shaded around a line
+    band: tuple[list, list] | None = None  # (lower, upper) shaded around a line; an interval's ends
     markers: list[Marker] | None = None  # per point (markers only); None: circles
     text: list[str] | None = None  # per point, shown on hover (web) only
     group: str = ""  # series with the same group share one legend entry
+    width: float = 1.6  # line width
+    opacity: float = 1.0  # < 1: a thin per-seed line behind its arm's mean
+    colours: list[str] | None = None  # per point (intervals): e.g. the verdict's colour
 
 
 @dataclass
@@ -32,6 +35,7 @@ class HLine:
     colour: str = "grey"
     dash: Dash = "dot"
     label: str = ""  # written at the line's right end
+    legend: str = ""  # its legend entry ("": none)
 
 
 @dataclass
@@ -44,6 +48,9 @@ class Panel:
     yscale: Literal["linear", "log"] = "linear"
     categories: list[str] | None = None  # a categorical x axis in this order (markers are dodged per series)
     ylim: tuple[float, float] | None = None
+    rows: list[str] | None = None  # a categorical y axis, top to bottom (a forest plot's effects)
+    vlines: list[float] = field(default_factory=list)  # reference lines across (e.g. 0)
+    vband: tuple[float, float] | None = None  # a shaded x range (e.g. the equivalence margin)
 
 
 @dataclass

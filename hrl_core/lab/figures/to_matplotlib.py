@@ -43,10 +43,19 @@ def _draw_panel(ax, panel: Panel) -> None:
     m = 0
     for s in panel.series:
         label = s.label or None
+        if s.kind == "intervals":  # a forest plot: rows top to bottom, estimate and interval per row
+            y = np.asarray([panel.rows.index(v) for v in s.y], float)
+            est = np.asarray(s.x, float)
+            lo, hi = np.asarray(s.band[0], float), np.asarray(s.band[1], float)
+            colours = s.colours or [s.colour] * len(est)
+            for i in range(len(est)):
+                ax.errorbar(est[i], y[i], xerr=[[est[i] - lo[i]], [hi[i] - est[i]]], fmt="o", color=colours[i],
+                            capsize=3, markersize=5, linewidth=1.4)  # fmt: skip
+            continue
         if s.kind == "line":
             x = np.asarray([cats.index(v) for v in s.x] if cats else s.x, float)
             y = np.asarray(s.y, float)
-            ax.plot(x, y, LINESTYLE[s.dash], color=s.colour, label=label, linewidth=1.6)
+            ax.plot(x, y, LINESTYLE[s.dash], color=s.colour, label=label, linewidth=s.width, alpha=s.opacity)
             if s.band is not None:
                 ax.fill_between(x, np.asarray(s.band[0], float), np.asarray(s.band[1], float), color=s.colour,
                                 alpha=0.15, linewidth=0)  # fmt: skip
@@ -64,8 +73,14 @@ def _draw_panel(ax, panel: Panel) -> None:
             ax.scatter(x[idx], np.asarray(s.y, float)[idx], marker=marker, zorder=3, **style)
         if label:  # one filled legend entry per series, whatever its markers
             ax.scatter([], [], marker="o", color=s.colour, label=label)
+    for legend, colour in _legend_entries(panel):
+        ax.plot([], [], color=colour, label=legend)
+    if panel.vband is not None:
+        ax.axvspan(*panel.vband, color="#999999", alpha=0.12, linewidth=0)
+    for v in panel.vlines:
+        ax.axvline(v, color="#555555", linewidth=0.8)
     for h in panel.hlines:
-        ax.axhline(h.y, color=h.colour, linestyle=LINESTYLE[h.dash], linewidth=1)
+        ax.axhline(h.y, color=h.colour, linestyle=LINESTYLE[h.dash], linewidth=1, label=h.legend or None)
         if h.label:  # at the right end, inside the axes
             ax.text(0.995, h.y, h.label, va="bottom", ha="right", fontsize=7, color=h.colour,
                     transform=ax.get_yaxis_transform())  # fmt: skip
@@ -74,10 +89,23 @@ def _draw_panel(ax, panel: Panel) -> None:
     ax.set_yscale(panel.yscale)
     if panel.ylim:
         ax.set_ylim(*panel.ylim)
+    if panel.rows:  # after the scale: setting a scale resets the ticks
+        ax.set_yticks(range(len(panel.rows)), panel.rows, fontsize=7)
+        ax.set_ylim(len(panel.rows) - 0.5, -0.5)  # first row on top
     ax.set_title(panel.title, fontsize=9)
     ax.set_xlabel(panel.xlabel, fontsize=8)
     ax.set_ylabel(panel.ylabel, fontsize=8)
     ax.grid(alpha=0.3)
+
+
+def _legend_entries(panel: Panel) -> list[tuple[str, str]]:
+    """Legend-only entries of an interval series' colours (e.g. verdict -> colour), in order."""
+    out = {}
+    for s in panel.series:
+        if s.kind == "intervals" and s.text and s.colours:
+            for name, colour in zip(s.text, s.colours, strict=True):
+                out.setdefault(name, colour)
+    return list(out.items())
 
 
 def render(fig: Figure):
@@ -108,7 +136,7 @@ def render(fig: Figure):
     return out
 
 
-def save(fig: Figure, out_dir: str | Path, formats=("png", "svg"), dpi: int = 110) -> list[Path]:
+def save(fig: Figure, out_dir: str | Path, formats=("png", "svg"), dpi: int = 300) -> list[Path]:
     """Write ``<name>.png`` / ``.svg``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,20 @@ def render(fig: Figure):
             group = s.group or s.label
             show = bool(s.label) and group not in seen
             seen.add(group)
+            if s.kind == "intervals":
+                est = np.asarray(s.x, float)
+                lo, hi = np.asarray(s.band[0], float), np.asarray(s.band[1], float)
+                colours = s.colours or [s.colour] * len(est)
+                out.add_trace(go.Scatter(x=est, y=list(s.y), mode="markers", showlegend=False, text=s.text,
+                                         marker={"color": colours, "size": 9},
+                                         error_x={"type": "data", "symmetric": False, "array": hi - est,
+                                                  "arrayminus": est - lo, "color": "#555555"}), **where)  # fmt: skip
+                for name, colour in dict(zip(s.text or [], colours, strict=False)).items():
+                    if name not in seen:
+                        seen.add(name)
+                        out.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name,
+                                                 marker={"color": colour, "size": 9}), **where)  # fmt: skip
+                continue
             if s.kind == "line":
                 x = np.asarray(s.x)
                 if s.band is not None:
@@ -42,8 +56,9 @@ def render(fig: Figure):
                                              mode="lines", hoverinfo="skip", showlegend=False, legendgroup=group),
                                   **where)  # fmt: skip
                 out.add_trace(go.Scatter(x=x, y=np.asarray(s.y, float), name=s.label, mode="lines", showlegend=show,
-                                         line={"color": s.colour, "dash": s.dash}, legendgroup=group),
-                              **where)  # fmt: skip
+                                         line={"color": s.colour, "dash": s.dash, "width": s.width},
+                                         opacity=s.opacity, legendgroup=group,
+                                         hoverinfo="skip" if s.opacity < 1 else None), **where)  # fmt: skip
             else:
                 symbols = [SYMBOL[m] for m in (s.markers or ["circle"] * len(s.x))]
                 out.add_trace(go.Scatter(x=list(s.x), y=list(s.y), name=s.label, mode="markers", text=s.text,
@@ -53,11 +68,22 @@ def render(fig: Figure):
         for h in panel.hlines:
             kw = {"annotation_text": h.label} if h.label else {}
             out.add_hline(y=h.y, line={"color": h.colour, "dash": h.dash, "width": 1}, **kw, **where)
+            if h.legend and h.legend not in seen:  # a line drawn across has no legend entry of its own
+                seen.add(h.legend)
+                out.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=h.legend,
+                                         line={"color": h.colour, "dash": h.dash, "width": 1}), **where)  # fmt: skip
+        if panel.vband is not None:
+            out.add_vrect(x0=panel.vband[0], x1=panel.vband[1], fillcolor="#999999", opacity=0.12, line_width=0,
+                          **where)  # fmt: skip
+        for v in panel.vlines:
+            out.add_vline(x=v, line={"color": "#555555", "width": 1}, **where)
         axis = {"row": where["row"], "col": where["col"]} if where else {}
         out.update_xaxes(title_text=panel.xlabel, **axis)
         out.update_yaxes(title_text=panel.ylabel, type=panel.yscale, **axis)
         if panel.categories:
             out.update_xaxes(categoryorder="array", categoryarray=panel.categories, **axis)
+        if panel.rows:
+            out.update_yaxes(categoryorder="array", categoryarray=list(reversed(panel.rows)), **axis)
         if panel.ylim:
             out.update_yaxes(range=list(panel.ylim), **axis)
     layout = {"title": fig.title, "template": "plotly_white"}
