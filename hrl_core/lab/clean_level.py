@@ -213,6 +213,7 @@ def levels_by_checkpoint(runs, store_dir: str | Path | None = None) -> dict[tupl
 def clean_levels_markdown(levels: dict[tuple, CleanLevel]) -> str:
     """Where each clean level came from (one line per algo and dataset)."""
     from hrl_core.lab.record import shown
+
     levels = {k: v for k, v in levels.items() if len(k) == 2}  # per-checkpoint levels have their own table
     if not levels:
         return "No clean level (no complete runs)."

@@ -137,9 +137,10 @@ def recovery(runs, dataset: str, levels: dict) -> Figure:
                   columns=2, panel_size=(6.5, 4.6), shared_legend=True)  # fmt: skip
 
 
-def exploration(runs, algo: str, dataset: str) -> Figure:
-    """Ensemble disagreement over training; mean bonus beside mean env reward (bonus runs)."""
-    sel = [r for r in runs if r.algo == algo and r.dataset == dataset]
+def exploration(runs, algo: str, dataset: str, ks=None) -> Figure:
+    """Ensemble disagreement over training; mean bonus beside mean env reward (bonus runs).
+    ``ks``: only these corruption levels (the explorer's selection)."""
+    sel = [r for r in runs if r.algo == algo and r.dataset == dataset and (ks is None or r.k in set(ks))]
     left = Panel("ensemble disagreement", "online steps", "std(Q) at the action taken")
     right = Panel("bonus vs env reward (runs with a bonus)", "online steps", "mean per online step")
     for k in sorted({r.k for r in sel}):
@@ -166,31 +167,33 @@ def _setting_title(algo, dataset, k) -> str:
     return f"{algo.upper()} {dataset.split('-')[0]} k={k:g}"
 
 
-def study_curves(runs, arms: list[str], name: str = "study_returns", seeds_shown: bool = True) -> Figure:
-    """Normalized return per arm: every seed's curve (thin) and their mean (thick), a panel per
-    (algo, dataset, k); a mean over seeds hides a lone collapsed seed, the thin lines show it."""
+def study_curves(runs, arms: list[str], name: str = "study_returns", seeds_shown: bool = True,
+                 metric: str = "normalized_return") -> Figure:  # fmt: skip
+    """``metric`` (normalized return) per arm: every seed's curve (thin) and their mean (thick), a panel
+    per (algo, dataset, k); a mean over seeds hides a lone collapsed seed, the thin lines show it."""
+    ylabel = "normalized return" if metric == "normalized_return" else metric.replace("_", " ")
+    start = 0 if metric == "normalized_return" else 1  # training metrics have no value at step 0
     panels = []
     for algo, dataset, k in sorted({(r.algo, r.dataset, r.k) for r in runs}):
         sel = [r for r in runs if (r.algo, r.dataset, r.k) == (algo, dataset, k)]
         counts = sorted({sum(r.arm == a for r in sel) for a in arms} - {0})
         seeds = "/".join(map(str, counts))
-        panel = Panel(f"{_setting_title(algo, dataset, k)} ({seeds} seeds per arm)", "online steps",
-                      "normalized return")  # fmt: skip
+        panel = Panel(f"{_setting_title(algo, dataset, k)} ({seeds} seeds per arm)", "online steps", ylabel)
         for arm in arms:
             group = [r for r in sel if r.arm == arm]
             if not group:
                 continue
             colour = arm_colour(arms, arm)
+            x, y = aligned(group, metric, start)
             if seeds_shown:
-                for r in group:
-                    panel.series.append(Series("", list(r.steps), list(r.returns), colour, width=0.7, opacity=0.35,
-                                               group=arm))  # fmt: skip
-            x, y = aligned(group, "normalized_return")
+                for row in y:
+                    panel.series.append(Series("", list(x), list(row), colour, width=0.7, opacity=0.35, group=arm))
             panel.series.append(Series(arm, list(x), list(stats.nanmean(y, 0)), colour, width=2.2, group=arm))
-        panel.hlines = [HLine(float(np.mean([r.returns[0] for r in sel])), "#555555",
-                              legend="Phase I checkpoint (step 0)")]  # fmt: skip
+        if metric == "normalized_return":
+            panel.hlines = [HLine(float(np.mean([r.returns[0] for r in sel])), "#555555",
+                                  legend="Phase I checkpoint (step 0)")]  # fmt: skip
         panels.append(panel)
-    title = f"Normalized return: each seed (thin) and the mean over seeds (thick){data_note(runs)}"
+    title = f"{ylabel.capitalize()}: each seed (thin) and the mean over seeds (thick){data_note(runs)}"
     columns = 2 if len(panels) == 4 else min(4, max(1, len(panels)))
     return Figure(name, title, panels, columns=columns, panel_size=(5.2, 3.6), shared_legend=True)
 
@@ -199,8 +202,13 @@ VERDICT_COLOURS = {"better": "#1b9e77", "worse": "#d95f02", "equivalent": "#377e
                    "no interval": "#cccccc"}  # fmt: skip
 
 
-def forest(rows: list[tuple[str, float, float, float, str]], metric_label: str, title: str,
-           margin: float | None = None, name: str = "study_forest") -> Figure:
+def forest(
+    rows: list[tuple[str, float, float, float, str]],
+    metric_label: str,
+    title: str,
+    margin: float | None = None,
+    name: str = "study_forest",
+) -> Figure:
     """Effect × setting: each row's estimate and interval, coloured by its verdict; the line at 0
     and (when declared) the equivalence margin shaded. ``rows``: (label, estimate, low, high, verdict)."""
     labels = [r[0] for r in rows]

@@ -6,9 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
-from hrl_core.lab.figures.spec import Figure
+from hrl_core.lab.figures.spec import Figure, Panel
 
 SYMBOL = {"circle": "circle", "x": "x-open", "circle-open": "circle-open"}
+# What the figures' toolbar offers: no "send to cloud" (it uploads the data to a web service), no logo;
+# the download button saves a PNG at the figure's size.
+CONFIG = {"displaylogo": False, "showSendToCloud": False, "showEditInChartStudio": False, "responsive": True,
+          "modeBarButtonsToRemove": ["sendDataToCloud", "editInChartStudio"],
+          "toImageButtonOptions": {"format": "png", "scale": 2}}  # fmt: skip
 
 
 def _rgba(colour: str, alpha: float) -> str:
@@ -21,18 +26,24 @@ def render(fig: Figure):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
+    if not fig.panels:  # nothing selected: an empty figure that says so
+        fig.panels = [Panel("nothing to draw for this selection")]
     rows, cols = fig.rows, max(1, min(fig.columns, len(fig.panels)))
-    if len(fig.panels) > 1:
-        out = make_subplots(rows=rows, cols=cols, subplot_titles=[p.title for p in fig.panels])
+    if len(fig.panels) > 1 or fig.panels[0].title:  # a lone panel's title is a subplot title too
+        # spacing that leaves room for each panel's title and axis labels (they overlapped at plotly's default)
+        out = make_subplots(rows=rows, cols=cols, subplot_titles=[p.title for p in fig.panels],
+                            vertical_spacing=min(0.3 / max(rows - 1, 1), 0.12) if rows > 1 else 0.1,
+                            horizontal_spacing=0.07)  # fmt: skip
     else:
         out = go.Figure()
     seen = set()
     for i, panel in enumerate(fig.panels):
-        where = {"row": i // cols + 1, "col": i % cols + 1} if len(fig.panels) > 1 else {}
+        where = {"row": i // cols + 1, "col": i % cols + 1} if len(fig.panels) > 1 or fig.panels[0].title else {}
         for s in panel.series:
             group = s.group or s.label
             show = bool(s.label) and group not in seen
-            seen.add(group)
+            if show:  # an unlabelled member of a group (a seed's thin line) leaves the entry to its labelled one
+                seen.add(group)
             if s.kind == "intervals":
                 est = np.asarray(s.x, float)
                 lo, hi = np.asarray(s.band[0], float), np.asarray(s.band[1], float)
@@ -86,11 +97,33 @@ def render(fig: Figure):
             out.update_yaxes(categoryorder="array", categoryarray=list(reversed(panel.rows)), **axis)
         if panel.ylim:
             out.update_yaxes(range=list(panel.ylim), **axis)
-    layout = {"title": fig.title, "template": "plotly_white"}
+    # Fill the width it is given (no fixed pixel size), a title that wraps instead of being cut, the
+    # legend below the plot (never a scrolling box over it), hover labels with their whole name.
+    height = max(320, int(90 * fig.panel_size[1] * rows)) + 110
+    layout = {"title": {"text": _wrap(fig.title), "font": {"size": 13}, "x": 0.01, "xanchor": "left"},
+              "template": "plotly_white", "autosize": True, "height": height,
+              "margin": {"l": 60, "r": 20, "t": 70, "b": 40},
+              "legend": {"orientation": "h", "yanchor": "top", "y": -0.12 if rows == 1 else -0.06, "x": 0},
+              "hoverlabel": {"namelength": -1}}  # fmt: skip
     if any(p.categories for p in fig.panels):
         layout["scattermode"] = "group"
+    if any(p.rows for p in fig.panels):  # a forest plot's labels are long
+        layout["margin"]["l"] = 260
     out.update_layout(**layout)
+    out.update_annotations(font_size=11)  # subplot titles
     return out
+
+
+def _wrap(title: str, width: int = 110) -> str:
+    """A long title broken at word boundaries (plotly draws a title on one line, cut at the edge)."""
+    words, lines, line = title.split(), [], ""
+    for w in words:
+        if line and len(line) + len(w) + 1 > width:
+            lines.append(line)
+            line = w
+        else:
+            line = f"{line} {w}".strip()
+    return "<br>".join([*lines, line])
 
 
 def export_html(fig: Figure, out_dir: str | Path) -> Path:
@@ -100,5 +133,5 @@ def export_html(fig: Figure, out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{fig.name}.html"
-    render(fig).write_html(path, include_plotlyjs="directory", full_html=True)
+    render(fig).write_html(path, include_plotlyjs="directory", full_html=True, config=CONFIG)
     return path
