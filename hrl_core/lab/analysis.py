@@ -351,17 +351,19 @@ def primary_markdown(found: list[Effect], analysis: Analysis) -> str:
     return summary.table(head, body)
 
 
-def primary_note(found: list[Effect], analysis: Analysis) -> str:
-    """How to read the primary table (the declaration, the tests, the calibration)."""
+def primary_note(found: list[Effect], analysis: Analysis, source: str = "") -> str:
+    """How to read the primary table (the declaration, the tests, the calibration). ``source``: the
+    study file whose declared analysis is applied to these runs, when it is not their own."""
     rows = [e for e in found if e.primary]
     if not rows:
         return ""
     worst = min(rows, key=lambda e: e.coverage if math.isfinite(e.coverage) else 1.0)
+    lead = f"The analysis declared in {source}, applied to these runs" if source else "Declared before the runs"
     text = (
-        f"Declared before the runs ({analysis.primary_metric} primary; family: {len(rows)} effects, Holm's "
+        f"{lead} ({analysis.primary_metric} primary; family: {len(rows)} effects, Holm's "
         f"correction at α = {analysis.alpha:g}; equivalence margin ±{analysis.equivalence_margin:g} points: "
-        f"{analysis.margin_why}). Estimate: mean over Phase I checkpoints of the within-checkpoint difference "
-        "of means. Its Welch statistic is calibrated: p-values and intervals use the statistic's worst-case "
+        f"{analysis.margin_why.rstrip('.')}). Estimate: mean over Phase I checkpoints of the within-checkpoint "
+        "difference of means. Its Welch statistic is calibrated: p-values and intervals use the statistic's worst-case "
         "distribution, simulated at these seed counts over scenarios resampled from the records' own per-seed "
         "values (collapsed and outlying seeds included) and normal ones. **equivalent**: both one-sided tests "
         "reject ±margin after Holm (the calibrated 90% interval lies inside ±margin). *Detectable*: the smallest "

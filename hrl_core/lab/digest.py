@@ -19,11 +19,12 @@ import json
 import math
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from hrl_core import resources
 from hrl_core.errors import HrlError
-from hrl_core.lab import records, study, summary
+from hrl_core.lab import analysis, records, study, summary
 from hrl_core.lab.record import Record
 
 BLOCK = re.compile(r"(<!-- digest:(?P<name>[^ ]+) -->\n)(?P<body>.*?)(<!-- /digest:(?P=name) -->)", re.S)
@@ -120,7 +121,30 @@ def notebook_block(where: str) -> str:
     return "\n\n".join(found) + "\n"
 
 
-MAKERS = {"effects": effects_block, "exploration": exploration_block, "completeness": completeness_block}
+def primary_block(stem: str, part: str = "") -> str:
+    """The declared analysis's answer: the primary table and how to read it."""
+    rec = Record.open(resources.folder("params") / f"{stem}.yaml", part)
+    if not rec.analysis.declared:
+        raise HrlError(f"digest primary:{stem}: params/{stem}.yaml declares no analysis")
+    found = rec.effects()
+    return analysis.primary_markdown(found, rec.analysis) + "\n\n" + analysis.primary_note(found, rec.analysis) + "\n"
+
+
+def reanalysis_block(stem: str, declaring: str = "") -> str:
+    """A record read under another study file's declared analysis (``reanalysis:study_long:study_review``):
+    the same runs, that file's primary metric, family, margin, calibration and final-return rule."""
+    rec = Record.open(resources.folder("params") / f"{stem}.yaml")
+    other = Record.open(resources.folder("params") / f"{declaring}.yaml")
+    declared = replace(other.analysis, comparisons=tuple(rec.comparisons), strata="phase1_seed")
+    rec.analysis = declared
+    comparisons = {k: v for k, v in rec.comparisons.items() if declared.in_family(k)}
+    found = analysis.effects(rec.complete, comparisons, declared, rec.levels)
+    note = analysis.primary_note(found, declared, f"params/{declaring}.yaml")
+    return analysis.primary_markdown(found, declared) + "\n\n" + note + "\n"
+
+
+MAKERS = {"effects": effects_block, "exploration": exploration_block, "completeness": completeness_block,
+          "primary": primary_block, "reanalysis": reanalysis_block}  # fmt: skip
 
 
 def render(name: str) -> str:
