@@ -26,13 +26,13 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
         pip_ install "$HRL_TORCH_SPEC"
     elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
         echo "setup: NVIDIA GPU found; installing the CUDA build of torch"
-        pip_ install "torch>=2.2"
-    elif pip_ install --no-index --no-deps "torch>=2.2" 2>/dev/null; then
+        pip_ install "torch>=2.3"
+    elif pip_ install --no-index --no-deps "torch>=2.3" 2>/dev/null; then
         echo "setup: installed torch from a local wheel; adding its dependencies"
-        pip_ install "torch>=2.2"
+        pip_ install "torch>=2.3"
     else
         echo "setup: no GPU; installing the CPU build of torch"
-        pip_ install "torch>=2.2" --index-url https://download.pytorch.org/whl/cpu
+        pip_ install "torch>=2.3" --index-url https://download.pytorch.org/whl/cpu
     fi
 fi
 

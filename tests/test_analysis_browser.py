@@ -200,8 +200,9 @@ def test_the_explorer_opens_a_study_switches_setting_and_arms_compares_and_expor
         page.wait_for_function(FIRST_TITLE_HAS, arg="each seed (thin)", timeout=120_000)
         page.get_by_text("cells complete").first.wait_for(timeout=60_000)
         # drawn as wide as the notebook (viewport 1400), not plotly's default 700 px
-        page.wait_for_function("document.querySelectorAll('.js-plotly-plot')[0]._fullLayout.width > 900",
-                               timeout=60_000)
+        page.wait_for_function(
+            "document.querySelectorAll('.js-plotly-plot')[0]._fullLayout.width > 900", timeout=60_000
+        )
         page.screenshot(path=str(ARTIFACTS / "study_first_view.png"), full_page=True)
         first = page.evaluate(PLOTS_TEXT)
         assert any("CQL halfcheetah k=60" in a for a in first[0]["annotations"] + [""]) or first[0]["names"]

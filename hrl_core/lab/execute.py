@@ -9,6 +9,7 @@ run again.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import sys
@@ -233,8 +234,7 @@ def run_grid(cells: list[Cell], backend=None, executed_dir: Path = Path("execute
     returns one result dict per cell (skipped ones too). ``notebook`` replaces the cells' own.
     ``population``: cells per population (``hrl_core.run.population``; 1: each cell alone), or a
     function of a cell's algorithm giving it."""
-    from dask.distributed import as_completed
-    from tqdm.auto import tqdm
+    from dask.distributed import wait
 
     from hrl_core.lab import clusters
 
@@ -280,28 +280,97 @@ def run_grid(cells: list[Cell], backend=None, executed_dir: Path = Path("execute
                 fut = client.submit(execute_population, str(notebook or group[0].notebook), members, env,
                                     key=f"population-{group[0].run_name}", pure=False, retries=0)  # fmt: skip
             futures[fut] = group
-        bar = tqdm(total=len(todo), desc="grid", unit="cell", disable=not progress)
-        counts = {"complete": 0, "failed": 0, RUNNING_ELSEWHERE: 0}
-        t0 = time.time()
-        for fut in as_completed(futures):
-            group = futures[fut]
-            try:
-                out = fut.result()
-                out = out if isinstance(out, list) else [out]
-            except Exception as exc:  # noqa: BLE001 - a worker lost (e.g. its Slurm job ended)
-                error = f"worker lost ({exc.__class__.__name__}); run the grid again to resume the cell"
-                out = [{"run_name": c.run_name, "status": "failed", "notebook": str(c.notebook_out), "error": error}
-                       for c in group]  # fmt: skip
-            for res in out:
-                results.append(res)
-                counts[res["status"]] = counts.get(res["status"], 0) + 1
-            finished = sum(counts.values())
-            eta = (time.time() - t0) / finished * (len(todo) - finished)
-            bar.set_postfix(done=counts["complete"], failed=counts["failed"], elsewhere=counts[RUNNING_ELSEWHERE],
-                            eta=format_duration(eta), refresh=False)  # fmt: skip
-            bar.update(len(out))
-        bar.close()
+        watch = Progress(todo, progress)
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=watch.every, return_when="FIRST_COMPLETED")
+            for fut in done:
+                group = futures[fut]
+                try:
+                    out = fut.result()
+                    out = out if isinstance(out, list) else [out]
+                except Exception as exc:  # noqa: BLE001 - a worker lost (e.g. its Slurm job ended)
+                    error = f"worker lost ({exc.__class__.__name__}); run the grid again to resume the cell"
+                    out = [{"run_name": c.run_name, "status": "failed", "notebook": str(c.notebook_out),
+                            "error": error} for c in group]  # fmt: skip
+                for res in out:
+                    results.append(res)
+                    watch.finished(res)
+            watch.tick()
+        watch.close()
     return results
+
+
+class Progress:
+    """What a running grid says: cells done / total, the online (or gradient) steps per second the
+    cells are making, an ETA from that measured rate, a line per finished cell. In a terminal a
+    progress bar; otherwise (a log, a notebook, CI) a plain line every ``every`` seconds. Steps are
+    read from the running cells' metrics.json (written at each evaluation), so they move in steps of
+    an evaluation interval."""
+
+    def __init__(self, cells: list[Cell], enabled: bool = True, every: float | None = None):
+        from tqdm.auto import tqdm
+
+        self.cells, self.enabled = cells, enabled
+        self.tty = sys.stderr.isatty()
+        self.every = every or (2.0 if self.tty else float(os.environ.get("HRL_PROGRESS_SECONDS", 30)))
+        self.total_steps = sum(c.steps for c in cells)
+        self.start_steps = sum(self._steps(c) for c in cells)  # resumed cells start where they were
+        self.t0 = time.time()
+        self.done: dict[str, str] = {}
+        self._last_line = 0.0
+        self.bar = tqdm(total=len(cells), desc="grid", unit="cell", disable=not (enabled and self.tty))
+
+    @staticmethod
+    def _steps(cell: Cell) -> int:
+        from hrl_core.run import files
+
+        try:
+            metrics = files.read_json(cell.run_dir / "metrics.json")
+            return int(max(metrics.get("step") or [0]))
+        except (OSError, ValueError, TypeError):
+            return 0
+
+    def _state(self) -> tuple[int, float, float]:
+        steps = sum(c.steps if self.done.get(c.run_name) == "complete" else self._steps(c) for c in self.cells)
+        made = max(steps - self.start_steps, 0)
+        elapsed = max(time.time() - self.t0, 1e-9)
+        rate = made / elapsed
+        eta = (self.total_steps - steps) / rate if rate > 0 else math.nan
+        return steps, rate, eta
+
+    def text(self) -> str:
+        steps, rate, eta = self._state()
+        eta_text = format_duration(eta) if math.isfinite(eta) else "— (no evaluation point yet)"
+        return (f"{len(self.done)}/{len(self.cells)} cells done, {steps:,}/{self.total_steps:,} steps, "
+                f"{rate:,.0f} steps/s, ETA {eta_text}")  # fmt: skip
+
+    def finished(self, res: dict) -> None:
+        self.done[res["run_name"]] = res["status"]
+        if not self.enabled:
+            return
+        seconds = res.get("seconds")
+        line = f"grid: {res['status']}: {res['run_name']}" + (f" ({seconds:.0f} s)" if seconds else "")
+        if self.tty:
+            self.bar.write(line)
+            self.bar.update(1)
+        else:
+            print(line, flush=True)
+
+    def tick(self) -> None:
+        if not self.enabled:
+            return
+        if self.tty:
+            steps, rate, eta = self._state()
+            self.bar.set_postfix_str(f"{rate:,.0f} steps/s, ETA {format_duration(eta) if math.isfinite(eta) else '—'}")
+        elif time.time() - self._last_line >= self.every:
+            self._last_line = time.time()
+            print(f"grid: {self.text()}", flush=True)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.enabled:
+            print(f"grid: {self.text()} (in {format_duration(time.time() - self.t0)})", flush=True)
 
 
 def print_results(results: list[dict], out=sys.stdout) -> int:
