@@ -33,6 +33,9 @@ def add_config_flags(parser, cls, required=(), quick: dict | None = None, aliase
     hints = typing.get_type_hints(cls)
     helps = field_help(cls)
     for f in fields(cls):
+        if f.name == "hyper":  # an algorithm's own hyper-parameters: one flag each, --<algo>.<name>
+            _add_hyper_flags(parser)
+            continue
         hint = hints[f.name]
         choices = field_choices(cls, f.name) or None
         default = f.default_factory() if f.default is MISSING else f.default
@@ -53,9 +56,46 @@ def add_config_flags(parser, cls, required=(), quick: dict | None = None, aliase
         )
 
 
+def _add_hyper_flags(parser) -> None:
+    """``--iql.expectile 0.8``: every registered algorithm's own hyper-parameters, from its config's
+    declaration (the value applies when the run's --algo is that algorithm)."""
+    import json
+    import typing
+
+    from hrl_core.rl import agents
+    from hrl_core.run.config import base_type, field_help, hyper_fields
+
+    group = parser.add_argument_group("an algorithm's own hyper-parameters (apply when --algo is that algorithm)")
+
+    def mapping(text: str) -> dict:
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not JSON: {text!r} (e.g. '{{\"iql.expectile\": 0.8}}')") from None
+        if not isinstance(value, dict):
+            raise argparse.ArgumentTypeError("give a JSON mapping of '<algo>.<name>' to a value")
+        return value
+
+    group.add_argument("--hyper", dest="hyper", type=mapping, default=None, metavar="JSON",
+                       help="several at once as a JSON mapping, e.g. '{\"iql.expectile\": 0.8}' (the flags below "
+                            "win over it)")  # fmt: skip
+    for algo in agents.names():
+        cls = agents.get(algo)
+        hints, helps = typing.get_type_hints(cls), field_help(cls)
+        for name, f in hyper_fields(algo).items():
+            kind = base_type(hints[name])
+            kind = (lambda v: v.lower() in ("1", "true", "yes")) if kind is bool else kind
+            group.add_argument(f"--{algo}.{name}", dest=f"hyper:{algo}.{name}", type=kind, default=None,
+                               metavar=name.upper(),
+                               help=f"{helps.get(name, '')} (default {f.default})".replace("%", "%%"))  # fmt: skip
+
+
 def config_from_args(args, cls, quick: dict | None = None):
     """Explicit flags win over --quick, which wins over the dataclass defaults."""
     values = {f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None}
+    hyper = {k.partition(":")[2]: v for k, v in vars(args).items() if k.startswith("hyper:") and v is not None}
+    if hyper or values.get("hyper"):
+        values["hyper"] = {**(values.get("hyper") or {}), **hyper}
     if getattr(args, "quick", False):
         for key, value in (quick or {}).items():
             values.setdefault(key, value)

@@ -197,6 +197,8 @@ def load_grid(path: str | Path) -> dict:
     if missing or unknown:
         raise HrlError(f"grid file {path}: missing keys {missing}, unknown keys {sorted(unknown)}")
     known = {f.name for f in fields(config_cls)}
+    if config_cls is FinetuneConfig:  # an algorithm's own hyper-parameters: "<algo>.<name>" keys
+        known |= {k for block in _setting_blocks(spec) for k in block if isinstance(k, str) and "." in k}
     bad = set(spec.get("settings") or {}) - known
     if bad:
         raise HrlError(f"grid file {path}: unknown settings {sorted(bad)}; valid: {', '.join(sorted(known))}")
@@ -231,6 +233,23 @@ def load_grid(path: str | Path) -> dict:
     return spec
 
 
+def _setting_blocks(spec: dict) -> list[dict]:
+    """Every mapping of settings in a grid file: shared, per algorithm, per arm."""
+    blocks = [spec.get("settings") or {}]
+    blocks += [s or {} for s in (spec.get("algo_settings") or {}).values() if isinstance(s, dict)]
+    blocks += [s or {} for s in (spec.get("arms") or {}).values() if isinstance(s, dict)]
+    return [b for b in blocks if isinstance(b, dict)]
+
+
+def _with_hyper(settings: dict) -> dict:
+    """Settings with their "<algo>.<name>" keys gathered under ``hyper``."""
+    out = {k: v for k, v in settings.items() if "." not in str(k)}
+    dotted = {k: v for k, v in settings.items() if "." in str(k)}
+    if dotted:
+        out["hyper"] = {**(out.get("hyper") or {}), **dotted}
+    return out
+
+
 def _check_values(path: Path, spec: dict, axes: dict, config_cls) -> None:
     """Every value of the grid file, checked where its setting is declared (type, finiteness,
     choices, range), with the file and the key named: `online_steps: 200.7` or `.nan` never
@@ -256,7 +275,10 @@ def _check_values(path: Path, spec: dict, axes: dict, config_cls) -> None:
         if not isinstance(settings, dict):
             raise HrlError(f"grid file {path}: {where} must be a mapping of setting -> value")
         for name, value in settings.items():
-            check(f"{where}.{name}", name, value)
+            if "." in str(name) and config_cls is FinetuneConfig:
+                check(f"{where}.{name}", "hyper", {name: value})
+            else:
+                check(f"{where}.{name}", name, value)
 
 
 def _check_parts(path: Path, spec: dict, axes: dict) -> None:
@@ -337,8 +359,12 @@ def expand(spec: dict, filters: dict | None = None, overrides: dict | None = Non
     for *combo, (arm, arm_settings) in itertools.product(*axes, arms.items()):
         values = {present[k]: v for k, v in zip(present, combo, strict=True)}
         per_algo = (spec.get("algo_settings") or {}).get(values.get("algo"), {})
-        # Precedence: shared settings < per-algorithm settings < --quick/overrides < axes < the arm's settings.
-        cfg = config_cls(**{**shared, **per_algo, **late, **values, **(arm_settings or {})})
+        # Precedence: shared settings < per-algorithm settings < --quick/overrides < axes < the arm's settings
+        # ("<algo>.<name>" keys gathered under hyper, merged in the same order).
+        layers = [_with_hyper(dict(x or {})) for x in (shared, per_algo, late, values, arm_settings)]
+        hyper = {k: v for layer in layers for k, v in (layer.get("hyper") or {}).items()}
+        merged = {k: v for layer in layers for k, v in layer.items() if k != "hyper"}
+        cfg = config_cls(**merged, **({"hyper": hyper} if hyper else {}))
         if not all(_matches(getattr(cfg, name), wanted) for name, wanted in axis_filters.items()):
             continue
         # Absolute paths: notebooks run with notebooks/ as working directory (and a

@@ -155,6 +155,9 @@ class FinetuneConfig:
     compile: Literal["auto", "on", "off"] = setting("auto", result=False)
     # experiment tracking of evaluation points and training windows (hrl_core.run.loggers)
     logger: Literal["none", "csv", "tensorboard", "wandb"] = setting("none", result=False)
+    # an algorithm's own hyper-parameters by name, e.g. {"iql.expectile": 0.8}: declared in its config
+    # (IQLConfig, CQLConfig, a plug-in's); one applies when the run's algo is its namespace
+    hyper: dict = setting(dict)
 
     def __post_init__(self):
         check_fields(self)
@@ -200,9 +203,12 @@ class FinetuneConfig:
         return device_type == "cuda" and self.online_steps >= COMPILE_MIN_STEPS
 
     def agent_settings(self, agent_config_cls) -> dict:
-        """The settings that are also fields of the algorithm's config (cql_alpha, ...)."""
+        """The settings that are also fields of the algorithm's config (cql_alpha, ...), and the run
+        algorithm's own hyper-parameters given in ``hyper``."""
         names = {f.name for f in fields(agent_config_cls)}
-        return {k: v for k, v in asdict(self).items() if k in names}
+        out = {k: v for k, v in asdict(self).items() if k in names}
+        out.update({k.partition(".")[2]: v for k, v in self.hyper.items() if k.partition(".")[0] == self.algo})
+        return out
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -220,8 +226,23 @@ class FinetuneConfig:
             meta = f.metadata
             if not meta.get("result", True) or (meta.get("when") and not meta["when"](self)):
                 continue
+            if f.name == "hyper":
+                continue
             out[f.name] = getattr(self, f.name)
         out["phase1_seed"] = self.effective_phase1_seed
+        # the algorithm's own hyper-parameters where they differ from its defaults (so every run made
+        # before they were settable keeps its identity and its name)
+        out.update(self.hyper_changes())
+        return out
+
+    def hyper_changes(self) -> dict:
+        """``hyper`` entries of this run's algorithm that differ from the algorithm's defaults."""
+        fields_ = hyper_fields(self.algo)
+        out = {}
+        for key, value in self.hyper.items():
+            algo, _, name = key.partition(".")
+            if algo == self.algo and value != fields_[name].default:
+                out[key] = value
         return out
 
     def non_default_settings(self) -> dict:
@@ -231,6 +252,9 @@ class FinetuneConfig:
         out = {}
         for k, v in ident.items():
             if k in CELL_KEYS:
+                continue
+            if k not in defaults:  # an algorithm's own hyper-parameter: here only when not its default
+                out[k] = v
                 continue
             default = ident["seed"] if k == "phase1_seed" else defaults[k]
             if v != default:
@@ -250,7 +274,8 @@ class FinetuneConfig:
     def variant_tag(self) -> str:
         """Non-default choices (member_init, bonus_scale, ...) as a readable name part."""
         non_default = self.non_default_settings()
-        return "-".join(str(v) for k, v in non_default.items() if field_choices(type(self), k))
+        fields_ = _fields_of(type(self))
+        return "-".join(str(v) for k, v in non_default.items() if k in fields_ and field_choices(type(self), k))
 
     @property
     def run_name(self) -> str:
@@ -337,6 +362,8 @@ def check_value(cls, name: str, value):
     None only where the field allows it. Then the declared choices and range."""
     f = _fields_of(cls)[name]
     hint = _type_hints(cls)[name]
+    if name == "hyper":
+        return check_hyper(value)
     if value is None:
         if type(None) in typing.get_args(hint):
             return None
@@ -371,6 +398,45 @@ def check_value(cls, name: str, value):
         if hi is not None and (value > hi or (meta.get("hi_open") and value == hi)):
             raise HrlError(f"{name}={value} is above its range {range_text(f)}")
     return value
+
+
+def check_hyper(value) -> dict:
+    """``hyper``: {"<algo>.<name>": value} of algorithms' own hyper-parameters, each checked where its
+    algorithm declares it (its config dataclass: type, finiteness, a declared range); a setting that has
+    a FinetuneConfig field of its own (cql_alpha, n_ensemble, target_reduce) is set there, not here."""
+    from hrl_core.rl import agents
+
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise HrlError(
+            f"hyper={value!r} must be a mapping of '<algo>.<name>' to a value, e.g. {{'iql.expectile': 0.8}}"
+        )
+    out = {}
+    for key, v in value.items():
+        algo, _, name = str(key).partition(".")
+        if not name:
+            raise HrlError(f"hyper setting {key!r}: name it '<algo>.<name>', e.g. iql.expectile")
+        cls = agents.get(algo)  # an unknown algorithm is one line naming the known ones
+        declared = hyper_fields(algo)
+        if name not in declared:
+            raise HrlError(f"{key}: {algo} has no hyper-parameter {name!r}; its own: "
+                           f"{', '.join(f'{algo}.{n}' for n in declared)}")  # fmt: skip
+        try:
+            out[f"{algo}.{name}"] = check_value(cls, name, v)
+        except HrlError as exc:
+            raise HrlError(f"{algo}.{exc}") from None  # "iql.expectile=1.5 is above its range (0, 1)"
+    return dict(sorted(out.items()))
+
+
+def hyper_fields(algo: str) -> dict:
+    """An algorithm's own hyper-parameters settable as ``<algo>.<name>``: its config's fields, but those
+    FinetuneConfig declares itself (they keep their one place)."""
+    from hrl_core.rl import agents
+
+    cls = agents.get(algo)
+    own = {f.name for f in fields(FinetuneConfig)} | {"compile_critic"}
+    return {f.name: f for f in fields(cls) if f.name not in own}
 
 
 def check_fields(obj) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Dict
 
 import numpy as np
@@ -33,6 +33,12 @@ from hrl_core.rl.ensemble import EnsembleQ
 from hrl_core.rl.networks import TanhGaussianPolicy, soft_update
 
 Batch = Dict[str, torch.Tensor]  # obs [B,o], act [B,a], rew [B], next_obs [B,o], done [B]
+
+
+def hyper(default, *, lo=None, hi=None, lo_open=False, hi_open=False):
+    """An algorithm's hyper-parameter with its allowed range (checked when set as ``<algo>.<name>``
+    from a flag, the notebook or a grid file: ``hrl_core.run.config.check_hyper``)."""
+    return field(default=default, metadata={"lo": lo, "hi": hi, "lo_open": lo_open, "hi_open": hi_open})
 
 
 @dataclass

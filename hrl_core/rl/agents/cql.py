@@ -17,7 +17,7 @@ from typing import ClassVar
 import torch
 
 from hrl_core.rl.agents import register
-from hrl_core.rl.agents.base import AlgoConfig, Batch, EnsembleAgent
+from hrl_core.rl.agents.base import AlgoConfig, Batch, EnsembleAgent, hyper
 from hrl_core.rl.ensemble import target_min
 from hrl_core.rl.networks import HIDDEN
 from hrl_core.rl.perf import compile_or_eager, make_adam, mlp_flops
@@ -38,12 +38,12 @@ class CQLConfig(AlgoConfig):
     pretrain_overrides: ClassVar[dict] = {"cql_alpha": PHASE1_CQL_ALPHA}
 
     cql_alpha: float = 1.0  # weight of the conservative penalty online (Phase I offline: 5.0)
-    n_action_samples: int = 10  # random and policy actions per state for the log-sum-exp
-    gamma: float = 0.99  # discount
-    tau: float = 0.005  # Polyak rate of the target ensemble
-    actor_lr: float = 3e-4  # Adam learning rate of the actor
-    critic_lr: float = 3e-4  # Adam learning rate of the critic ensemble
-    alpha_lr: float = 3e-4  # Adam learning rate of the SAC temperature
+    n_action_samples: int = hyper(10, lo=1)  # random and policy actions per state for the log-sum-exp
+    gamma: float = hyper(0.99, lo=0, hi=1, hi_open=True)  # discount
+    tau: float = hyper(0.005, lo=0, hi=1, lo_open=True)  # Polyak rate of the target ensemble
+    actor_lr: float = hyper(3e-4, lo=0, lo_open=True)  # Adam learning rate of the actor
+    critic_lr: float = hyper(3e-4, lo=0, lo_open=True)  # Adam learning rate of the critic ensemble
+    alpha_lr: float = hyper(3e-4, lo=0, lo_open=True)  # Adam learning rate of the SAC temperature
     # Soft (SAC) backup: targets include -alpha*log pi(a'|s'). On, as in Phase I: the
     # loaded critics' Q-values on the data match soft returns, not plain returns.
     backup_entropy: bool = True

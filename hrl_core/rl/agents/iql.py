@@ -14,7 +14,7 @@ from typing import ClassVar
 import torch
 
 from hrl_core.rl.agents import register
-from hrl_core.rl.agents.base import AlgoConfig, Batch, EnsembleAgent
+from hrl_core.rl.agents.base import AlgoConfig, Batch, EnsembleAgent, hyper
 from hrl_core.rl.ensemble import target_min
 from hrl_core.rl.networks import HIDDEN, ValueNetwork
 from hrl_core.rl.perf import make_adam, mlp_flops
@@ -32,14 +32,14 @@ class IQLConfig(AlgoConfig):
     # (`hrl bench --population 2 4 8 16`, hopper shapes, quiet machine; docs/performance.md)
     population_cost: ClassVar[dict] = {2: 0.91, 4: 0.88, 8: 0.85, 16: 0.89}
 
-    expectile: float = 0.7  # tau of the expectile loss for V
-    temperature: float = 3.0  # beta of the advantage weights exp(beta * A)
-    max_weight: float = 100.0  # clip of exp(beta * A)
-    gamma: float = 0.99  # discount
-    tau: float = 0.005  # Polyak rate of the target ensemble
-    actor_lr: float = 3e-4  # Adam learning rate of the actor
-    critic_lr: float = 3e-4  # Adam learning rate of the critic ensemble
-    value_lr: float = 3e-4  # Adam learning rate of V
+    expectile: float = hyper(0.7, lo=0, hi=1, lo_open=True, hi_open=True)  # tau of the expectile loss for V
+    temperature: float = hyper(3.0, lo=0)  # beta of the advantage weights exp(beta * A)
+    max_weight: float = hyper(100.0, lo=0, lo_open=True)  # clip of exp(beta * A)
+    gamma: float = hyper(0.99, lo=0, hi=1, hi_open=True)  # discount
+    tau: float = hyper(0.005, lo=0, hi=1, lo_open=True)  # Polyak rate of the target ensemble
+    actor_lr: float = hyper(3e-4, lo=0, lo_open=True)  # Adam learning rate of the actor
+    critic_lr: float = hyper(3e-4, lo=0, lo_open=True)  # Adam learning rate of the critic ensemble
+    value_lr: float = hyper(3e-4, lo=0, lo_open=True)  # Adam learning rate of V
     target_reduce: str = "min_all"  # min_all (spec) | min_random2 (REDQ/RLPD), see hrl_core.rl.ensemble
 
     def create(self, obs_dim: int, act_dim: int, device="cpu") -> IQLAgent:
