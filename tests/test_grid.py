@@ -313,3 +313,40 @@ def test_bad_parts(tmp_path):
         bad.write_text(base + parts + "\n")
         with pytest.raises(HrlError, match=message):
             grids.expand(grids.load_grid(bad))
+
+
+@pytest.mark.slow
+def test_the_dry_run_estimate_counts_exactly_what_the_grid_runs(tmp_path, d4rl_dir, phase1_dir, monkeypatch):
+    """Four cells: one complete, one held by another live process ("running elsewhere", which the old
+    dry run counted because its text starts with "running"), one with no Phase I checkpoint (executed
+    only to record why), one new. The dry run's "N to run" and estimate are the cells run_grid trains."""
+    import re
+
+    from hrl_core.lab import execute
+    from hrl_core.run import lock
+    from hrl_core.run.finetune import finetune
+
+    monkeypatch.setenv("D4RL_DATASET_DIR", str(d4rl_dir))
+    params = tmp_path / "g.yaml"
+    params.write_text(
+        "algos: [iql]\ndatasets: [hopper-medium-v2]\nremove_top_k: [60, 45]\nbonus_types: [ensemble, none]\n"
+        "seeds: [1, 2]\nsettings: {online_steps: 20, eval_interval: 20, eval_episodes: 1, batch_size: 32, "
+        f"threads: 1, phase1_dir: {phase1_dir}, save_dir: {tmp_path / 'runs'}}}\n"
+    )
+    cells = grids.expand(grids.load_grid(params))
+    k60 = [c for c in cells if c.config.remove_top_k == 60 and c.config.seed == 1]
+    finetune(k60[0].config, progress=False)  # complete
+    holder = lock.RunLock(k60[1].run_dir).acquire()  # another live process holds it
+    try:
+        statuses = {c.run_name: grids.cell_status(c) for c in cells}
+        assert statuses[k60[1].run_name].kind is grids.Kind.RUNNING_ELSEWHERE
+        dry = run_hrl(["grid", "--params", params, "--dry_run", "--population", "1"], tmp_path, d4rl_dir, phase1_dir)
+        assert dry.returncode == 0, dry.stderr
+        planned = int(re.search(r"(\d+) to run", dry.stdout).group(1))
+        results = execute.run_grid(cells, progress=False)
+    finally:
+        holder.release()
+    trained = [r for r in results if r["status"] == "complete"]
+    assert planned == len(trained) == 2  # the two new seed-2 cells; the k=45 cells lack a checkpoint
+    assert sum(s.runs for s in statuses.values()) == 2 and "4 more executed only to record why" in dry.stdout
+    assert {r["status"] for r in results} == {"complete", "skipped (complete)", grids.RUNNING_ELSEWHERE, "failed"}
