@@ -28,13 +28,14 @@ from pathlib import Path
 import numpy as np
 
 from hrl_core.errors import HrlError
+from hrl_core.lab.metrics import RECOVERY
 
 KEYS = {
     "primary_metric", "primary_family", "equivalence_margin", "margin_why", "alpha", "secondary_metrics",
     "final_evaluations", "strata", "min_runs_for_iqm",
 }  # fmt: skip
 STRATA = ("phase1_seed", "none")
-METRIC_KEYS = ("auc", "final", "dip_depth", "regain", "clean", "spec80")  # hrl_core.lab.summary.METRICS
+METRIC_KEYS = tuple(m.key for m in RECOVERY)  # hrl_core.lab.metrics
 
 
 @dataclass(frozen=True)

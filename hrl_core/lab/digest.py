@@ -28,7 +28,7 @@ from hrl_core.lab import analysis, records, study, summary
 from hrl_core.lab.record import Record
 
 BLOCK = re.compile(r"(<!-- digest:(?P<name>[^ ]+) -->\n)(?P<body>.*?)(<!-- /digest:(?P=name) -->)", re.S)
-METRICS = ("auc", "final", "dip_depth", "regain")
+METRICS = summary.HEADLINE  # hrl_core.lab.metrics
 
 
 def _record(stem: str, part: str = ""):

@@ -47,6 +47,26 @@ def _remove_stale_partials(output: Path, before: float) -> None:
             pass
 
 
+def _portable_metadata(notebook: Path, output: Path) -> None:
+    """papermill records the input and output paths in the notebook's metadata; an executed record
+    names them relative to the repository (a record made on one machine reads the same on another),
+    the output as the file it becomes (not the partial file it was executed into)."""
+    import json
+
+    from hrl_core.lab.record import shown
+
+    try:
+        nb = json.loads(notebook.read_text())
+    except (OSError, ValueError):
+        return
+    meta = nb.get("metadata", {}).get("papermill", {})
+    if meta.get("input_path"):
+        meta["input_path"] = shown(meta["input_path"])
+    if meta.get("output_path"):
+        meta["output_path"] = shown(output)
+    notebook.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
 KERNEL_START_ATTEMPTS = 3  # a kernel that dies before running any cell is started again
 
 
@@ -122,6 +142,7 @@ def execute_cell(notebook: str, output: str, parameters: dict, env: dict, run_na
                 partial.unlink(missing_ok=True)
                 result["notebook"] = None
             elif partial.exists():
+                _portable_metadata(partial, Path(output))
                 os.replace(partial, output)
                 _remove_stale_partials(Path(output), t0)
         except OSError as exc:  # e.g. a full disk: the run's own folder holds its results

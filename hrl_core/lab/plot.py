@@ -20,8 +20,9 @@ from pathlib import Path
 from hrl_core.errors import HrlError
 from hrl_core.lab import clean_level, summary
 from hrl_core.lab.figures import catalog, to_matplotlib, to_plotly
+from hrl_core.lab.metrics import SUMMARY
 
-SUMMARY_METRICS = ("final", "auc", "dip_depth", "regain", "clean")
+SUMMARY_METRICS = SUMMARY  # hrl_core.lab.metrics
 
 
 def plain_arms(runs) -> list[str]:

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from hrl_core.lab import stats, summary
+from hrl_core.lab import metrics, stats, summary
 from hrl_core.lab.figures import catalog, to_matplotlib
 
 REFERENCE_ARM = summary.REFERENCE_ARM
@@ -217,7 +217,7 @@ def conclusion_markdown(effects: list[dict], pooled: list[dict], rows: list[dict
 # --------------------------------------------------------------------------------------
 # Diagnostics
 # --------------------------------------------------------------------------------------
-RATIO = "bonus / env reward"
+RATIO = metrics.RATIO
 
 
 def _ratio(a: list, b: list) -> list:
@@ -225,7 +225,7 @@ def _ratio(a: list, b: list) -> list:
     return [None if x is None or y is None or y <= 0 else x / y for x, y in zip(a, b, strict=True)]
 
 
-MULTIPLIER = "bonus / (λ·std(Q))"
+MULTIPLIER = metrics.MULTIPLIER
 
 
 def _multiplier(r) -> list:

@@ -30,31 +30,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from hrl_core.lab import stats
+from hrl_core.lab.metrics import BY_KEY, HEADLINE, Metric  # noqa: F401 - the one declaration of the metrics
+from hrl_core.lab.metrics import RECOVERY as METRICS
 from hrl_core.lab.recovery import SPEC_FRACTION, Recovery, capped, median_text, recovery
 from hrl_core.run.runtime import versions_changed
 
 REFERENCE_ARM = "vanilla"
-
-
-@dataclass(frozen=True)
-class Metric:
-    key: str
-    label: str
-    unit: str  # "points" (normalized return) | "steps"
-    higher_is_better: bool
-    kind: str = "reach"  # how its steps read (recovery.steps_text): reach | regain
-
-
-METRICS = (
-    Metric("final", "final return", "points", True),
-    Metric("auc", "AUC", "points", True),
-    Metric("dip_depth", "dip depth", "points", False),
-    Metric("regain", "steps to regain step 0", "steps", False, "regain"),
-    Metric("clean", "steps to the clean level", "steps", False),
-    Metric("spec80", "steps to 80% of clean", "steps", False),
-)
-BY_KEY = {m.key: m for m in METRICS}
-HEADLINE = ("auc", "final", "dip_depth", "regain")  # what a study's answer is stated on
 
 
 def value(rec: Recovery, metric: str) -> float:

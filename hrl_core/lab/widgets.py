@@ -26,14 +26,10 @@ from pathlib import Path
 
 from hrl_core.lab import summary
 from hrl_core.lab.figures import catalog, to_matplotlib, to_plotly
+from hrl_core.lab.metrics import CURVES
 from hrl_core.lab.record import Record, shown
 
-METRICS = {  # the curves' metric selector: label -> the metrics.json key
-    "return": "normalized_return",
-    "disagreement": "ensemble_disagreement",
-    "critic loss": "critic_loss_avg",
-    "bonus": "bonus_mean",
-}
+METRICS = {c.label: c.key for c in CURVES}  # the curves' metric selector (hrl_core.lab.metrics)
 
 
 def loading_message(params, part: str = "") -> str:

@@ -71,7 +71,10 @@ def config_from_parameters(namespace: dict) -> FinetuneConfig:
 def show_config(cfg: FinetuneConfig) -> None:
     from IPython.display import Markdown, display
 
-    rows = "\n".join(f"| `{k}` | `{v}` |" for k, v in cfg.to_dict().items())
+    from hrl_core.lab.record import shown
+
+    paths = ("save_dir", "phase1_dir")  # shown relative to the repository: a record names no machine's folders
+    rows = "\n".join(f"| `{k}` | `{shown(v) if k in paths else v}` |" for k, v in cfg.to_dict().items())
     display(Markdown(f"**Run `{cfg.run_name}`**\n\n| setting | value |\n|---|---|\n{rows}"))
 
 
@@ -93,15 +96,17 @@ def record_summary(result) -> dict:
     config = json.loads((result.run_dir / "config.json").read_text())
     ds = config["provenance"]["dataset"]
     ck = config["provenance"]["phase1_checkpoint"]
+    from hrl_core.lab.record import shown
+
     summary = {
-        "run_dir": str(result.run_dir),
+        "run_dir": shown(result.run_dir),
         "status": m["status"],
         "step0_normalized_return": m["normalized_return"][0],
         "final_normalized_return": m["normalized_return"][-1],
         "final_step": m["step"][-1],
         "settings_hash": config.get("identity", {}).get("settings_hash") or "(the spec's settings)",
-        "dataset": f"{ds['path']} ({ds['kind']}; sha256 {ds['sha256'][:12]}…)",
-        "phase1_checkpoint": f"{ck['path']} (seed {ck['used_seed']}"
+        "dataset": f"{shown(ds['path'])} ({ds['kind']}; sha256 {ds['sha256'][:12]}…)",
+        "phase1_checkpoint": f"{shown(ck['path'])} (seed {ck['used_seed']}"
         + (", substituted" if ck["substituted"] else "")
         + ")",
     }

@@ -21,12 +21,13 @@ import numpy as np
 
 from hrl_core.lab import stats, summary
 from hrl_core.lab.figures.spec import Figure, HLine, Panel, Series
+from hrl_core.lab.metrics import STEPS_KIND
 from hrl_core.lab.recovery import steps_text
 
 K_COLOURS = {0.0: "#1b9e77", 30.0: "#d95f02", 60.0: "#7570b3"}
 ARM_COLOURS = ["#444444", "#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d"]
 ARM_DASH = {"ensemble": "solid", "vanilla": "dash"}  # a plain grid's two methods
-BY_KIND = {"clean": "reach", "spec80": "reach", "regain": "regain"}  # how steps read (recovery.steps_text)
+BY_KIND = STEPS_KIND  # how steps read (recovery.steps_text; hrl_core.lab.metrics)
 
 
 def data_note(runs) -> str:

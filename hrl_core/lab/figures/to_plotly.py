@@ -11,7 +11,7 @@ from hrl_core.lab.figures.spec import Figure, Panel
 SYMBOL = {"circle": "circle", "x": "x-open", "circle-open": "circle-open"}
 # What the figures' toolbar offers: no "send to cloud" (it uploads the data to a web service), no logo;
 # the download button saves a PNG at the figure's size.
-CONFIG = {"displaylogo": False, "showSendToCloud": False, "showEditInChartStudio": False, "responsive": True,
+CONFIG = {"displaylogo": False, "showSendToCloud": False, "responsive": True,
           "modeBarButtonsToRemove": ["sendDataToCloud", "editInChartStudio"],
           "toImageButtonOptions": {"format": "png", "scale": 2}}  # fmt: skip
 
