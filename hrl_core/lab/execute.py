@@ -245,6 +245,7 @@ def execute_population(notebook: str, cells: list[tuple[dict, str, str]], env: d
         params = {**settings, "progress": False, "grid_cell": False}  # renders the complete run
         res = execute_cell(notebook, out, params, {}, run_name, kernel_name)
         res["population"] = len(cells)
+        res["seconds"] = time.time() - t0  # the population's training and this cell's record
         results.append(res)
     return results
 
@@ -255,7 +256,6 @@ def run_grid(cells: list[Cell], backend=None, executed_dir: Path = Path("execute
     returns one result dict per cell (skipped ones too). ``notebook`` replaces the cells' own.
     ``population``: cells per population (``hrl_core.run.population``; 1: each cell alone), or a
     function of a cell's algorithm giving it."""
-    from dask.distributed import wait
 
     from hrl_core.lab import clusters
 
@@ -284,27 +284,38 @@ def run_grid(cells: list[Cell], backend=None, executed_dir: Path = Path("execute
         if getattr(cfg, "threads", 0) is None and backend.cell_threads is not None:
             cfg.threads = backend.cell_threads  # the workers' environment does not set them
         cell.notebook_out = Path(executed_dir) / f"{cell.run_name}.ipynb"
-    with backend.open() as client:
+    with clusters.executor(backend) as ex:
         futures = {}
         training = [c for c in todo if trains[c.run_name]]
         groups = pack(training, population, backend.concurrent_cells())
         for group in groups + [[c] for c in todo if not trains[c.run_name]]:
             if len(group) == 1:
                 cell = group[0]
-                fut = client.submit(execute_cell, str(notebook or cell.notebook), str(cell.notebook_out),
-                                    notebook_parameters(cell.config), env, cell.run_name,
-                                    key=f"cell-{cell.run_name}", pure=False, retries=0)  # fmt: skip
+                fut = ex.submit(
+                    execute_cell,
+                    str(notebook or cell.notebook),
+                    str(cell.notebook_out),
+                    notebook_parameters(cell.config),
+                    env,
+                    cell.run_name,
+                    key=f"cell-{cell.run_name}",
+                )
             else:
                 from dataclasses import asdict
 
                 members = [(asdict(c.config), str(c.notebook_out), c.run_name) for c in group]
-                fut = client.submit(execute_population, str(notebook or group[0].notebook), members, env,
-                                    key=f"population-{group[0].run_name}", pure=False, retries=0)  # fmt: skip
+                fut = ex.submit(
+                    execute_population,
+                    str(notebook or group[0].notebook),
+                    members,
+                    env,
+                    key=f"population-{group[0].run_name}",
+                )
             futures[fut] = group
         watch = Progress(todo, progress)
         pending = set(futures)
         while pending:
-            done, pending = wait(pending, timeout=watch.every, return_when="FIRST_COMPLETED")
+            done, pending = ex.wait(pending, timeout=watch.every)
             for fut in done:
                 group = futures[fut]
                 try:

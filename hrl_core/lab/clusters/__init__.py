@@ -2,8 +2,11 @@
 
 A :class:`Backend` says what it would start (``describe``, for ``--dry_run``), how many
 cells run at once (``concurrent_cells``, for the time estimate), how many torch threads a
-cell should pin when the back-end does not set them itself (``cell_threads``), and opens a
-Dask client (``open``). The back-ends:
+cell should pin when the back-end does not set them itself (``cell_threads``), and starts it:
+``with executor(backend) as ex: fut = ex.submit(fn, *args)`` hands out futures (submitit's
+shape: ``fut.result()``), and ``ex.wait(futures, timeout)`` returns the finished ones. The
+Dask client behind it (``backend.open()``) is the back-ends' business, not the grid's. The
+back-ends:
 
 - :class:`~.local.LocalBackend`: worker processes on this machine, one per core (or per GPU
   slot), listening on loopback only;
@@ -53,6 +56,37 @@ def backend(cluster: str = "local", scheduler: str | None = None, slurm=None, wo
     from hrl_core.lab.clusters.local import LocalBackend
 
     return LocalBackend(workers=workers, cells_per_gpu=cells_per_gpu, threads_per_cell=threads_per_cell)
+
+
+class Executor:
+    """What a started back-end offers a grid: ``submit(fn, *args, key=...) -> future`` and
+    ``wait(futures, timeout) -> (done, pending)`` (a Dask client underneath)."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def submit(self, fn, *args, key: str | None = None):
+        # pure=False: the same cell submitted twice is run twice (its lock decides), never cached
+        return self._client.submit(fn, *args, key=key, pure=False, retries=0)
+
+    def wait(self, futures, timeout: float | None = None) -> tuple[set, set]:
+        """The futures finished within ``timeout`` seconds (at least one, unless the time ran out)."""
+        from dask.distributed import TimeoutError as DaskTimeout
+        from dask.distributed import wait
+
+        futures = set(futures)
+        try:
+            result = wait(list(futures), timeout=timeout, return_when="FIRST_COMPLETED")
+        except (DaskTimeout, TimeoutError):  # none finished yet: the caller reports progress and waits again
+            return set(), futures
+        return set(result.done), set(result.not_done)
+
+
+@contextmanager
+def executor(backend: Backend):
+    """Start a back-end; yields its :class:`Executor`; stops what it started at the end."""
+    with backend.open() as client:
+        yield Executor(client)
 
 
 @contextmanager
