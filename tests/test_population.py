@@ -138,3 +138,28 @@ def test_pack_groups_only_cells_that_share_a_shape_and_a_start(tmp_path):
     (folder / "metrics.json").write_text(json.dumps({"step": [0, 50], "status": "running"}))
     groups = execute.pack(cells[:6], size=6, workers=1)
     assert sorted(len(g) for g in groups) == [1, 5]
+
+
+def test_a_grid_packs_populations_end_to_end(tmp_path, d4rl_dir, phase1_dir):
+    """hrl grid --population 4: the dry run prints the packing; four IQL cells train as one population
+    into their own run folders and executed notebooks, and hrl plot reads them."""
+    from tests.conftest import run_hrl
+
+    grid = tmp_path / "g.yaml"
+    grid.write_text("algos: [iql]\ndatasets: [hopper-medium-v2]\nremove_top_k: [0, 60]\nbonus_types: [ensemble, none]\n"
+                    "seeds: [1]\nsettings: {online_steps: 40, eval_interval: 20, eval_episodes: 1, batch_size: 32, "
+                    f"save_dir: {tmp_path / 'runs'}}}\n")  # fmt: skip
+    args = ["grid", "--params", grid, "--population", "4", "--workers", "1", "--executed_dir", tmp_path / "executed"]
+    dry = run_hrl([*args, "--dry_run"], tmp_path, d4rl_dir, phase1_dir)
+    assert dry.returncode == 0 and "4 cell(s) to run as 1 task(s)" in dry.stdout and "4 x " in dry.stdout, dry.stdout
+    out = run_hrl(args, tmp_path, d4rl_dir, phase1_dir)
+    assert out.returncode == 0 and "grid: 4 ran" in out.stdout, out.stdout + out.stderr
+    assert "4/4 cells done" in out.stdout  # the progress line
+    runs = sorted(p for p in (tmp_path / "runs").iterdir() if p.is_dir())
+    assert len(runs) == 4 and len(list((tmp_path / "executed").glob("*.ipynb"))) == 4
+    for run in runs:
+        config = json.loads((run / "config.json").read_text())
+        assert config["population"][0]["size"] == 4
+        assert json.loads((run / "metrics.json").read_text())["status"] == "complete"
+    plot = run_hrl(["plot", "--params", grid, "--out", tmp_path / "fig", "--no_static"], tmp_path, d4rl_dir, phase1_dir)
+    assert plot.returncode == 0 and "hrl plot: 4 runs" in plot.stdout, plot.stderr
