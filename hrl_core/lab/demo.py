@@ -101,10 +101,12 @@ def expected_time(budget: Budget, workers: int, dataset: str = DATASET) -> str:
     per_worker = max(workers, 1)
     phase1 = 2 * budget.pretrain_steps * ms / 1000 / min(per_worker, 2)
     phase2 = 4 * budget.online_steps * 1.4 * ms / 1000 / min(per_worker, 4)
-    total = phase1 + phase2 + 60
-    return (f"expected: about {total / 60:.0f} min on this machine now (an IQL update measured {ms:.1f} ms; Phase I "
-            f"~{phase1 / 60:.0f} min, Phase II ~{phase2 / 60:.0f} min); README's ~7 min is an idle 2-core machine, "
-            "and a busy one takes longer: progress lines follow")  # fmt: skip
+    total = phase1 + phase2 + 120  # data, kernels and figures: ~2 min whatever the budget
+    from hrl_core.lab.grids import format_duration as d
+
+    return (f"expected: about {d(total)} on this machine now (an IQL update measured {ms:.1f} ms; Phase I "
+            f"~{d(phase1)}, Phase II ~{d(phase2)}); README's ~7 min is an idle 2-core machine, and a busy one "
+            "takes longer: progress lines follow")  # fmt: skip
 
 
 def run_demo(out_root: Path, phase1_dir: Path, budget: Budget = QUICK, workers: int | None = None,
