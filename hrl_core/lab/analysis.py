@@ -188,6 +188,10 @@ def _strata(group_a, group_b, metric: str, by_checkpoint: bool) -> tuple[list, l
 
     a, b = split(group_a), split(group_b)
     keys = sorted(set(a) & set(b))
+    if by_checkpoint and keys and all(len(a[s]) < 2 or len(b[s]) < 2 for s in keys):
+        # every checkpoint holds one seed a side (its checkpoint follows the online seed): no
+        # within-checkpoint spread to compare with, so the seeds are one stratum
+        return [(np.concatenate([a[s] for s in keys]), np.concatenate([b[s] for s in keys]))], [keys[0]]
     return [(np.asarray(a[s]), np.asarray(b[s])) for s in keys], keys
 
 

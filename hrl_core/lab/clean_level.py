@@ -169,7 +169,9 @@ def clean_levels(runs, store_dir: str | Path | None = None, evaluate: bool = Tru
         cl = CleanLevel(algo, dataset, math.nan)
         # one level per online seed and Phase I checkpoint (a record with one checkpoint: per seed, as always)
         pairs = sorted({(r.seed, stratum_of(r)) for r in group})
-        several = len({ck for _, ck in pairs}) > 1
+        # per seed and checkpoint only where a seed has runs from several checkpoints (a checkpoint that
+        # follows the online seed, phase1_seed=None, is one per seed: keyed by seed, as always)
+        several = len(pairs) > len({seed for seed, _ in pairs})
         for seed, ck in pairs:
             key = f"{seed}/ckpt {ck}" if several else seed
             mine = [r for r in group if r.seed == seed and stratum_of(r) == ck]

@@ -236,8 +236,9 @@ def load_grid(path: str | Path) -> dict:
 def _setting_blocks(spec: dict) -> list[dict]:
     """Every mapping of settings in a grid file: shared, per algorithm, per arm."""
     blocks = [spec.get("settings") or {}]
-    blocks += [s or {} for s in (spec.get("algo_settings") or {}).values() if isinstance(s, dict)]
-    blocks += [s or {} for s in (spec.get("arms") or {}).values() if isinstance(s, dict)]
+    for key in ("algo_settings", "arms"):  # a malformed one is reported by load_grid's own checks
+        if isinstance(spec.get(key), dict):
+            blocks += [s or {} for s in spec[key].values() if isinstance(s, dict)]
     return [b for b in blocks if isinstance(b, dict)]
 
 

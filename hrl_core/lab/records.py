@@ -65,7 +65,7 @@ def read_run(run_dir: Path, arm: str = "") -> Run | None:
         return None
     from hrl_core.run.folder import metrics_damage
 
-    damage = metrics_damage(metrics)
+    damage = metrics_damage(metrics, required=("step", "normalized_return"))
     if damage:  # never summarized nor drawn: reported as damaged (its status says why), not read as complete
         metrics = {**metrics, "status": "damaged", "damage": damage}
     s = config["settings"]

@@ -325,9 +325,9 @@ def figures(found, arms: list[str], levels: dict, figures_dir=None, effects=None
             composite: bool = False) -> list[tuple[str, bytes]]:  # fmt: skip
     """The study's figures as PNG bytes (to show inline), also written as PNG/SVG (300 dpi): every
     seed's return curve and the mean; the forest plot of its effects (when given); the diagnostics;
-    recovery per seed. ``composite``: the return curves are the whole study's (every setting), named so."""
-    figs = [catalog.study_curves(found, arms, "study_composite" if composite else "study_returns"),
-            catalog.study_diagnostics(found, arms, DIAGNOSTICS)]  # fmt: skip
+    recovery per seed. ``composite``: the whole study's record, whose return curves (every setting of the
+    study, a panel each) are its composite figure."""
+    figs = [catalog.study_curves(found, arms), catalog.study_diagnostics(found, arms, DIAGNOSTICS)]
     if effects:
         figs.append(forest_figure(effects, analysis))
     figs += [catalog.recovery(found, ds, levels) for ds in sorted({r.dataset for r in found})]

@@ -190,16 +190,16 @@ def existing(run_dir: Path, wanted: dict) -> Existing:
 CURVE_KEYS = ("step", "normalized_return", "raw_return_mean")  # what every summary reads of a run
 
 
-def metrics_damage(metrics) -> str | None:
+def metrics_damage(metrics, required=("step",)) -> str | None:
     """Why a run's metrics.json cannot be summarized (None: it can): the evaluation curve must be
     lists of finite numbers, one per evaluation (JSON writes NaN, and a NaN in a table is a number
-    that looks right)."""
+    that looks right). ``required``: the curve keys it must have (the others: checked if there)."""
     if not isinstance(metrics, dict) or not isinstance(metrics.get("step"), list) or not metrics["step"]:
         return f"its {METRICS} has no evaluation points"
     n = len(metrics["step"])
     for key in CURVE_KEYS:
         values = metrics.get(key)
-        if values is None and key != "step" and key != "normalized_return":
+        if values is None and key not in required:
             continue
         if not isinstance(values, list) or len(values) != n:
             return f"its {METRICS} has {key} of another length than its {n} evaluation points"
