@@ -84,7 +84,7 @@ export HRL_PHASE1_DIR="${HRL_PHASE1_DIR:-$(cd .. && pwd)/shared/phase1/results}"
 for part in "${PARTS[@]}"; do
     echo "study: part $part ($(date -u +%H:%M) UTC)"
     "$CLONE/.venv/bin/hrl" grid --params "$CLONE/$YAML" --part "$part" \
-        --save_dir "$RESULTS" --executed_dir "$RESULTS/executed" --no_progress
+        --save_dir "$RESULTS" --executed_dir "$RESULTS/executed"
 done
 echo "study: done ($(date -u +%H:%M) UTC); record a part with:"
 echo "  hrl study --params $YAML --part PART --save_dir $RESULTS --record"
