@@ -21,18 +21,10 @@ import torch
 
 from hrl_core.run.config import FinetuneConfig
 from hrl_core.run.phase1 import phase1_run_name
-from tests.conftest import REPO, run_hrl, write_d4rl_slice
-from tests.test_bad_input import finetune_cmd, one_error_line
+from tests.conftest import REPO, run_hrl
+from tests.test_bad_input import data_copy, finetune_cmd, one_error_line  # noqa: F401 - data_copy: a fixture
 
 H = "hopper-medium-v2"
-
-
-@pytest.fixture
-def data_copy(tmp_path, d4rl_dir):
-    folder = tmp_path / "d4rl"
-    folder.mkdir()
-    write_d4rl_slice(d4rl_dir / "hopper_medium-v2.hdf5", folder / "hopper_medium-v2.hdf5", 20_000)
-    return folder
 
 
 def _edit(path: Path, **arrays) -> None:
