@@ -45,6 +45,15 @@ def d4rl_env(d4rl_dir, monkeypatch):
     return d4rl_dir
 
 
+@pytest.fixture
+def data_copy(tmp_path, d4rl_dir):
+    """A D4RL folder of our own with a 20,000-row slice of the stand-in hopper file (to damage)."""
+    folder = tmp_path / "d4rl"
+    folder.mkdir()
+    write_d4rl_slice(d4rl_dir / "hopper_medium-v2.hdf5", folder / "hopper_medium-v2.hdf5", 20_000)
+    return folder
+
+
 def run_hrl(args, cwd: Path, d4rl_dir=None, phase1_dir=None, timeout: int = 900) -> subprocess.CompletedProcess:
     """``hrl <args>`` in a fresh interpreter, as a user runs it, with the test data's
     folders in D4RL_DATASET_DIR / HRL_PHASE1_DIR (when given); output captured."""

@@ -38,15 +38,6 @@ def one_error_line(out) -> str:
     return lines[0]
 
 
-@pytest.fixture
-def data_copy(tmp_path, d4rl_dir):
-    """A D4RL folder of our own with a 20,000-row slice of the stand-in hopper file."""
-    folder = tmp_path / "d4rl"
-    folder.mkdir()
-    write_d4rl_slice(d4rl_dir / "hopper_medium-v2.hdf5", folder / "hopper_medium-v2.hdf5", 20_000)
-    return folder
-
-
 # 1. Non-finite offline data -------------------------------------------------------------
 @pytest.mark.parametrize("key,row,value", [("rewards", 1234, np.inf), ("observations", 777, np.nan),
                                            ("actions", 5, -np.inf), ("next_observations", 19_999, np.nan)])  # fmt: skip

@@ -22,7 +22,7 @@ import torch
 from hrl_core.run.config import FinetuneConfig
 from hrl_core.run.phase1 import phase1_run_name
 from tests.conftest import REPO, run_hrl
-from tests.test_bad_input import data_copy, finetune_cmd, one_error_line  # noqa: F401 - data_copy: a fixture
+from tests.test_bad_input import finetune_cmd, one_error_line
 
 H = "hopper-medium-v2"
 
