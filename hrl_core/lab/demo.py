@@ -217,18 +217,18 @@ def what_it_shows(rows: list[dict]) -> list[str]:
     k=60 start below the clean level can do before regaining its own start."""
     lines = ["what the curves show (one seed, quick budget: an illustration, not a conclusion):"]
     for row in rows:
-        method = "ensemble bonus" if row["arm"] == "ensemble" else "vanilla"
-        back = row["regain_text"].rsplit(" (", 1)[0]
+        method = "ensemble bonus" if row.arm == "ensemble" else "vanilla"
+        back = row.regain_text.rsplit(" (", 1)[0]
         if back == "never below its start":
             start = "never fell below its own start"
         elif back.startswith("not"):
-            start = f"fell to {row['dip_return_mean']:.1f} and did not come back to its own start"
+            start = f"fell to {row.dip_return_mean:.1f} and did not come back to its own start"
         else:
-            start = f"fell to {row['dip_return_mean']:.1f} and was back at its own start after {back} steps"
-        clean = row["clean_text"].rsplit(" (", 1)[0]
+            start = f"fell to {row.dip_return_mean:.1f} and was back at its own start after {back} steps"
+        clean = row.clean_text.rsplit(" (", 1)[0]
         clean = ("at or above it at step 0" if clean == "at step 0" else
                  "not reached" if clean.startswith("not") else f"first reached after {clean} steps")  # fmt: skip
-        lines.append(f"  k={row['k']:g} {method:<14} normalized return {row['step0_return']:5.1f} at step 0 -> "
-                     f"{row['final_mean']:5.1f} at the end (AUC {row['auc_mean']:.1f}); it {start}; the clean "
-                     f"checkpoint's return ({row['clean_level']:.1f}): {clean} (data: {row['data']})")  # fmt: skip
+        lines.append(f"  k={row.k:g} {method:<14} normalized return {row.step0_return:5.1f} at step 0 -> "
+                     f"{row.final_mean:5.1f} at the end (AUC {row.auc_mean:.1f}); it {start}; the clean "
+                     f"checkpoint's return ({row.clean_level:.1f}): {clean} (data: {row.data})")  # fmt: skip
     return lines

@@ -75,12 +75,12 @@ def exploration_block(stem: str, part: str = "") -> str:
     def f(v, fmt=".3f"):
         return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
-    body = [[f"{r['algo'].upper()} {r['dataset'].split('-')[0]} k={r['k']:g}", r["arm"], r["n_seeds"],
-             f"{r['step0_return']:.1f} → {r['final_mean']:.1f}", levels[(r["algo"], r["dataset"])].text(),
-             "—" if math.isnan(r["clean_level"]) else ("yes" if r["final_mean"] > r["clean_level"] else "no"),
-             f(r["bonus_reward_ratio"]), f"{f(r['bonus_ratio_first'])} → {f(r['bonus_ratio_last'])}",
-             f"{f(r['mean_q_first'], '.0f')} → {f(r['mean_q_last'], '.0f')}",
-             f"{f(r['disagreement_trend'], '.2f')} ({r['disagreement_fell']})"] for r in rows]  # fmt: skip
+    body = [[f"{r.algo.upper()} {r.dataset.split('-')[0]} k={r.k:g}", r.arm, r.n_seeds,
+             f"{r.step0_return:.1f} → {r.final_mean:.1f}", levels[(r.algo, r.dataset)].text(),
+             "—" if math.isnan(r.clean_level) else ("yes" if r.final_mean > r.clean_level else "no"),
+             f(r.bonus_reward_ratio), f"{f(r.bonus_ratio_first)} → {f(r.bonus_ratio_last)}",
+             f"{f(r.mean_q_first, '.0f')} → {f(r.mean_q_last, '.0f')}",
+             f"{f(r.disagreement_trend, '.2f')} ({r.disagreement_fell})"] for r in rows]  # fmt: skip
     return summary.table(columns, body) + "\n"
 
 

@@ -38,8 +38,8 @@ def write_summary(rows: list[dict], effects: list[dict], levels: dict, missing: 
     by_setting = {(e["algo"], e["dataset"], e["k"], e["arm"]): e for e in effects}
     flat = []
     for row in rows:
-        out = {k: v for k, v in row.items() if not k.endswith("_each")}
-        e = by_setting.get((row["algo"], row["dataset"], row["k"], row["arm"]))
+        out = {k: v for k, v in row.as_dict().items() if not k.endswith("_each")}
+        e = by_setting.get((row.algo, row.dataset, row.k, row.arm))
         for m in SUMMARY_METRICS if e else ():
             d = e[m]
             out.update({f"ens_minus_vanilla_{m}": d.estimate, f"{m}_ci_low": d.low, f"{m}_ci_high": d.high,
@@ -62,7 +62,7 @@ def write_summary(rows: list[dict], effects: list[dict], levels: dict, missing: 
         "(*at step 0* means the checkpoint already starts above the line: no evidence of recovery).",
         "",
     ]
-    kinds = sorted({row["data"] for row in rows})
+    kinds = sorted({row.data for row in rows})
     if any("not D4RL" in k or "unverified" in k or "generated" in k for k in kinds):
         lines += [f"**Offline data: {', '.join(kinds)}** — not the official D4RL files.", ""]
     lines += [clean_level.clean_levels_markdown(levels), "", summary.setting_markdown(rows), ""]

@@ -183,29 +183,29 @@ def conclusion_markdown(effects: list[dict], pooled: list[dict], rows: list[dict
         poi = p["pooled"].probability_of_improvement
         out.append(f"- **{label}**: {reading}; per setting (better/worse/inconclusive of {len(mine)}): "
                    f"{', '.join(per)}; P(arm > reference) = {poi.text(2, False)}.")  # fmt: skip
-    ratios = [r for r in rows if np.isfinite(r["bonus_reward_ratio"]) and r["bonus_reward_ratio"] > 0]
+    ratios = [r for r in rows if np.isfinite(r.bonus_reward_ratio) and r.bonus_reward_ratio > 0]
     if ratios:
         by_arm: dict[str, list] = {}
         for r in ratios:
-            by_arm.setdefault(r["arm"], []).append(r)
-        parts = [f"{arm} {np.mean([r['bonus_reward_ratio'] for r in v]):.3f} "
-                 f"({stats.nanmean([r['bonus_ratio_first'] for r in v]):.3f} → "
-                 f"{stats.nanmean([r['bonus_ratio_last'] for r in v]):.3f})" for arm, v in by_arm.items()]  # fmt: skip
+            by_arm.setdefault(r.arm, []).append(r)
+        parts = [f"{arm} {np.mean([r.bonus_reward_ratio for r in v]):.3f} "
+                 f"({stats.nanmean([r.bonus_ratio_first for r in v]):.3f} → "
+                 f"{stats.nanmean([r.bonus_ratio_last for r in v]):.3f})" for arm, v in by_arm.items()]  # fmt: skip
         out.append("- Measured bonus / env reward (mean over settings; first → last interval): " + ", ".join(parts))
-    trends = [r for r in rows if np.isfinite(r["disagreement_trend"])]
+    trends = [r for r in rows if np.isfinite(r.disagreement_trend)]
     if trends:
-        fell = sum(r["disagreement_trend"] < 1 for r in trends)
+        fell = sum(r.disagreement_trend < 1 for r in trends)
         out.append(
             f"- Disagreement fell from the first to the last interval in {fell} of {len(trends)} (setting, arm) "
             "groups (mean over seeds); the spec expects it to fall as the ensemble learns the online data."
         )
-    above = [r for r in rows if np.isfinite(r["clean_level"]) and r["final_mean"] > r["clean_level"]]
-    known = [r for r in rows if np.isfinite(r["clean_level"])]
+    above = [r for r in rows if np.isfinite(r.clean_level) and r.final_mean > r.clean_level]
+    known = [r for r in rows if np.isfinite(r.clean_level)]
     if known:
         out.append(f"- Ending above the clean checkpoint's return (mean final > clean level): {len(above)} of "
                    f"{len(known)} (setting, arm) groups" + (": " + ", ".join(
-                       f"{r['algo']} {r['dataset'].split('-')[0]} k={r['k']:g} {r['arm']} ({r['final_mean']:.1f} vs "
-                       f"{r['clean_level']:.1f})" for r in above) if above else "") + ".")  # fmt: skip
+                       f"{r.algo} {r.dataset.split('-')[0]} k={r.k:g} {r.arm} ({r.final_mean:.1f} vs "
+                       f"{r.clean_level:.1f})" for r in above) if above else "") + ".")  # fmt: skip
     n_seeds = sorted({e["n_arm"] for e in effects} | {e["n_reference"] for e in effects})
     out.append(
         f"- Seeds per arm and setting: {', '.join(map(str, n_seeds))}. A verdict needs the interval to exclude "

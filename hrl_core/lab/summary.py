@@ -159,7 +159,59 @@ def disagreement_trend(r) -> float:
     return d[-1] / d[0] if len(d) >= 2 and d[0] > 0 else math.nan
 
 
-def setting_rows(runs, arms: list[str] | None = None, levels: dict | None = None) -> list[dict]:
+@dataclass
+class SettingRow:
+    """One (setting, arm) of a record over its complete runs: the recovery metrics and the
+    exploration signal, as every table, CSV and digest reads them (``row.auc_mean``)."""
+
+    algo: str
+    dataset: str
+    k: float
+    arm: str
+    n_seeds: int
+    seeds: str  # "0,1,2"
+    online_steps: int
+    data: str  # the offline data's provenance kind(s)
+    step0_return: float
+    final_mean: float
+    final_sd: float
+    auc_mean: float
+    auc_sd: float
+    dip_return_mean: float
+    dip_depth_mean: float
+    dip_depth_sd: float
+    dip_step_median: float
+    dipped: str  # "2/3" seeds below step 0
+    regain_each: list  # per seed: steps to regain step 0 (0: never below its start; inf: not regained)
+    regain_text: str
+    clean_level: float
+    clean_each: list
+    clean_text: str
+    spec80_each: list
+    spec80_text: str
+    threshold80: float
+    steps_to_80_median: float
+    reached_80: str
+    steps_to_100_median: float
+    reached_100: str
+    bonus_reward_ratio: float  # mean bonus / mean env reward over the run (a ratio of means)
+    bonus_ratio_first: float
+    bonus_ratio_last: float
+    mean_q_first: float
+    mean_q_last: float
+    disagreement_trend: float  # last / first interval
+    disagreement_fell: str  # "3/3" seeds
+
+    def __getitem__(self, key: str):
+        return getattr(self, key)  # reads by name still work (a CSV column, an older caller)
+
+    def as_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def setting_rows(runs, arms: list[str] | None = None, levels: dict | None = None) -> list[SettingRow]:
     """One row per (algo, dataset, k, arm) over the complete runs."""
     found = groups(runs, levels)
     rows = []
@@ -172,7 +224,7 @@ def setting_rows(runs, arms: list[str] | None = None, levels: dict | None = None
             finals, aucs, depths = g.values("final"), g.values("auc"), g.values("dip_depth")
             regain, clean, spec80 = ([raw_steps(r, m) for r in g.recs] for m in ("regain", "clean", "spec80"))
             trends = [disagreement_trend(r) for r in g.runs]
-            rows.append({
+            rows.append(SettingRow(**{
                 "algo": algo, "dataset": dataset, "k": k, "arm": arm, "n_seeds": len(g.runs),
                 "seeds": ",".join(str(r.seed) for r in g.runs), "online_steps": int(budget),
                 "data": "; ".join(sorted({r.data_kind.split(":")[0] for r in g.runs})),
@@ -196,7 +248,7 @@ def setting_rows(runs, arms: list[str] | None = None, levels: dict | None = None
                 "mean_q_last": _mean(mean_q(r, -1) for r in g.runs),
                 "disagreement_trend": _mean(trends),
                 "disagreement_fell": f"{sum(t < 1 for t in trends if np.isfinite(t))}/{len(trends)}",
-            })  # fmt: skip
+            }))  # fmt: skip
     return rows
 
 
@@ -306,14 +358,14 @@ def table(columns: list[str], rows: list[list]) -> str:
 
 def dip_text(row: dict) -> str:
     """``33.5 (−12.7, at 2,000; 3/3 below step 0)``: mean lowest return, its depth, median step."""
-    if math.isnan(row["dip_return_mean"]):
+    if math.isnan(row.dip_return_mean):
         return "—"
-    return (f"{row['dip_return_mean']:.1f} ({-row['dip_depth_mean']:+.1f}, at {_f(row['dip_step_median'], ',.0f')}; "
-            f"{row['dipped']} below step 0)")  # fmt: skip
+    return (f"{row.dip_return_mean:.1f} ({-row.dip_depth_mean:+.1f}, at {_f(row.dip_step_median, ',.0f')}; "
+            f"{row.dipped} below step 0)")  # fmt: skip
 
 
 def _or_no_level(row: dict, key: str) -> str:
-    return row[key] if not math.isnan(row["clean_level"]) else "— (no clean level)"
+    return getattr(row, key) if not math.isnan(row.clean_level) else "— (no clean level)"
 
 
 def setting_markdown(rows: list[dict]) -> str:
@@ -322,9 +374,9 @@ def setting_markdown(rows: list[dict]) -> str:
                "dip: lowest (vs step 0, at step)", "steps to regain step 0", "clean level", "steps to clean",
                "steps to 80% of clean"]  # fmt: skip
     return table(columns, [
-        [r["algo"], r["dataset"], f"{r['k']:g}", r["arm"], r["n_seeds"], f"{r['step0_return']:.1f}",
-         f"{r['final_mean']:.1f} ± {_f(r['final_sd'])}", f"{r['auc_mean']:.1f} ± {_f(r['auc_sd'])}", dip_text(r),
-         r["regain_text"], _f(r["clean_level"]), _or_no_level(r, "clean_text"), _or_no_level(r, "spec80_text")]
+        [r.algo, r.dataset, f"{r.k:g}", r.arm, r.n_seeds, f"{r.step0_return:.1f}",
+         f"{r.final_mean:.1f} ± {_f(r.final_sd)}", f"{r.auc_mean:.1f} ± {_f(r.auc_sd)}", dip_text(r),
+         r.regain_text, _f(r.clean_level), _or_no_level(r, "clean_text"), _or_no_level(r, "spec80_text")]
         for r in rows
     ])  # fmt: skip
 
@@ -335,10 +387,10 @@ def exploration_markdown(rows: list[dict]) -> str:
     columns = ["algo", "dataset", "k", "arm", "bonus / reward: run", "first → last interval", "mean Q: first → last",
                "disagreement last/first (fell)"]  # fmt: skip
     return table(columns, [
-        [r["algo"], r["dataset"], f"{r['k']:g}", r["arm"], _f(r["bonus_reward_ratio"], ".3f"),
-         f"{_f(r['bonus_ratio_first'], '.3f')} → {_f(r['bonus_ratio_last'], '.3f')}",
-         f"{_f(r['mean_q_first'], '.0f')} → {_f(r['mean_q_last'], '.0f')}",
-         f"{_f(r['disagreement_trend'], '.2f')} ({r['disagreement_fell']})"]
+        [r.algo, r.dataset, f"{r.k:g}", r.arm, _f(r.bonus_reward_ratio, ".3f"),
+         f"{_f(r.bonus_ratio_first, '.3f')} → {_f(r.bonus_ratio_last, '.3f')}",
+         f"{_f(r.mean_q_first, '.0f')} → {_f(r.mean_q_last, '.0f')}",
+         f"{_f(r.disagreement_trend, '.2f')} ({r.disagreement_fell})"]
         for r in rows
     ])  # fmt: skip
 

@@ -140,12 +140,12 @@ def recovery_table_html(rows: list[dict], algo: str, dataset: str, ks) -> str:
     """Per k and method: final return, the dip, steps to regain step 0 and to the clean level."""
     body = []
     for row in rows:
-        if row["algo"] != algo or row["dataset"] != dataset or row["k"] not in ks:
+        if row.algo != algo or row.dataset != dataset or row.k not in ks:
             continue
         body.append(
-            f"<tr><td>{row['k']:g}</td><td>{row['arm']}</td><td>{row['n_seeds']}</td>"
-            f"<td>{row['final_mean']:.1f} ± {summary._f(row['final_sd'])}</td><td>{summary.dip_text(row)}</td>"
-            f"<td>{row['regain_text']}</td><td>{row['clean_text']}</td><td>{row['spec80_text']}</td></tr>"
+            f"<tr><td>{row.k:g}</td><td>{row.arm}</td><td>{row.n_seeds}</td>"
+            f"<td>{row.final_mean:.1f} ± {summary._f(row.final_sd)}</td><td>{summary.dip_text(row)}</td>"
+            f"<td>{row.regain_text}</td><td>{row.clean_text}</td><td>{row.spec80_text}</td></tr>"
         )
     if not body:
         return "<p>No complete runs for this selection yet.</p>"
@@ -224,9 +224,9 @@ class RunBrowser(_Exporting):
 
     def export_view(self) -> list[Path]:
         rows = [
-            {k: v for k, v in r.items() if not k.endswith("_each")}
+            {k: v for k, v in r.as_dict().items() if not k.endswith("_each")}
             for r in self.rows
-            if r["algo"] == self.algo.value and r["dataset"] == self.dataset.value and r["k"] in self.ks.value
+            if r.algo == self.algo.value and r.dataset == self.dataset.value and r.k in self.ks.value
         ]
         return self.export(self._curves_spec(), rows, f"{self.algo.value}_{self.dataset.value}")
 
