@@ -22,6 +22,27 @@ def test_holm_adjusts_a_family_step_down():
     assert adjusted[:4] == pytest.approx([0.03, 0.06, 0.06, 0.02])
     assert math.isnan(adjusted[4])  # not a member of the family
     assert verdicts.holm([0.04]) == pytest.approx([0.04])  # a family of one is not corrected
+    # a family declared with 4 tests of which 2 are in: the 2 missing count as p = 1 (ranked last)
+    assert verdicts.holm([0.01, 0.02], family_size=4) == pytest.approx([0.04, 0.06])
+    assert verdicts.holm([0.01, 0.04, 0.03, 0.005], family_size=4) == pytest.approx(adjusted[:4])
+
+
+def test_a_part_record_corrects_over_the_family_the_whole_file_declares():
+    from hrl_core.lab.record import Record
+
+    spec = grids.load_grid(REPO / "params" / "study_review.yaml")
+    settings = len(spec["algos"]) * len(spec["datasets"]) * len(spec["remove_top_k"])
+    declared = len(spec["analysis"]["primary_family"]) * settings
+    part = Record.open(REPO / "params" / "study_review.yaml", "cql-hopper")
+    assert part.analysis.family_size == declared > 3  # not the 3 effects of the part's one setting
+    # one effect of that family in: its p is multiplied by the declared size, not left alone
+    rng = np.random.default_rng(0)
+    runs = _arms([50.0, 51.0, 49.0], +3.0, 1.0, "cql", rng)
+    found = [e for e in analysis.effects(runs, {"bonus": ("arm", "ref")}, part.analysis) if e.primary]
+    assert len(found) == 1 and found[0].p_holm == pytest.approx(min(1.0, declared * found[0].p))
+    assert f"{declared} effects declared over the study file, 1 with runs" in analysis.primary_note(
+        found, part.analysis
+    )
 
 
 def test_final_return_is_the_mean_of_the_last_evaluations():
@@ -104,3 +125,21 @@ def test_intervals_cover_on_the_records_own_per_seed_values(record_scenarios, si
             hits += d.low <= truth <= d.high
         welch.append(hits / 300)
     assert min(welch) < 0.92
+
+
+def test_step_zero_pairs_seeds_within_a_checkpoint():
+    """Seed 0 from checkpoint 1 and seed 0 from checkpoint 2 start from different networks: their
+    step 0 differs and says nothing about the machines. Within a checkpoint a gap is still found."""
+    from hrl_core.lab import summary
+
+    def run(arm, seed, ckpt, start):
+        r = _run(arm, seed, ckpt, 50.0)
+        r.metrics["normalized_return"] = [start, 50.0, 50.0]
+        return r
+
+    runs = [run(arm, seed, ckpt, 40.0 + ckpt) for arm in ("arm", "ref") for seed in (0, 1) for ckpt in (1, 2)]
+    rows = summary.effect_rows(runs, {"effect": ("arm", "ref")})
+    assert rows[0]["start_gaps"] == [] and summary.start_gap_note(rows) == ""
+    runs[0].metrics["normalized_return"][0] += 0.5  # arm, seed 0, checkpoint 1
+    rows = summary.effect_rows(runs, {"effect": ("arm", "ref")})
+    assert [(g["phase1_seed"], g["seed"], g["gap"]) for g in rows[0]["start_gaps"]] == [(1, 0, 0.5)]

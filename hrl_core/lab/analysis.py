@@ -53,6 +53,7 @@ class Analysis:
     min_runs_for_iqm: int = 8  # IQM and probability of improvement once a side has this many runs
     declared: bool = False  # False: no analysis block in the file (legacy studies)
     comparisons: tuple[str, ...] = field(default=(), repr=False)
+    family_size: int = 0  # tests of the primary family over the whole study file (0: those present)
 
     @classmethod
     def from_spec(cls, path: str | Path, spec: dict) -> Analysis:
@@ -103,6 +104,19 @@ class Analysis:
         if not self.primary_family:
             return True
         return any(comparison == name or comparison.split(" (")[0] == name for name in self.primary_family)
+
+
+def family_tests(cells, comparisons: dict[str, tuple[str, str]], analysis: Analysis) -> int:
+    """How many tests the primary family declares over the whole study file (``cells``: all of
+    its cells, every part): each comparison of the family in each setting (algorithm x dataset x
+    k) where the file plans both of its arms. A record of one part, or of a study still running,
+    holds fewer; Holm's correction is taken over this number all the same
+    (:func:`hrl_core.lab.verdicts.holm`), so an early or partial look is not a smaller family."""
+    planned: dict[str, set] = {}  # arm -> the settings that plan it
+    for c in cells:
+        planned.setdefault(c.arm, set()).add((c.config.algo, c.config.env, float(c.config.remove_top_k)))
+    return sum(len(planned.get(arm, set()) & planned.get(ref, set()))
+               for label, (arm, ref) in comparisons.items() if analysis.in_family(label))  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------
@@ -296,9 +310,10 @@ def _verdicts(found: list[Effect], analysis: Analysis) -> None:
     from hrl_core.lab import summary, verdicts
 
     primary = [e for e in found if e.primary]
-    for e, p in zip(primary, verdicts.holm([e.p for e in primary]), strict=True):
+    m = analysis.family_size
+    for e, p in zip(primary, verdicts.holm([e.p for e in primary], m), strict=True):
         e.p_holm = p
-    for e, p in zip(primary, verdicts.holm([e.p_tost for e in primary]), strict=True):
+    for e, p in zip(primary, verdicts.holm([e.p_tost for e in primary], m), strict=True):
         e.p_tost_holm = p
     for e in found:
         if e.verdict:
@@ -365,8 +380,8 @@ def primary_note(found: list[Effect], analysis: Analysis, source: str = "") -> s
     worst = min(rows, key=lambda e: e.coverage if math.isfinite(e.coverage) else 1.0)
     lead = f"The analysis declared in {source}, applied to these runs" if source else "Declared before the runs"
     text = (
-        f"{lead} ({analysis.primary_metric} primary; family: {len(rows)} effects, Holm's "
-        f"correction at α = {analysis.alpha:g}; equivalence margin ±{analysis.equivalence_margin:g} points: "
+        f"{lead} ({analysis.primary_metric} primary; family: {_family_text(len(rows), analysis.family_size)}, "
+        f"Holm's correction at α = {analysis.alpha:g}; equivalence margin ±{analysis.equivalence_margin:g} points: "
         f"{analysis.margin_why.rstrip('.')}). Estimate: mean over Phase I checkpoints of the within-checkpoint "
         "difference of means. Its Welch statistic is calibrated: p-values and intervals use the statistic's worst-case "
         "distribution, simulated at these seed counts over scenarios resampled from the records' own per-seed "
@@ -380,6 +395,13 @@ def primary_note(found: list[Effect], analysis: Analysis, source: str = "") -> s
     if math.isfinite(worst.coverage):
         text += f" (lowest: {worst.worst_scenario})"
     return text + ". Secondary metrics are labelled so and not corrected (Welch-Satterthwaite over checkpoints)."
+
+
+def _family_text(present: int, declared: int) -> str:
+    if declared <= present:
+        return f"{present} effects"
+    return (f"{declared} effects declared over the study file, {present} with runs on both sides here, the "
+            "missing counted at p = 1")  # fmt: skip
 
 
 def checkpoint_markdown(runs, levels: dict | None = None) -> str:

@@ -18,6 +18,7 @@ reuses), and the clean levels stored beside them (``clean_level.clean_levels``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,8 +85,13 @@ class Record:
         levels = clean_level.clean_levels(complete, root, evaluate=evaluate_levels) if complete else {}
         if complete and len({stratum_of(r) for r in complete}) > 1:  # each checkpoint its own clean level too
             levels.update(clean_level.levels_by_checkpoint(complete, root))
-        return cls(Path(params), whole, spec, part, root, list(cells), list(references), runs, levels,
-                   Analysis.from_spec(params, spec))  # fmt: skip
+        analysis = Analysis.from_spec(params, spec)
+        if analysis.declared:  # Holm over the family the whole file declares, whatever this record holds
+            from hrl_core.lab.analysis import family_tests
+
+            size = family_tests(grids.expand(whole), study.comparisons_of(whole), analysis)
+            analysis = dataclasses.replace(analysis, family_size=size)
+        return cls(Path(params), whole, spec, part, root, list(cells), list(references), runs, levels, analysis)
 
     # -- what it is ------------------------------------------------------------------
     @property

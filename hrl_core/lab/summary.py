@@ -293,15 +293,20 @@ def start_gaps(a: Group, b: Group) -> list[dict]:
     step 0 of one seed must be equal on both sides. When it is not, the two cells did not run
     the same computation: on another machine (MuJoCo's halfcheetah is not bit-reproducible
     across CPUs) or with other library versions, as their ``config.json`` says. A difference
-    between the arms of that size is then not evidence of anything."""
-    ref = {r.seed: r for r in b.runs}
+    between the arms of that size is then not evidence of anything. Seeds pair within a Phase I
+    checkpoint: seed 0 from checkpoint 1 and seed 0 from checkpoint 2 start from different
+    networks and are not expected to agree."""
+    from hrl_core.lab.analysis import stratum_of
+
+    ref = {(stratum_of(r), r.seed): r for r in b.runs}
     out = []
     for r in a.runs:
-        other = ref.get(r.seed)
+        other = ref.get((stratum_of(r), r.seed))
         if other is None or abs(float(r.returns[0]) - float(other.returns[0])) <= START_TOLERANCE:
             continue
         changed = list(versions_changed(r.config.get("versions") or {}, other.config.get("versions") or {}))
-        out.append({"seed": r.seed, "gap": float(r.returns[0]) - float(other.returns[0]), "differs": changed})
+        out.append({"seed": r.seed, "phase1_seed": stratum_of(r), "gap": float(r.returns[0]) - float(other.returns[0]),
+                    "differs": changed})  # fmt: skip
     return out
 
 

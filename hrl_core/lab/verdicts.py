@@ -78,12 +78,16 @@ class Design:
         return f"{' + '.join(per)} seeds" + (f" x {len(self.sizes)} checkpoints" if len(self.sizes) > 1 else "")
 
 
-def holm(pvalues) -> np.ndarray:
-    """Holm's step-down adjusted p-values (nan stays nan and is not counted in the family)."""
+def holm(pvalues, family_size: int = 0) -> np.ndarray:
+    """Holm's step-down adjusted p-values (nan stays nan and is not counted in the family).
+
+    ``family_size``: the number of tests the family was declared with, when some of them are not
+    in ``pvalues`` yet (a study still running, a part of it): each missing test counts as p = 1,
+    which keeps the adjustment valid for the declared family (they would be ranked last)."""
     p = np.asarray(pvalues, dtype=float)
     out = np.full_like(p, np.nan)
     ok = np.flatnonzero(np.isfinite(p))
-    m = len(ok)
+    m = max(len(ok), int(family_size))
     order = ok[np.argsort(p[ok], kind="stable")]
     running = 0.0
     for rank, i in enumerate(order):
