@@ -143,3 +143,13 @@ def test_step_zero_pairs_seeds_within_a_checkpoint():
     runs[0].metrics["normalized_return"][0] += 0.5  # arm, seed 0, checkpoint 1
     rows = summary.effect_rows(runs, {"effect": ("arm", "ref")})
     assert [(g["phase1_seed"], g["seed"], g["gap"]) for g in rows[0]["start_gaps"]] == [(1, 0, 0.5)]
+
+
+def test_the_explorer_tells_seeds_of_two_checkpoints_apart():
+    from hrl_core.lab.widgets import seed_options
+
+    two = [_run(arm, seed, ckpt, 50.0) for arm in ("arm", "ref") for seed in (0, 1) for ckpt in (1, 2)]
+    assert seed_options(two) == [("seed 0 · ckpt 1", (1, 0)), ("seed 1 · ckpt 1", (1, 1)),
+                                 ("seed 0 · ckpt 2", (2, 0)), ("seed 1 · ckpt 2", (2, 1))]  # fmt: skip
+    own = [_run("arm", seed, seed, 50.0) for seed in (0, 1, 2)]  # each seed its own checkpoint: seeds alone
+    assert [label for label, _ in seed_options(own)] == ["0", "1", "2"]

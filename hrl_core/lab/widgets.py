@@ -25,6 +25,7 @@ import subprocess
 from pathlib import Path
 
 from hrl_core.lab import summary
+from hrl_core.lab.analysis import stratum_of
 from hrl_core.lab.figures import catalog, to_matplotlib, to_plotly
 from hrl_core.lab.metrics import CURVES
 from hrl_core.lab.record import Record, shown
@@ -280,6 +281,16 @@ def comparison_html(rows: list[dict], comparison: str) -> str:
     return f"<p><b>{comparison}</b></p><table class='hrl-comparison'>{head}{body}</table>"
 
 
+def seed_options(runs) -> list[tuple[str, tuple[int, int]]]:
+    """The seed selector's options: one per (Phase I checkpoint, online seed) of the runs. Seed 0
+    from checkpoint 1 and seed 0 from checkpoint 2 are different runs; the label names the
+    checkpoint where checkpoints are shared by seeds (not where each seed has its own)."""
+    keys = sorted({(stratum_of(r), r.seed) for r in runs})
+    checkpoints = {c for c, _ in keys}
+    several = 1 < len(checkpoints) < len(keys)
+    return [(f"seed {s} · ckpt {c}" if several else str(s), (c, s)) for c, s in keys]
+
+
 class StudyBrowser(_Exporting):
     """Widgets + FigureWidgets over a study's record. Display ``StudyBrowser(rec).widget``."""
 
@@ -344,20 +355,18 @@ class StudyBrowser(_Exporting):
             self._busy = False
 
     def _set_seeds(self) -> None:
-        sel = self._setting_runs(seeds=False)
-        seeds = sorted({r.seed for r in sel})
-        options = [(str(s), s) for s in seeds]
+        options = seed_options(self._setting_runs(seeds=False))
         if list(self.seeds.options) == options:  # the same seeds: the user's choice stays
             return
         self.seeds.options = options
-        self.seeds.value = tuple(seeds)  # another setting's seeds: all of them
+        self.seeds.value = tuple(v for _, v in options)  # another setting's seeds: all of them
 
     def _setting_runs(self, seeds: bool = True) -> list:
         if not self.setting.value:
             return []
         algo, dataset, k = self.setting.value
         out = [r for r in self.rec.drawn if (r.algo, r.dataset, r.k) == (algo, dataset, k) and r.arm in self.arms.value]
-        return [r for r in out if r.seed in self.seeds.value] if seeds else out
+        return [r for r in out if (stratum_of(r), r.seed) in self.seeds.value] if seeds else out
 
     # -- views -----------------------------------------------------------------------
     def _curves_spec(self):
