@@ -392,7 +392,9 @@ class StudyBrowser(_Exporting):
     def _update_text(self) -> None:
         own = {c.run_name for c in self.rec.cells}
         done = sum(r.status == "complete" and r.run_name in own for r in self.rec.runs)
-        analysis = "declared analysis" if self.rec.analysis.declared else "no declared analysis (Welch, uncorrected)"
+        analysis = ("declared analysis (Holm over its family, calibrated intervals)" if self.rec.analysis.declared
+                    else "no declared analysis: Welch, uncorrected, descriptive (a family-corrected reading of the "
+                    "long study: docs/results.md)")  # fmt: skip
         self.status.value = (f"{done} of {len(self.rec.cells)} cells complete · {analysis} · "
                              + checkout_text(self.rec))  # fmt: skip
         note = "<p><i>The comparison uses every seed of the setting; the seed selector changes the curves.</i></p>"
