@@ -130,3 +130,27 @@ def test_cells_run_as_slurm_jobs_and_a_cancelled_cell_resumes(tmp_path, slurm, d
     theirs = json.loads((tmp_path / "ref" / victim.run_name / "metrics.json").read_text())
     assert {k: v for k, v in mine.items() if k not in timing} == {k: v for k, v in theirs.items() if k not in timing}
     print(f"slurm test: {time.time() - t0:.0f} s")
+
+
+def test_a_local_cluster_listens_on_loopback_and_shares_the_machine_quietly():
+    """Every listener of a local grid is on 127.0.0.1, and a second grid on the machine (Dask's
+    default HTTP port 8787 taken by the first) starts without a warning on the user's terminal."""
+    import socket
+    import warnings
+
+    holder = socket.socket()
+    try:
+        holder.bind(("127.0.0.1", 8787))  # as a first grid would (if anything holds it already, so much the better)
+        holder.listen()
+    except OSError:
+        pass
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with LocalBackend(workers=1).open() as client:
+            cluster = client.cluster
+            http = [s.getsockname()[0] for s in cluster.scheduler.http_server._sockets.values()]
+            workers = list(client.scheduler_info()["workers"])
+    holder.close()
+    assert cluster.scheduler_address.startswith("tcp://127.0.0.1:") and http == ["127.0.0.1"]
+    assert workers and all(w.startswith("tcp://127.0.0.1:") for w in workers)
+    assert not [w for w in caught if "already in use" in str(w.message)], [str(w.message) for w in caught]

@@ -63,7 +63,10 @@ def local_cluster(specs: list[WorkerSpec]):
     # who reaches the node run code as the user. The worker's HTTP endpoints follow its host.
     options = {"nthreads": 1, "silence_logs": 40, "host": LOOPBACK}
     workers = {s.name: {"cls": Nanny, "options": {**options, "env": s.env, "name": s.name}} for s in specs}
-    scheduler = {"cls": Scheduler, "options": {"dashboard_address": None, "host": LOOPBACK}}
+    # Its HTTP endpoints (health, no dashboard) on a free loopback port: Dask's default, 8787, is
+    # taken by the second grid on a machine and Dask then warns about it on the user's terminal.
+    http = {"dashboard_address": f"{LOOPBACK}:0", "dashboard": False}
+    scheduler = {"cls": Scheduler, "options": {**http, "host": LOOPBACK}}
     return SpecCluster(workers=workers, scheduler=scheduler, silence_logs=40)
 
 
