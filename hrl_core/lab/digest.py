@@ -58,7 +58,14 @@ def effects_block(stem: str, part: str = "") -> str:
     return (
         summary.table(columns, body)
         + "\n\n"
-        + " ".join(["Returns and the dip: Welch 95% t-interval over seeds; dip depth: lower is better.", note]).strip()
+        + " ".join(
+            [
+                "Returns and the dip: Welch nominal 95% t-interval over seeds (uncorrected and descriptive: on these "
+                "records' lumpy per-seed values it covers as little as 0.72, docs/statistics.md); dip depth: lower is "
+                "better.",
+                note,
+            ]
+        ).strip()
         + "\n"
         + (f"\n{gaps}\n" if gaps else "")
     )

@@ -315,7 +315,7 @@ def forest_figure(effects, analysis=None, name: str = "study_forest"):
     rows = forest_rows(effects)
     declared = analysis is not None and analysis.declared
     what = ("primary metric, calibrated 95% interval, verdict after Holm" if declared
-            else "AUC, Welch 95% interval, uncorrected verdict")  # fmt: skip
+            else "AUC, Welch nominal 95% interval (descriptive), uncorrected verdict")  # fmt: skip
     margin = analysis.equivalence_margin if declared else None
     title = f"Effects per setting ({what}" + (f"; shaded: ±{margin:g} equivalence margin)" if margin else ")")
     return catalog.forest(rows, "AUC (normalized points)", title, margin, name)
