@@ -88,6 +88,8 @@ def test_the_four_verdicts_on_constructed_data():
     assert all(e.p_holm >= e.p for e in found)  # Holm over the family of four
     assert by_algo["tiny"].ci90[0] > -5 and by_algo["tiny"].ci90[1] < 5  # its 90% interval inside the margin
     assert by_algo["noisy"].largest_not_excluded > 5 and by_algo["noisy"].detectable > 5
+    # at Holm's strictest step (alpha / 4 here) the design needs a larger effect than as a single test
+    assert all(e.detectable_holm > e.detectable for e in found)
     assert len(by_algo["iql"].per_checkpoint) == 2 and by_algo["iql"].agreement == "agree"
 
 
