@@ -354,6 +354,8 @@ def declared_conclusion(effects, analysis) -> str:
             text = f"{e.setting}: **{e.verdict}** ({e.estimate:+.1f} [{e.ci[0]:+.1f}, {e.ci[1]:+.1f}]"
             if e.verdict == "inconclusive":
                 text += f"; effects up to {e.largest_not_excluded:.1f} not excluded, detectable ≈ {e.detectable:.1f}"
+                if math.isfinite(e.detectable_holm):
+                    text += f" ({e.detectable_holm:.1f} after Holm)"
             if len(e.per_checkpoint) > 1:
                 text += f"; checkpoints {e.agreement}"
             parts.append(text + ")")
