@@ -155,3 +155,13 @@ def test_the_explorer_tells_seeds_of_two_checkpoints_apart():
                                  ("seed 0 · ckpt 2", (2, 0)), ("seed 1 · ckpt 2", (2, 1))]  # fmt: skip
     own = [_run("arm", seed, seed, 50.0) for seed in (0, 1, 2)]  # each seed its own checkpoint: seeds alone
     assert [label for label, _ in seed_options(own)] == ["0", "1", "2"]
+
+
+def test_a_design_names_each_checkpoints_seeds_where_they_differ():
+    # an interim two-checkpoint design: 2 vs 3 seeds on checkpoint 1, 2 vs 2 on checkpoint 2;
+    # "2 vs 2 + 2 vs 3 seeds x 2 checkpoints" would read as four strata (or as 4-5 seeds a side)
+    text = verdicts.Design(((2, 3), (2, 2))).text()
+    assert text.index("2 vs 3") < text.index("2 vs 2")  # in stratum order
+    assert "x 2 checkpoints" not in text and "per checkpoint" in text
+    assert verdicts.Design(((3, 3), (3, 3))).text() == "3 vs 3 seeds x 2 checkpoints"
+    assert verdicts.Design(((5, 5),)).text() == "5 vs 5 seeds"

@@ -366,7 +366,8 @@ def primary_markdown(found: list[Effect], analysis: Analysis) -> str:
             "largest effect not excluded", "detectable (80% power)", "per checkpoint", "interval coverage"]  # fmt: skip
     body = []
     for e in rows:
-        per = "; ".join(f"ckpt {c.phase1_seed}: {c.estimate:+.1f}" for c in e.per_checkpoint)
+        per = "; ".join(f"ckpt {c.phase1_seed}: {c.estimate:+.1f} ({c.n_arm} vs {c.n_reference})"
+                        for c in e.per_checkpoint)  # fmt: skip
         verdict = f"**{e.verdict}**" if e.verdict in ("better", "worse", "equivalent") else e.verdict
         body.append([
             e.comparison, e.setting, e.design.text(), f"{e.estimate:+.1f} {_iv(*e.ci)}",

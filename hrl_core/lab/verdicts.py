@@ -74,8 +74,12 @@ class Design:
         return cls(tuple((len(a), len(b)) for a, b in usable(strata)))
 
     def text(self) -> str:
-        per = sorted({f"{a} vs {b}" for a, b in self.sizes})
-        return f"{' + '.join(per)} seeds" + (f" x {len(self.sizes)} checkpoints" if len(self.sizes) > 1 else "")
+        """'3 vs 3 seeds', '3 vs 3 seeds x 2 checkpoints'; where the checkpoints differ, each in
+        stratum order ('2 vs 3 + 2 vs 2 seeds, per checkpoint'), never merged into one count."""
+        per = [f"{a} vs {b}" for a, b in self.sizes]
+        if len(set(per)) <= 1:
+            return f"{per[0] if per else '0 vs 0'} seeds" + (f" x {len(per)} checkpoints" if len(per) > 1 else "")
+        return f"{' + '.join(per)} seeds, per checkpoint"
 
 
 def holm(pvalues, family_size: int = 0) -> np.ndarray:
