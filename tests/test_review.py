@@ -94,3 +94,22 @@ def test_a_declared_analysis_that_cannot_be_applied_is_refused(tmp_path, block, 
     bad.write_text(text[:start] + f"analysis: {block}\n" + text[end:])
     with pytest.raises(HrlError, match=message.replace("[", r"\[").replace("]", r"\]")):
         grids.load_grid(bad)
+
+
+def test_a_part_and_the_whole_study_give_one_effect_one_interval():
+    """The calibration's scenarios, like the Holm family, belong to the study file: a part's record
+    (calibrated on its own runs alone it read "worse" where the whole study read "inconclusive")
+    and the whole study's give each effect the same interval, p and verdict. On the committed record."""
+    from hrl_core.lab.record import Record
+
+    params = REPO / "params" / "study_review.yaml"
+    whole, part = Record.open(params), Record.open(params, part="cql-hopper")
+    settings = {n.rsplit(", ", 1)[1] for n in (s.name for s in part.scenarios())}
+    assert len(settings) > 1  # scenarios from settings outside the part
+    primary = {(e.comparison, e.setting): e for e in whole.effects() if e.primary}
+    shown = [e for e in part.effects() if e.primary]
+    assert shown
+    fields = ("estimate", "ci", "ci90", "p", "p_holm", "verdict")
+    for e in shown:
+        w = primary[(e.comparison, e.setting)]
+        assert [getattr(e, f) for f in fields] == [getattr(w, f) for f in fields]

@@ -58,6 +58,7 @@ class Record:
     runs: list  # records.Run: every run found (complete or not)
     levels: dict = field(default_factory=dict)
     analysis: Analysis = field(default_factory=Analysis)
+    _scenarios: list | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def open(cls, params: str | Path, part: str = "", save_dir: str | Path | None = None,
@@ -145,10 +146,31 @@ class Record:
         kw = {"metrics": metrics} if metrics else {}
         return summary.effect_rows(self.complete, self.comparisons, self.levels, **kw)
 
+    def scenarios(self) -> list:
+        """The coverage scenarios a declared analysis calibrates its intervals on: the per-seed values
+        of the *whole file's* runs, whichever part or cells this record shows. Like the Holm family,
+        they belong to the study, not to the slice: a part's record, the whole study's and the
+        explorer give one effect one interval (a part calibrated on its own runs alone was narrower
+        and could read "worse" where the whole study reads "inconclusive")."""
+        if self._scenarios is None:
+            from hrl_core.lab import analysis
+
+            runs = self.complete
+            whole = grids.expand(self.whole, None, {"save_dir": str(self.save_dir)})
+            if {c.run_name for c in whole} - {c.run_name for c in self.cells}:  # a part, or chosen cells
+                runs = [r for r in records.load_cells(whole) if r.status == "complete"]
+            comparisons = study.comparisons_of(self.whole) if "arms" in self.whole else self.comparisons
+            self._scenarios = analysis.scenarios_from(runs, comparisons, self.analysis.primary_metric,
+                                                      self.analysis.final_evaluations)  # fmt: skip
+        return self._scenarios
+
     def effects(self, scenarios=None) -> list:
-        """The declared analysis's effects (``hrl_core.lab.analysis.effects``)."""
+        """The declared analysis's effects (``hrl_core.lab.analysis.effects``), calibrated on the
+        whole file's scenarios (:meth:`scenarios`) unless others are given."""
         from hrl_core.lab import analysis
 
+        if scenarios is None and self.analysis.declared:
+            scenarios = self.scenarios()
         return analysis.effects(self.complete, self.comparisons, self.analysis, self.levels, scenarios)
 
     def tidy(self):
