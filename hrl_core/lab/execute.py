@@ -116,8 +116,11 @@ def execute_cell(notebook: str, output: str, parameters: dict, env: dict, run_na
                     progress_bar=False,
                     log_output=False,
                     kernel_name=kernel_name,
-                    # the kernel's own log: its TCP-without-encryption warning on every start is noise here
-                    extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                    # the kernel's own log, not the notebook's errors (those end in the executed notebook
+                    # and PapermillExecutionError): its TCP-without-encryption warning on every start and
+                    # the "ERROR | KeyboardInterrupt caught in kernel" it logs when jupyter_client interrupts
+                    # it on a normal shutdown are noise that reads as a failure
+                    extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
                 )
                 break
             except PapermillExecutionError:
