@@ -165,3 +165,15 @@ def test_a_design_names_each_checkpoints_seeds_where_they_differ():
     assert "x 2 checkpoints" not in text and "per checkpoint" in text
     assert verdicts.Design(((3, 3), (3, 3))).text() == "3 vs 3 seeds x 2 checkpoints"
     assert verdicts.Design(((5, 5),)).text() == "5 vs 5 seeds"
+
+
+def test_a_secondary_steps_difference_without_an_interval_says_why():
+    from hrl_core.lab import study
+
+    # flat curves: every seed of both arms regains its start at once, so the steps differ by exactly 0
+    runs = [_run(arm, seed, 1, 50.0) for arm in ("arm", "ref") for seed in (0, 1, 2)]
+    an = analysis.Analysis(final_evaluations=1, declared=True, primary_family=("effect",), comparisons=("effect",),
+                           secondary_metrics=("regain",))  # fmt: skip
+    table = study.secondary_markdown(analysis.effects(runs, {"effect": ("arm", "ref")}, an))
+    row = next(line for line in table.splitlines() if line.startswith("| effect | IQL"))
+    assert "no interval: every seed equal on both sides" in row and "welch-t" not in row

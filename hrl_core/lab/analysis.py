@@ -156,6 +156,7 @@ class Effect:
     coverage: float = math.nan  # worst simulated coverage of ``ci`` on the records' scenarios
     coverage90: float = math.nan
     worst_scenario: str = ""
+    method: str = ""  # how a secondary steps interval was made, or why there is none (stats.Diff.method)
     p_holm: float = math.nan
     p_tost_holm: float = math.nan
     verdict: str = ""
@@ -260,6 +261,7 @@ def effects(runs, comparisons: dict, analysis: Analysis, levels: dict | None = N
                     e = Effect(label, arm, ref, algo, dataset, k, metric, False, design, d.estimate, (d.low, d.high),
                                (math.nan, math.nan), math.nan, math.nan, alpha)  # fmt: skip
                     e.verdict = stats.verdict(d, summary.BY_KEY[metric].higher_is_better) + " (secondary)"
+                    e.method = d.method
                     out.append(e)
                     continue
                 usable = verdicts.usable(strata)

@@ -374,12 +374,16 @@ def secondary_markdown(effects) -> str:
     rows = [e for e in effects if not e.primary]
     if not rows:
         return ""
+
+    def difference(e) -> str:
+        if summary.BY_KEY[e.metric].unit == "steps":  # censored: says why where there is no interval
+            return summary._steps_diff(stats.Diff(e.estimate, *e.ci, method=e.method or "welch-t"))
+        return f"{e.estimate:+.1f} [{e.ci[0]:+.1f}, {e.ci[1]:+.1f}]"
+
     return summary.table(
         ["effect", "setting", "metric (secondary, uncorrected)", "difference [95% interval]", "verdict"],
-        [[e.comparison, e.setting, summary.BY_KEY[e.metric].label,
-          (summary._steps_diff(stats.Diff(e.estimate, e.ci[0], e.ci[1])) if summary.BY_KEY[e.metric].unit == "steps"
-           else f"{e.estimate:+.1f} [{e.ci[0]:+.1f}, {e.ci[1]:+.1f}]"), e.verdict] for e in rows],
-    )  # fmt: skip
+        [[e.comparison, e.setting, summary.BY_KEY[e.metric].label, difference(e), e.verdict] for e in rows],
+    )
 
 
 def iqm_markdown(effects, min_runs: int) -> str:
