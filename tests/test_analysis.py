@@ -177,3 +177,22 @@ def test_a_secondary_steps_difference_without_an_interval_says_why():
     table = study.secondary_markdown(analysis.effects(runs, {"effect": ("arm", "ref")}, an))
     row = next(line for line in table.splitlines() if line.startswith("| effect | IQL"))
     assert "no interval: every seed equal on both sides" in row and "welch-t" not in row
+
+
+def test_the_explorers_comparison_shows_each_checkpoint_beside_the_pooled_effect():
+    from hrl_core.lab import widgets
+
+    rng = np.random.default_rng(5)
+    runs = _arms([50.0, 51.0, 49.0], +10.0, 0.5, "iql", rng)  # two checkpoints, three seeds each
+    an = analysis.Analysis(final_evaluations=1, strata="phase1_seed", declared=True, primary_family=("effect",),
+                           comparisons=("effect",), secondary_metrics=("regain",))  # fmt: skip
+    effects = analysis.effects(runs, {"effect": ("arm", "ref")}, an)
+    rows = widgets.comparison_rows(None, effects, "effect", ("iql", "hopper-medium-v2", 60.0))
+    assert [r["metric"] for r in rows] == ["AUC", "AUC, checkpoint 1", "AUC, checkpoint 2", "steps to regain step 0"]
+    pooled = next(e for e in effects if e.primary)
+    assert [r["difference"] for r in rows[1:3]] == [c.estimate for c in pooled.per_checkpoint]
+    assert all(r["verdict"] == "checkpoints agree" for r in rows[1:3])
+    html = widgets.comparison_html(rows, "effect")
+    steps = html.split("steps to regain")[1]
+    assert "+0.0" not in steps and "+0<" in steps  # a whole number of steps, no empty interval
+    assert "every seed equal on both sides" in steps  # and why there is none

@@ -124,9 +124,9 @@ class _Exporting:
         paths = to_matplotlib.save(figure, out)
         if rows:
             path = out / f"{stem}_{stamp}.csv"
-            keys = list(dict.fromkeys(k for r in rows for k in r))
+            keys = [k for k in dict.fromkeys(k for r in rows for k in r) if k != "digits"]  # display only
             with open(path, "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=keys)
+                writer = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
                 writer.writeheader()
                 writer.writerows(rows)
             paths.append(path)
@@ -259,13 +259,25 @@ def comparison_rows(rec: Record, effects, comparison: str, setting: tuple) -> li
                 d = e[m]
                 out.append({"metric": summary.BY_KEY[m].label, "seeds": f"{e['n_arm']} vs {e['n_reference']}",
                             "difference": d.estimate, "low": d.low, "high": d.high, "verdict": e[f"{m}_verdict"],
+                            "digits": 0 if summary.BY_KEY[m].unit == "steps" else 1,
                             "how": WELCH_HOW if summary.BY_KEY[m].unit == "points"
                             else d.method})  # fmt: skip
         elif (e.comparison, e.algo, e.dataset, e.k) == (comparison, algo, dataset, k):
             how = ("primary: calibrated 95% interval, p after Holm " + (f"{e.p_holm:.3f}" if math.isfinite(e.p_holm)
                    else "—") if e.primary else "secondary, uncorrected")  # fmt: skip
+            if not e.primary and e.method and not all(map(math.isfinite, e.ci)):
+                how += f" ({e.method})"  # why there is no interval
+            digits = 0 if summary.BY_KEY[e.metric].unit == "steps" else 1
             out.append({"metric": summary.BY_KEY[e.metric].label, "seeds": e.design.text(), "difference": e.estimate,
-                        "low": e.ci[0], "high": e.ci[1], "verdict": e.verdict, "how": how})  # fmt: skip
+                        "low": e.ci[0], "high": e.ci[1], "verdict": e.verdict, "how": how,
+                        "digits": digits})  # fmt: skip
+            if e.primary and len(e.per_checkpoint) > 1:  # the strata beside the pooled estimate
+                for c in e.per_checkpoint:
+                    out.append({"metric": f"{summary.BY_KEY[e.metric].label}, checkpoint {c.phase1_seed}",
+                                "seeds": f"{c.n_arm} vs {c.n_reference} seeds", "difference": c.estimate,
+                                "low": c.low, "high": c.high, "verdict": f"checkpoints {e.agreement}",
+                                "how": "within this checkpoint: plain Welch, nominal 95%, descriptive",
+                                "digits": digits})  # fmt: skip
     return out
 
 
@@ -273,15 +285,16 @@ def comparison_html(rows: list[dict], comparison: str) -> str:
     if not rows:
         return f"<p>{comparison}: no complete runs on both sides for this setting yet.</p>"
 
-    def f(v, signed=True):
-        return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) else (
-            f"{v:+,.1f}" if signed else f"{v:,.1f}")  # fmt: skip
+    def f(v, digits=1):
+        return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:+,.{digits}f}"
 
-    body = "".join(
-        f"<tr><td>{r['metric']}</td><td>{r['seeds']}</td><td>{f(r['difference'])} [{f(r['low'])}, {f(r['high'])}]"
-        f"</td><td><b>{r['verdict']}</b></td><td>{r['how']}</td></tr>"
-        for r in rows
-    )
+    def cells(r):
+        d = r.get("digits", 1)  # steps are whole numbers
+        interval = f" [{f(r['low'], d)}, {f(r['high'], d)}]" if f(r["low"]) != "—" and f(r["high"]) != "—" else ""
+        return (f"<td>{r['metric']}</td><td>{r['seeds']}</td><td>{f(r['difference'], d)}{interval}</td>"
+                f"<td><b>{r['verdict']}</b></td><td>{r['how']}</td>")  # fmt: skip
+
+    body = "".join(f"<tr>{cells(r)}</tr>" for r in rows)
     head = "<tr><th>metric</th><th>seeds</th><th>arm − reference [interval]</th><th>verdict</th><th>how</th></tr>"
     return f"<p><b>{comparison}</b></p><table class='hrl-comparison'>{head}{body}</table>"
 
