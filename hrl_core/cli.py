@@ -445,9 +445,16 @@ def _add_study(sub) -> None:
                    help="study grid YAML (default %(default)s, the study README's answer comes from)")  # fmt: skip
     p.add_argument("--part", default="", help="one part of a grid file with parts: (its own record)")
     p.add_argument("--save_dir", default="", help="run folders (default: the grid file's save_dir)")
-    p.add_argument("--out", default=None, help="executed notebook (default executed/<grid file name>[_<part>].ipynb)")
-    p.add_argument("--figures_dir", default=None, help="PNG/SVG figures (default figures/<grid file name>[/<part>])")
-    p.add_argument("--record", action="store_true", help=RECORD_HELP)
+    p.add_argument("--out", default=None,
+                   help="executed notebook (default: <save_dir>/studies/<grid file name>[_<part>].ipynb beside "
+                        "the runs; with --record: executed/<grid file name>[_<part>].ipynb, the committed "
+                        "record)")  # fmt: skip
+    p.add_argument("--figures_dir", default=None,
+                   help="PNG/SVG figures (default: <save_dir>/studies/figures/<grid file name>[/<part>]; with "
+                        "--record: figures/<grid file name>[/<part>])")  # fmt: skip
+    p.add_argument("--record", action="store_true",
+                   help="write the committed record: the executed notebook into executed/, its figures into "
+                        "figures/, the runs' config.json/metrics.json into records/<save_dir name>/")  # fmt: skip
 
     def handler(args):
         from pathlib import Path
@@ -465,8 +472,14 @@ def _add_study(sub) -> None:
             parts = ", ".join(spec.get("parts") or {}) or "none"
             raise HrlError(f"no part {args.part!r} in {args.params}; its parts: {parts}")
         stem = Path(args.params).stem
-        figures_dir = args.figures_dir or f"figures/{stem}" + (f"/{args.part}" if args.part else "")
+        name = stem + (f"_{args.part}" if args.part else "")
         save_dir = args.save_dir or (spec.get("settings") or {}).get("save_dir", "results_phase2")
+        # never into the committed record (executed/, figures/) unless asked: --record
+        home = Path(".") if args.record else Path(save_dir) / "studies"
+        figures_dir = args.figures_dir or str(home / "figures" / stem / args.part)
+        out = Path(args.out or home / ("executed" if args.record else "") / f"{name}.ipynb").resolve()
+        if args.record and out.exists():
+            print(f"hrl study: replaces the committed record {out} (and its figures in {figures_dir})")
         import os
 
         from hrl_core.lab.workbook import REPO
@@ -476,11 +489,10 @@ def _add_study(sub) -> None:
 
         params = {"params": portable(args.params), "save_dir": portable(save_dir),
                   "figures_dir": portable(figures_dir), "part": args.part}  # fmt: skip
-        out = Path(args.out or f"executed/{stem}" + (f"_{args.part}" if args.part else "") + ".ipynb").resolve()
         res = execute.execute_cell(str(resources.notebook("study.ipynb")), str(out), params, {}, "study")
         if res["status"] != "complete":
             raise HrlError(f"study notebook failed ({res['error']}); see {out}")
-        print(f"hrl study: {out} ({res['seconds']:.0f} s)")
+        print(f"hrl study: {out} ({res['seconds']:.0f} s); figures in {Path(figures_dir).resolve()}")
         if args.record:
             cells = grids.expand(spec, {"parts": [args.part]} if args.part else None,
                                  {"save_dir": str(Path(save_dir).resolve())})  # fmt: skip

@@ -286,6 +286,14 @@ def test_a_part_compares_with_runs_another_part_runs(tmp_path):
     assert "**2 of 2 cells complete.** References read from other parts" in shown
     assert "| up - vanilla | iql | hopper-medium-v2 | 60 | 2 vs 2 |" in shown
 
+    # Without --out and --record: beside the runs, said; never into a committed record (executed/, figures/)
+    out = run_hrl(["study", "--params", params, "--part", "extra"], tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    beside = tmp_path / "runs" / "studies"
+    assert (beside / "parts_extra.ipynb").exists() and str(beside / "parts_extra.ipynb") in out.stdout
+    assert list((beside / "figures" / "parts" / "extra").glob("*.png"))
+    assert not (tmp_path / "executed").exists() and not (tmp_path / "figures").exists()
+
 
 def test_tiny_study_through_grid_and_hrl_study(tmp_path, d4rl_dir, phase1_dir):
     """Arms through `hrl grid` (papermill, Dask) into distinct folders, then the study notebook."""
