@@ -438,8 +438,9 @@ def _add_study(sub) -> None:
         help="execute the study notebook over a study's runs (its record)",
         description="A study is a grid file with arms (variants that change one thing each) and comparisons "
         "between them, optionally a declared analysis (primary metric, family, equivalence margin) and parts "
-        "(slices analysed one record each). hrl study executes notebooks/study.ipynb over its runs into "
-        "executed/<file>[_<part>].ipynb with its figures; without --part, the whole study (composite figure).",
+        "(slices analysed one record each). hrl study executes notebooks/study.ipynb over its runs, with its "
+        "figures, beside the runs (--record: into executed/<file>[_<part>].ipynb, the committed record); without "
+        "--part, the whole study (forest plot, composite figure).",
     )
     p.add_argument("--params", default="params/study_review.yaml",
                    help="study grid YAML (default %(default)s, the study README's answer comes from)")  # fmt: skip
