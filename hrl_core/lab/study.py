@@ -377,7 +377,7 @@ def secondary_markdown(effects) -> str:
 
     def difference(e) -> str:
         if summary.BY_KEY[e.metric].unit == "steps":  # censored: says why where there is no interval
-            return summary._steps_diff(stats.Diff(e.estimate, *e.ci, method=e.method or "welch-t"))
+            return summary._steps_diff(stats.Diff(e.estimate, *e.ci, method=e.method))
         return f"{e.estimate:+.1f} [{e.ci[0]:+.1f}, {e.ci[1]:+.1f}]"
 
     return summary.table(

@@ -124,9 +124,9 @@ class _Exporting:
         paths = to_matplotlib.save(figure, out)
         if rows:
             path = out / f"{stem}_{stamp}.csv"
-            keys = [k for k in dict.fromkeys(k for r in rows for k in r) if k != "digits"]  # display only
+            keys = list(dict.fromkeys(k for r in rows for k in r))
             with open(path, "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
+                writer = csv.DictWriter(fh, fieldnames=keys)
                 writer.writeheader()
                 writer.writerows(rows)
             paths.append(path)
@@ -259,7 +259,7 @@ def comparison_rows(rec: Record, effects, comparison: str, setting: tuple) -> li
                 d = e[m]
                 out.append({"metric": summary.BY_KEY[m].label, "seeds": f"{e['n_arm']} vs {e['n_reference']}",
                             "difference": d.estimate, "low": d.low, "high": d.high, "verdict": e[f"{m}_verdict"],
-                            "digits": 0 if summary.BY_KEY[m].unit == "steps" else 1,
+                            "unit": summary.BY_KEY[m].unit,
                             "how": WELCH_HOW if summary.BY_KEY[m].unit == "points"
                             else d.method})  # fmt: skip
         elif (e.comparison, e.algo, e.dataset, e.k) == (comparison, algo, dataset, k):
@@ -267,17 +267,16 @@ def comparison_rows(rec: Record, effects, comparison: str, setting: tuple) -> li
                    else "—") if e.primary else "secondary, uncorrected")  # fmt: skip
             if not e.primary and e.method and not all(map(math.isfinite, e.ci)):
                 how += f" ({e.method})"  # why there is no interval
-            digits = 0 if summary.BY_KEY[e.metric].unit == "steps" else 1
             out.append({"metric": summary.BY_KEY[e.metric].label, "seeds": e.design.text(), "difference": e.estimate,
                         "low": e.ci[0], "high": e.ci[1], "verdict": e.verdict, "how": how,
-                        "digits": digits})  # fmt: skip
+                        "unit": summary.BY_KEY[e.metric].unit})  # fmt: skip
             if e.primary and len(e.per_checkpoint) > 1:  # the strata beside the pooled estimate
                 for c in e.per_checkpoint:
                     out.append({"metric": f"{summary.BY_KEY[e.metric].label}, checkpoint {c.phase1_seed}",
                                 "seeds": f"{c.n_arm} vs {c.n_reference} seeds", "difference": c.estimate,
                                 "low": c.low, "high": c.high, "verdict": f"checkpoints {e.agreement}",
                                 "how": "within this checkpoint: plain Welch, nominal 95%, descriptive",
-                                "digits": digits})  # fmt: skip
+                                "unit": summary.BY_KEY[e.metric].unit})  # fmt: skip
     return out
 
 
@@ -285,12 +284,15 @@ def comparison_html(rows: list[dict], comparison: str) -> str:
     if not rows:
         return f"<p>{comparison}: no complete runs on both sides for this setting yet.</p>"
 
+    def finite(v) -> bool:
+        return v is not None and not (isinstance(v, float) and not math.isfinite(v))
+
     def f(v, digits=1):
-        return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:+,.{digits}f}"
+        return f"{v:+,.{digits}f}" if finite(v) else "—"
 
     def cells(r):
-        d = r.get("digits", 1)  # steps are whole numbers
-        interval = f" [{f(r['low'], d)}, {f(r['high'], d)}]" if f(r["low"]) != "—" and f(r["high"]) != "—" else ""
+        d = 0 if r.get("unit") == "steps" else 1  # steps are whole numbers
+        interval = f" [{f(r['low'], d)}, {f(r['high'], d)}]" if finite(r["low"]) and finite(r["high"]) else ""
         return (f"<td>{r['metric']}</td><td>{r['seeds']}</td><td>{f(r['difference'], d)}{interval}</td>"
                 f"<td><b>{r['verdict']}</b></td><td>{r['how']}</td>")  # fmt: skip
 
