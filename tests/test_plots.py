@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,8 @@ from hrl_core.lab import clean_level, plot, records, summary
 from hrl_core.lab.figures import catalog, to_plotly
 from hrl_core.lab.recovery import auc, first_step_at
 from tests.conftest import write_result_fixture
+
+REPO = Path(__file__).resolve().parents[1]
 
 H = "hopper-medium-v2"
 
@@ -166,3 +169,33 @@ def test_hrl_plot_refuses_a_grid_with_arms(cells, tmp_path):
     cells[0].arm = "vanilla"
     with pytest.raises(HrlError, match="use hrl study"):
         plot.write_all(cells, tmp_path / "figs")
+
+
+def test_study_curves_draw_each_checkpoints_seeds_apart():
+    """A setting run from two Phase I checkpoints: each seed's thin line carries its checkpoint's dash, the
+    panel says seeds x checkpoints, each checkpoint's step-0 level is its own line (the committed CQL hopper
+    record: 3 seeds per arm on each of checkpoints 1 and 2). One checkpoint: nothing split."""
+    from hrl_core.lab.analysis import stratum_of
+    from hrl_core.lab.record import Record
+
+    rec = Record.open(REPO / "params" / "study_review.yaml", part="cql-hopper")
+    fig = catalog.study_curves(rec.drawn, rec.arms)
+    (panel,) = fig.panels
+    assert "3 seeds x 2 checkpoints per arm" in panel.title and "solid: ckpt 1, dashed: ckpt 2" in fig.title
+    thin = [s for s in panel.series if not s.label]
+    by_dash = {d: [s for s in thin if s.dash == d] for d in ("solid", "dash")}
+    assert len(by_dash["solid"]) == len(by_dash["dash"]) == 12  # 4 arms x 3 seeds per checkpoint
+    for ckpt, dash in ((1, "solid"), (2, "dash")):  # the lines of a dash are that checkpoint's runs' curves
+        curves = sorted(tuple(r.series("normalized_return")) for r in rec.drawn if stratum_of(r) == ckpt)
+        assert sorted(tuple(s.y) for s in by_dash[dash]) == curves
+    levels = {h.label: h.y for h in panel.hlines}
+    for ckpt in (1, 2):
+        assert levels[f"ckpt {ckpt}"] == pytest.approx(
+            np.mean([r.returns[0] for r in rec.drawn if stratum_of(r) == ckpt])
+        )
+    assert levels["ckpt 1"] != levels["ckpt 2"]
+
+    one = [r for r in rec.drawn if stratum_of(r) == 1]
+    fig = catalog.study_curves(one, rec.arms)
+    assert "checkpoints" not in fig.panels[0].title and {s.dash for s in fig.panels[0].series} == {"solid"}
+    assert len(fig.panels[0].hlines) == 1

@@ -168,18 +168,43 @@ def _setting_title(algo, dataset, k) -> str:
     return f"{algo.upper()} {dataset.split('-')[0]} k={k:g}"
 
 
+# Thin per-seed lines of a setting run from several Phase I checkpoints: one dash per checkpoint, so a
+# reader sees whether the checkpoints part ways (the estimate is a within-checkpoint difference).
+CHECKPOINT_DASH = ("solid", "dash", "dot")
+
+
+def _checkpoints_drawn(sel) -> list[int]:
+    """The setting's Phase I checkpoints when its seeds are drawn apart by them: more than one, each with
+    more than one seed per arm (else, e.g. when the checkpoint follows the online seed, none)."""
+    from hrl_core.lab.analysis import stratum_of
+
+    ckpts = sorted({stratum_of(r) for r in sel})
+    per_cell = len(sel) / max(1, len(ckpts) * len({r.arm for r in sel}))
+    return ckpts if 1 < len(ckpts) <= len(CHECKPOINT_DASH) and per_cell > 1 else []
+
+
 def study_curves(runs, arms: list[str], name: str = "study_returns", seeds_shown: bool = True,
                  metric: str = "normalized_return") -> Figure:  # fmt: skip
     """``metric`` (normalized return) per arm: every seed's curve (thin) and their mean (thick), a panel
-    per (algo, dataset, k); a mean over seeds hides a lone collapsed seed, the thin lines show it."""
+    per (algo, dataset, k); a mean over seeds hides a lone collapsed seed, the thin lines show it. A
+    setting run from several Phase I checkpoints draws each checkpoint's seeds with their own dash and
+    each checkpoint's step-0 level."""
+    from hrl_core.lab.analysis import stratum_of
+
     ylabel = "normalized return" if metric == "normalized_return" else metric.replace("_", " ")
     start = 0 if metric == "normalized_return" else 1  # training metrics have no value at step 0
-    panels = []
+    panels, split = [], set()
     for algo, dataset, k in sorted({(r.algo, r.dataset, r.k) for r in runs}):
         sel = [r for r in runs if (r.algo, r.dataset, r.k) == (algo, dataset, k)]
-        counts = sorted({sum(r.arm == a for r in sel) for a in arms} - {0})
-        seeds = "/".join(map(str, counts))
-        panel = Panel(f"{_setting_title(algo, dataset, k)} ({seeds} seeds per arm)", "online steps", ylabel)
+        ckpts = _checkpoints_drawn(sel)
+        if ckpts:
+            split.add(tuple(ckpts))
+        if ckpts:
+            counts = sorted({sum(r.arm == a and stratum_of(r) == c for r in sel) for a in arms for c in ckpts} - {0})
+            seeds = f"{'/'.join(map(str, counts))} seeds x {len(ckpts)} checkpoints"
+        else:
+            seeds = f"{'/'.join(map(str, sorted({sum(r.arm == a for r in sel) for a in arms} - {0})))} seeds"
+        panel = Panel(f"{_setting_title(algo, dataset, k)} ({seeds} per arm)", "online steps", ylabel)
         for arm in arms:
             group = [r for r in sel if r.arm == arm]
             if not group:
@@ -187,14 +212,27 @@ def study_curves(runs, arms: list[str], name: str = "study_returns", seeds_shown
             colour = arm_colour(arms, arm)
             x, y = aligned(group, metric, start)
             if seeds_shown:
-                for row in y:
-                    panel.series.append(Series("", list(x), list(row), colour, width=0.7, opacity=0.35, group=arm))
+                for run, row in zip(group, y, strict=True):
+                    dash = CHECKPOINT_DASH[ckpts.index(stratum_of(run))] if ckpts else "solid"
+                    panel.series.append(Series("", list(x), list(row), colour, dash=dash, width=0.7, opacity=0.35,
+                                               group=arm))  # fmt: skip
             panel.series.append(Series(arm, list(x), list(stats.nanmean(y, 0)), colour, width=2.2, group=arm))
         if metric == "normalized_return":
-            panel.hlines = [HLine(float(np.mean([r.returns[0] for r in sel])), "#555555",
-                                  legend="Phase I checkpoint (step 0)")]  # fmt: skip
+            if ckpts:
+                panel.hlines = [HLine(float(np.mean([r.returns[0] for r in sel if stratum_of(r) == c])), "#555555",
+                                      label=f"ckpt {c}", legend="Phase I checkpoints (step 0)" if i == 0 else "")
+                                for i, c in enumerate(ckpts)]  # fmt: skip
+            else:
+                panel.hlines = [HLine(float(np.mean([r.returns[0] for r in sel])), "#555555",
+                                      legend="Phase I checkpoint (step 0)")]  # fmt: skip
         panels.append(panel)
-    title = f"{ylabel.capitalize()}: each seed (thin) and the mean over seeds (thick){data_note(runs)}"
+    thin = "each seed (thin)"
+    if split:  # name the dashes by checkpoint where every split panel has the same ones, else by order
+        widest = max(len(c) for c in split)
+        names = [f"ckpt {c}" for c in next(iter(split))] if len(split) == 1 else ["first", "second", "third"][:widest]
+        dashes = ("solid", "dashed", "dotted")[: len(names)]
+        thin = f"each seed (thin; {', '.join(f'{d}: {n}' for d, n in zip(dashes, names, strict=True))})"
+    title = f"{ylabel.capitalize()}: {thin} and the mean over seeds (thick){data_note(runs)}"
     columns = 2 if len(panels) == 4 else min(4, max(1, len(panels)))
     return Figure(name, title, panels, columns=columns, panel_size=(5.2, 3.6), shared_legend=True)
 
