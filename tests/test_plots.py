@@ -194,6 +194,7 @@ def test_study_curves_draw_each_checkpoints_seeds_apart():
             np.mean([r.returns[0] for r in rec.drawn if stratum_of(r) == ckpt])
         )
     assert levels["ckpt 1"] != levels["ckpt 2"]
+    assert [h.label for h in panel.hlines if h.label_below] == [min(levels, key=levels.get)]  # labels apart
 
     one = [r for r in rec.drawn if stratum_of(r) == 1]
     fig = catalog.study_curves(one, rec.arms)

@@ -218,10 +218,11 @@ def study_curves(runs, arms: list[str], name: str = "study_returns", seeds_shown
                                                group=arm))  # fmt: skip
             panel.series.append(Series(arm, list(x), list(stats.nanmean(y, 0)), colour, width=2.2, group=arm))
         if metric == "normalized_return":
-            if ckpts:
-                panel.hlines = [HLine(float(np.mean([r.returns[0] for r in sel if stratum_of(r) == c])), "#555555",
-                                      label=f"ckpt {c}", legend="Phase I checkpoints (step 0)" if i == 0 else "")
-                                for i, c in enumerate(ckpts)]  # fmt: skip
+            if ckpts:  # each checkpoint's step-0 level; the lowest label under its line (they lie close)
+                levels = {c: float(np.mean([r.returns[0] for r in sel if stratum_of(r) == c])) for c in ckpts}
+                panel.hlines = [HLine(y, "#555555", label=f"ckpt {c}", label_below=y == min(levels.values()),
+                                      legend="Phase I checkpoints (step 0)" if i == 0 else "")
+                                for i, (c, y) in enumerate(levels.items())]  # fmt: skip
             else:
                 panel.hlines = [HLine(float(np.mean([r.returns[0] for r in sel])), "#555555",
                                       legend="Phase I checkpoint (step 0)")]  # fmt: skip

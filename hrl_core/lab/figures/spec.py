@@ -35,6 +35,7 @@ class HLine:
     colour: str = "grey"
     dash: Dash = "dot"
     label: str = ""  # written at the line's right end
+    label_below: bool = False  # the label under the line (two close levels' labels would overlap)
     legend: str = ""  # its legend entry ("": none)
 
 

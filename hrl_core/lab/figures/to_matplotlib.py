@@ -79,14 +79,11 @@ def _draw_panel(ax, panel: Panel) -> None:
         ax.axvspan(*panel.vband, color="#999999", alpha=0.12, linewidth=0)
     for v in panel.vlines:
         ax.axvline(v, color="#555555", linewidth=0.8)
-    lowest = min((h.y for h in panel.hlines if h.label), default=None)
     for h in panel.hlines:
         ax.axhline(h.y, color=h.colour, linestyle=LINESTYLE[h.dash], linewidth=1, label=h.legend or None)
-        if h.label:  # at the right end, inside the axes; the lowest of several below its line (two close
-            # levels, e.g. two checkpoints' step 0, would write over each other)
-            below = h.y == lowest and sum(bool(o.label) for o in panel.hlines) > 1
-            ax.text(0.995, h.y, h.label, va="top" if below else "bottom", ha="right", fontsize=7, color=h.colour,
-                    transform=ax.get_yaxis_transform())  # fmt: skip
+        if h.label:  # at the right end, inside the axes
+            ax.text(0.995, h.y, h.label, va="top" if h.label_below else "bottom", ha="right", fontsize=7,
+                    color=h.colour, transform=ax.get_yaxis_transform())  # fmt: skip
     if cats:
         ax.set_xticks(range(len(cats)), cats)
     ax.set_yscale(panel.yscale)

@@ -76,11 +76,9 @@ def render(fig: Figure):
                                          marker={"symbol": symbols, "size": 10, "color": s.colour}, showlegend=show,
                                          legendgroup=group, offsetgroup=s.label or None),
                               **where)  # fmt: skip
-        lowest = min((h.y for h in panel.hlines if h.label), default=None)
-        several = sum(bool(h.label) for h in panel.hlines) > 1
         for h in panel.hlines:
             kw = {"annotation_text": h.label} if h.label else {}
-            if h.label and several and h.y == lowest:  # two close levels' labels: one above, one below
+            if h.label and h.label_below:
                 kw["annotation_position"] = "bottom right"
             out.add_hline(y=h.y, line={"color": h.colour, "dash": h.dash, "width": 1}, **kw, **where)
             if h.legend and h.legend not in seen:  # a line drawn across has no legend entry of its own
