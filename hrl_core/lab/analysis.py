@@ -166,6 +166,10 @@ class Effect:
     detectable_holm: float = math.nan
     sd: float = math.nan  # pooled per-seed SD (the power calculation's unit)
     per_checkpoint: list = field(default_factory=list)
+    # a distribution-free check of the same estimate (verdicts.Permutation), Holm-adjusted over the
+    # same family: reported beside the declared test, never deciding the verdict
+    permutation: object = None
+    p_permutation_holm: float = math.nan
     iqm: object = None  # stats.Diff of IQM(arm) - IQM(reference), stratified bootstrap (>= min runs)
     poi: object = None  # stats.Diff of P(arm > reference)
 
@@ -284,6 +288,7 @@ def effects(runs, comparisons: dict, analysis: Analysis, levels: dict | None = N
                     p, p_tost = (0.0 if est else 1.0), (0.0 if abs(est) < margin else 1.0)
                     ci = ci90 = (est, est)
                 e = Effect(label, arm, ref, algo, dataset, k, metric, True, design, est, ci, ci90, p, p_tost, alpha)
+                e.permutation = verdicts.permutation_test(usable)
                 e.coverage, e.worst_scenario = cal.coverage(1 - alpha)
                 e.coverage90 = cal.coverage(1 - 2 * alpha)[0]
                 e.sd = verdicts.pooled_sd(usable)
@@ -324,6 +329,9 @@ def _verdicts(found: list[Effect], analysis: Analysis) -> None:
         e.p_holm = p
     for e, p in zip(primary, verdicts.holm([e.p_tost for e in primary], m), strict=True):
         e.p_tost_holm = p
+    permuted = [e.permutation.p if e.permutation is not None else math.nan for e in primary]
+    for e, p in zip(primary, verdicts.holm(permuted, m), strict=True):
+        e.p_permutation_holm = p
     for e in found:
         if e.verdict:
             continue
@@ -365,7 +373,8 @@ def primary_markdown(found: list[Effect], analysis: Analysis) -> str:
         return "No effect of the primary family has complete runs on both sides yet."
     label = summary.BY_KEY[analysis.primary_metric].label
     head = ["effect", "setting", "seeds", f"{label} difference [95% interval]", "p (Holm)", "verdict",
-            "largest effect not excluded", "detectable (80% power)", "per checkpoint", "interval coverage"]  # fmt: skip
+            "largest effect not excluded", "detectable (80% power)", "per checkpoint", "interval coverage",
+            "permutation p (Holm), a check"]  # fmt: skip
     body = []
     for e in rows:
         per = "; ".join(f"ckpt {c.phase1_seed}: {c.estimate:+.1f} ({c.n_arm} vs {c.n_reference})"
@@ -377,6 +386,7 @@ def primary_markdown(found: list[Effect], analysis: Analysis) -> str:
             _detectable(e),
             f"{per} ({e.agreement})" if len(e.per_checkpoint) > 1 else "—",
             f"{e.coverage:.0%} / {e.coverage90:.0%}" if math.isfinite(e.coverage) else "—",
+            f"{_p(e.permutation.p)} ({_p(e.p_permutation_holm)})" if e.permutation is not None else "—",
         ])  # fmt: skip
     return summary.table(head, body)
 
@@ -416,7 +426,49 @@ def primary_note(found: list[Effect], analysis: Analysis, source: str = "") -> s
     )
     if math.isfinite(worst.coverage):
         text += f" (lowest: {worst.worst_scenario})"
-    return text + ". Secondary metrics are labelled so and not corrected (Welch-Satterthwaite over checkpoints)."
+    return (
+        text
+        + ". "
+        + permutation_note(rows, analysis)
+        + (" Secondary metrics are labelled so and not corrected (Welch-Satterthwaite over checkpoints).")
+    )
+
+
+def permutation_note(rows: list[Effect], analysis: Analysis) -> str:
+    """What the distribution-free check says beside the declared verdicts: where a verdict rests on the
+    calibration alone, and how small a p the permutation test can give at these designs."""
+    checked = [e for e in rows if e.permutation is not None and math.isfinite(e.permutation.p)]
+    if not checked:
+        return ""
+    m = max(analysis.family_size, len(rows))
+    text = (
+        "*Permutation p*: a check, not the declared test: the same estimate under every relabelling of the seeds "
+        "within each checkpoint (exact up to 200,000 relabellings, else 20,000 random ones), Holm-adjusted over the "
+        "same family; it tests that the arm changes nothing (seeds exchangeable within a checkpoint) and assumes "
+        "nothing of the per-seed distribution's shape."
+    )
+    decided = [e for e in checked if e.verdict in ("better", "worse")]
+    alone = [e for e in decided if not e.p_permutation_holm < e.alpha]
+    floor = [e for e in alone if min(1.0, m * e.permutation.smallest) >= e.alpha]
+    if decided:
+        text += f" {len(decided) - len(alone)} of {len(decided)} better/worse verdicts also hold under it" + (
+            f"; {_names(alone)} rest{'s' if len(alone) == 1 else ''} on the calibration" if alone else ""
+        )
+        if floor:  # a design too small for the permutation test to reach the family's level at all
+            e = floor[0]
+            text += (
+                f" (at {e.design.text()} no relabelling can give less than p = {e.permutation.smallest:.3f}, "
+                f"{min(1.0, m * e.permutation.smallest):.3f} after Holm over {m}: the check cannot decide there)"
+            )
+        text += "."
+    only = [e for e in checked if e.verdict not in ("better", "worse") and e.p_permutation_holm < e.alpha]
+    if only:  # the calibration's price: width where the records are lumpy
+        text += f" It rejects where the declared test does not on {_names(only)}."
+    return text
+
+
+def _names(effects: list[Effect]) -> str:
+    return ", ".join(f"{e.comparison.split(' (')[0]} on {e.setting}" for e in effects)
 
 
 def _family_text(present: int, declared: int) -> str:

@@ -265,6 +265,8 @@ def comparison_rows(rec: Record, effects, comparison: str, setting: tuple) -> li
         elif (e.comparison, e.algo, e.dataset, e.k) == (comparison, algo, dataset, k):
             how = ("primary: calibrated 95% interval, p after Holm " + (f"{e.p_holm:.3f}" if math.isfinite(e.p_holm)
                    else "—") if e.primary else "secondary, uncorrected")  # fmt: skip
+            if e.primary and e.permutation is not None and math.isfinite(e.p_permutation_holm):
+                how += f"; permutation check {e.p_permutation_holm:.3f} after Holm"
             if not e.primary and e.method and not all(map(math.isfinite, e.ci)):
                 how += f" ({e.method})"  # why there is no interval
             out.append({"metric": summary.BY_KEY[e.metric].label, "seeds": e.design.text(), "difference": e.estimate,
