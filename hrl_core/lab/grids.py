@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -81,7 +82,10 @@ OPTIONAL_KEYS = {
 }  # fmt: skip
 # ``kind: pretrain`` grids (Phase I) have no bonus axis and name the dataset env_name.
 # Keys a part may have besides axes: the arms it runs, and arms it reads from other parts for its comparisons.
-PART_KEYS = ("arms", "compare_with")
+PART_KEYS = ("arms", "compare_with", "commit")
+# ``commit``: the code a part runs at (scripts/study.sh pins its clone there), declared with the part so
+# that a study whose parts ran at different commits resumes each part at its own.
+COMMIT = re.compile(r"[0-9a-f]{7,40}")
 PRETRAIN_AXES = {"algos": "algo", "datasets": "env_name", "remove_top_k": "remove_top_k", "seeds": "seed"}
 
 
@@ -296,7 +300,13 @@ def _check_parts(path: Path, spec: dict, axes: dict) -> None:
         if unknown:
             raise HrlError(f"grid file {path}: part {name!r} has unknown keys {sorted(unknown)}; "
                            f"valid: {', '.join(list(axes) + list(PART_KEYS))}")  # fmt: skip
+        commit = part.get("commit")
+        if commit is not None and not (isinstance(commit, str) and COMMIT.fullmatch(commit)):
+            raise HrlError(f"grid file {path}: part {name!r}: commit must be a git commit, 7 to 40 hex digits in "
+                           f"quotes (commit: \"2db35b6\"), not {commit!r}")  # fmt: skip
         for key, values in part.items():
+            if key == "commit":
+                continue
             if not isinstance(values, list) or not values:
                 raise HrlError(f"grid file {path}: part {name!r}: {key} must be a non-empty list")
         if not set(part.get("arms", [])) | set(part.get("compare_with", [])) <= set(spec.get("arms") or {}):
