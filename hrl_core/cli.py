@@ -230,6 +230,10 @@ def _add_grid(sub) -> None:
                         "many per GPU); 1: each cell alone")  # fmt: skip
     p.add_argument("--dry_run", "--dry-run", dest="dry_run", action="store_true",
                    help="list the cells, their status and an estimated wall time; run nothing")  # fmt: skip
+    p.add_argument("--check_reuse", action="store_true",
+                   help="only check the records the grid file reuses (one cell per arm through two "
+                        "evaluations, every reused cell's step 0) into reuse_check.json beside the runs; train "
+                        "nothing else")  # fmt: skip
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=_run_grid)
 
@@ -315,6 +319,17 @@ def _run_grid(args) -> int:
         overrides["logger"] = args.logger
     path, spec, cells = _selected_cells(args, overrides)
     _check_before_start(cells)  # a dry run says what a real one would refuse, before any cluster starts
+    if args.check_reuse:
+        from hrl_core.lab import reuse
+
+        if not any(c.reuse for c in cells):
+            raise HrlError(f"{path} reuses no record (reuse: in the grid file); there is nothing to check")
+        failed = []
+        for save_dir in sorted({c.run_dir.parent for c in cells}):
+            checks = reuse.ensure_checked([c for c in cells if c.run_dir.parent == save_dir], save_dir)
+            failed += [f"{part or '-'} / {arm}" for (part, arm), e in checks.items() if not e.get("matches")]
+        print(f"reuse: {len(failed)} arm(s) run again here" + (f": {', '.join(sorted(failed))}" if failed else ""))
+        return 0
     if not args.dry_run:
         from hrl_core.run.runtime import require_extra
 

@@ -24,10 +24,11 @@ def test_phase1_seeds_is_an_axis(tmp_path):
     assert {c.config.bonus_scale for c in horizon} == {"horizon"} and "horizon" in horizon[0].run_name
 
 
-def _grid(tmp_path: Path, phase1_dir: Path, name: str, reuse_from: str = "") -> Path:
-    params = tmp_path / f"{name}.yaml"
+def _grid(tmp_path: Path, phase1_dir: Path, name: str, reuse_from: str = "", seeds: str = "[1]",
+          bonus: str = "none") -> Path:  # fmt: skip
+    params = tmp_path / f"{name}_{bonus}.yaml"
     params.write_text(
-        "algos: [iql]\ndatasets: [hopper-medium-v2]\nremove_top_k: [60]\nbonus_types: [none]\nseeds: [1]\n"
+        f"algos: [iql]\ndatasets: [hopper-medium-v2]\nremove_top_k: [60]\nbonus_types: [{bonus}]\nseeds: {seeds}\n"
         + (f"reuse: [{reuse_from}]\n" if reuse_from else "")
         + "settings: {online_steps: 8, eval_interval: 4, eval_episodes: 1, batch_size: 32, phase1_seed: 1, "
         f"threads: 1, phase1_dir: {phase1_dir}, save_dir: {tmp_path / name}}}\n"
@@ -64,6 +65,52 @@ def test_a_reused_record_counts_only_where_this_code_reproduces_it(tmp_path, d4r
     status = grids.cell_status(cell)
     assert status.kind is grids.Kind.NEW and status.runs
     assert records.load_cells([cell]) == []  # and it is not read back from there either
+
+
+@pytest.mark.slow
+def test_every_reused_cells_step_0_is_checked_not_only_the_arms_first(tmp_path, d4rl_env, phase1_dir, monkeypatch):
+    """The long study's CQL hopper cells of seed 0 reproduced here and those of seeds 1-2 did not: a record made on
+    several machines. The arm's two-evaluation check (its first cell) passes; the step-0 sweep compares every
+    reused cell's step 0 with step 0 computed here and fails the arm on the one that differs."""
+    from hrl_core.run.finetune import finetune
+
+    kept = tmp_path / "repo_records"
+    monkeypatch.setattr(records, "record_dir", lambda save_dir: kept / Path(save_dir).name)
+    old = grids.expand(grids.load_grid(_grid(tmp_path, phase1_dir, "results_old", seeds="[1, 2]")))
+    for cell in old:
+        finetune(cell.config, progress=False)
+    records.write_compact(old)
+    quiet = {"echo": lambda *a, **k: None}
+
+    new = grids.expand(grids.load_grid(_grid(tmp_path, phase1_dir, "results_new", "results_old", seeds="[1, 2]")))
+    (entry,) = reuse.ensure_checked(new, new[0].run_dir.parent, **quiet).values()
+    assert entry["matches"] and entry["step0_sweep"] == {"cells": 2, "differ": []}
+
+    # seed 2's record made elsewhere: its step 0 one rounding off; the arm's check cell (seed 1) still matches
+    path = kept / "results_old" / new[1].run_name / "metrics.json"
+    metrics = json.loads(path.read_text())
+    metrics["episode_returns"][0][0] *= 1 + 1e-12
+    path.write_text(json.dumps(metrics))
+    (new[0].run_dir.parent / reuse.STORE).unlink()
+    (entry,) = reuse.ensure_checked(new, new[0].run_dir.parent, **quiet).values()
+    assert entry["run_name"] == new[0].run_name and entry["steps_compared"] == [0, 4]  # the two-evaluation check
+    assert not entry["matches"] and entry["step0_sweep"]["cells"] == 2
+    (why,) = entry["step0_sweep"]["differ"]
+    assert why.startswith("seed 2 (checkpoint 1): episode_returns[0]")
+    assert [grids.cell_status(c).kind for c in new] == [grids.Kind.NEW, grids.Kind.NEW]  # the arm runs here
+    assert records.load_cells(new) == []
+
+    # where this study computed a cell of that checkpoint and seed itself (another arm: the bonus), its step 0 is
+    # the reference: nothing is computed for it
+    (bonus,) = grids.expand(grids.load_grid(_grid(tmp_path, phase1_dir, "results_new", seeds="[2]", bonus="ensemble")))
+    finetune(bonus.config, progress=False, stop_at=0)
+    (new[0].run_dir.parent / reuse.STORE).unlink()
+    said = []
+    checks = reuse.ensure_checked([*new, bonus], new[0].run_dir.parent, echo=lambda *a, **k: said.append(a[0]))
+    (entry,) = checks.values()
+    assert not entry["matches"] and entry["step0_sweep"]["differ"][0].startswith("seed 2 (checkpoint 1)")
+    computed = [s for s in said if "computed here" in s]
+    assert computed and not [s for s in computed if new[1].run_name in s]  # seed 1's is; seed 2's is read
 
 
 def test_reuse_compare_names_what_differs():
@@ -113,3 +160,14 @@ def test_a_part_and_the_whole_study_give_one_effect_one_interval():
     for e in shown:
         w = primary[(e.comparison, e.setting)]
         assert [getattr(e, f) for f in fields] == [getattr(w, f) for f in fields]
+
+
+def test_check_reuse_alone_on_a_grid_that_reuses_nothing_is_one_line(tmp_path, phase1_dir):
+    from tests.conftest import run_hrl
+
+    out = run_hrl(["grid", "--params", _grid(tmp_path, phase1_dir, "results_x"), "--check_reuse"], tmp_path,
+                  timeout=300)  # fmt: skip
+    assert out.returncode == 1 and out.stderr.strip().splitlines() == [
+        f"hrl: error: {tmp_path / 'results_x_none.yaml'} reuses no record (reuse: in the grid file); there is "
+        "nothing to check"
+    ], out.stderr

@@ -10,6 +10,15 @@ bit for bit (timings excepted); a step 0 that already differs (another machine's
 another MuJoCo) ends the check there. The outcome is kept in ``reuse_check.json`` beside the runs (and
 copied into the record): an arm that matches is reused; an arm that does not is run again by this
 study (its reused cells become ``new``), and the check says what differed.
+
+One cell per arm is not enough where a record's cells ran on several machines: the long study's CQL
+hopper cells of seed 0 reproduced here, those of seeds 1 and 2 did not (their step 0 differed from
+the same checkpoint's step 0 computed here by 0.27 and 1e-4 points). So every reused cell's step 0
+is checked too (:func:`sweep_step0`): step 0 evaluates the loaded Phase I actor on the seed's own
+episodes before any training, the same for every arm, so it is compared bit for bit with step 0
+of a run this study computed here from the same checkpoint and seed, or, where there is none, with
+step 0 computed here for the purpose (the cheapest arm: no warm start). An arm with a reused cell
+whose step 0 differs is run again, like an arm whose two-evaluation check failed.
 """
 
 from __future__ import annotations
@@ -121,8 +130,79 @@ def check_cell(cell, scratch: Path, record: Path) -> dict:
     return entry
 
 
+# What step 0 reports: the evaluation of the loaded actor (training metrics have no step-0 value)
+STEP0_KEYS = ("normalized_return", "normalized_return_std", "raw_return_mean", "raw_return_std", "ep_len_mean",
+              "episode_returns")  # fmt: skip
+
+
+def step0_key(cell) -> tuple:
+    """What step 0 depends on: the Phase I checkpoint (algorithm, data, corruption, its seed), the
+    evaluation's episodes (the online seed, how many) — not the arm."""
+    c = cell.config
+    return (c.algo, c.env, float(c.remove_top_k), float(c.reward_noise_std), c.effective_phase1_seed, c.seed,
+            c.eval_episodes)  # fmt: skip
+
+
+def _step0(metrics: dict) -> dict:
+    return {k: metrics[k][:1] for k in STEP0_KEYS if isinstance(metrics.get(k), list) and metrics[k]}
+
+
+def _computed_here(cells) -> dict[tuple, dict]:
+    """step0_key -> step 0 of a run this study computed in its own results folder."""
+    out = {}
+    for cell in cells:
+        try:
+            metrics = files.read_json(Path(cell.run_dir) / "metrics.json")
+        except (OSError, ValueError):
+            continue
+        if metrics.get("step") and metrics["step"][0] == 0:
+            out.setdefault(step0_key(cell), _step0(metrics))
+    return out
+
+
+def sweep_step0(cells, save_dir: Path, checks: dict, scratch: Path, echo=print) -> dict:
+    """Every reused cell's step 0 against step 0 here (see the module's docstring); an arm with one
+    that differs fails its check. Arms already failing, or swept before, are left as they are."""
+    from hrl_core.run.finetune import finetune
+
+    reused = [(c, r) for c in cells if (r := reused_from(c)) is not None]
+    todo = [(c, r) for c, r in reused if (c.part, c.arm) in checks and checks[(c.part, c.arm)].get("matches")
+            and "step0_sweep" not in checks[(c.part, c.arm)]]  # fmt: skip
+    if not todo:
+        return checks
+    here = _computed_here(cells)
+    swept: dict[tuple, list] = {}
+    for cell, record in sorted(todo, key=lambda cr: cr[0].config.member_init == "warmstart"):  # cheapest first
+        key = step0_key(cell)
+        if key not in here:  # computed for the purpose: the loaded actor's evaluation, no training
+            cfg = replace(cell.config, save_dir=str(scratch), threads=1)
+            echo(f"reuse check: step 0 of {cell.run_name} computed here", flush=True)
+            result = finetune(cfg, progress=False, stop_at=0)
+            here[key] = _step0(files.read_json(Path(result.run_dir) / "metrics.json"))
+            shutil.rmtree(result.run_dir, ignore_errors=True)
+        kept = _step0(files.read_json(record / cell.run_name / "metrics.json"))
+        differs = compare(kept, here[key], points=1)
+        swept.setdefault((cell.part, cell.arm), []).append(
+            f"seed {cell.config.seed} (checkpoint {cell.config.effective_phase1_seed}): " + "; ".join(differs[:2])
+            if differs else ""
+        )  # fmt: skip
+    for key, results in swept.items():
+        entry = checks[key]
+        bad = [r for r in results if r]
+        entry["step0_sweep"] = {"cells": len(results), "differ": bad}
+        if bad:
+            entry["matches"] = False
+            entry["differences"] = [f"step 0 of a reused cell differs from step 0 here: {b}" for b in bad][:20]
+        echo(f"reuse check: {key[0] or '-'} / {key[1]}: step 0 of {len(results)} reused cell(s) "
+             + ("matches bit for bit" if not bad else f"DIFFERS at {len(bad)}: {bad[0]} -> the arm is run again here"),
+             flush=True)  # fmt: skip
+    _write(save_dir, checks)
+    return checks
+
+
 def ensure_checked(cells, save_dir: str | Path, echo=print) -> dict:
-    """Check every (part, arm) with reused cells that has no check yet; returns all checks."""
+    """Check every (part, arm) with reused cells that has no check yet, then every reused cell's
+    step 0 (:func:`sweep_step0`); returns all checks."""
     save_dir = Path(save_dir)
     done = read(save_dir)
     todo = {}
@@ -147,12 +227,13 @@ def ensure_checked(cells, save_dir: str | Path, echo=print) -> dict:
         echo(f"reuse check: {cell.part or '-'} / {cell.arm}: {verdict}"
              + ("" if entry["matches"] else " -> the arm's reused cells are run again here"), flush=True)  # fmt: skip
         _write(save_dir, done)
-    return done
+    return sweep_step0(cells, save_dir, done, save_dir / "reuse_check_runs", echo)
 
 
 def _write(save_dir: Path, checks: dict) -> None:
     note = ("One reused cell per (part, arm), re-run through its first two evaluations by this study's code and "
-            "compared bit for bit with the record it is reused from (hrl_core.lab.reuse).")  # fmt: skip
+            "compared bit for bit with the record it is reused from; then every reused cell's step 0 against step 0 "
+            "of the same checkpoint and seed computed here (step0_sweep) (hrl_core.lab.reuse).")  # fmt: skip
     save_dir.mkdir(parents=True, exist_ok=True)
     files.write_json(_store(save_dir), {"about": note, "checks": list(checks.values())})
 
