@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +11,6 @@ from hrl_core.lab import clean_level, plot, records, summary
 from hrl_core.lab.figures import catalog, to_plotly
 from hrl_core.lab.recovery import auc, first_step_at
 from tests.conftest import write_result_fixture
-
-REPO = Path(__file__).resolve().parents[1]
 
 H = "hopper-medium-v2"
 
@@ -171,32 +168,32 @@ def test_hrl_plot_refuses_a_grid_with_arms(cells, tmp_path):
         plot.write_all(cells, tmp_path / "figs")
 
 
-def test_study_curves_draw_each_checkpoints_seeds_apart():
-    """A setting run from two Phase I checkpoints: each seed's thin line carries its checkpoint's dash, the
-    panel says seeds x checkpoints, each checkpoint's step-0 level is its own line (the committed CQL hopper
-    record: 3 seeds per arm on each of checkpoints 1 and 2). One checkpoint: nothing split."""
+def test_study_curves_draw_each_checkpoints_seeds_apart(tmp_path):
+    """A setting run from two Phase I checkpoints (3 seeds per arm on each): each seed's thin line carries its
+    checkpoint's dash, the panel says seeds x checkpoints, each checkpoint's step-0 level is its own line
+    (the lower one's label under it). One checkpoint: nothing split."""
     from hrl_core.lab.analysis import stratum_of
-    from hrl_core.lab.record import Record
 
-    rec = Record.open(REPO / "params" / "study_review.yaml", part="cql-hopper")
-    fig = catalog.study_curves(rec.drawn, rec.arms)
+    cells = []
+    for ckpt, start in ((1, 46.0), (2, 49.0)):
+        for seed in range(3):
+            for arm, bonus, end in (("vanilla", "none", 20.0), ("spec", "ensemble", 10.0)):
+                curve = [start, start - 5 - seed, end + ckpt]
+                cells.append(write_result_fixture(tmp_path, "cql", "hopper-medium-v2", 60, bonus, seed, curve,
+                                                  arm=arm, phase1_seed=ckpt))  # fmt: skip
+    runs = records.load_cells(cells, records=False)
+    fig = catalog.study_curves(runs, ["vanilla", "spec"])
     (panel,) = fig.panels
     assert "3 seeds x 2 checkpoints per arm" in panel.title and "solid: ckpt 1, dashed: ckpt 2" in fig.title
     thin = [s for s in panel.series if not s.label]
-    by_dash = {d: [s for s in thin if s.dash == d] for d in ("solid", "dash")}
-    assert len(by_dash["solid"]) == len(by_dash["dash"]) == 12  # 4 arms x 3 seeds per checkpoint
     for ckpt, dash in ((1, "solid"), (2, "dash")):  # the lines of a dash are that checkpoint's runs' curves
-        curves = sorted(tuple(r.series("normalized_return")) for r in rec.drawn if stratum_of(r) == ckpt)
-        assert sorted(tuple(s.y) for s in by_dash[dash]) == curves
+        curves = sorted(tuple(r.series("normalized_return")) for r in runs if stratum_of(r) == ckpt)
+        assert sorted(tuple(s.y) for s in thin if s.dash == dash) == curves and len(curves) == 6
     levels = {h.label: h.y for h in panel.hlines}
-    for ckpt in (1, 2):
-        assert levels[f"ckpt {ckpt}"] == pytest.approx(
-            np.mean([r.returns[0] for r in rec.drawn if stratum_of(r) == ckpt])
-        )
-    assert levels["ckpt 1"] != levels["ckpt 2"]
-    assert [h.label for h in panel.hlines if h.label_below] == [min(levels, key=levels.get)]  # labels apart
+    assert levels == {"ckpt 1": 46.0, "ckpt 2": 49.0}
+    assert [h.label for h in panel.hlines if h.label_below] == ["ckpt 1"]  # the two labels apart
 
-    one = [r for r in rec.drawn if stratum_of(r) == 1]
-    fig = catalog.study_curves(one, rec.arms)
+    one = [r for r in runs if stratum_of(r) == 1]
+    fig = catalog.study_curves(one, ["vanilla", "spec"])
     assert "checkpoints" not in fig.panels[0].title and {s.dash for s in fig.panels[0].series} == {"solid"}
     assert len(fig.panels[0].hlines) == 1
