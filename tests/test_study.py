@@ -109,6 +109,12 @@ def test_pooled_and_conclusion_say_what_the_numbers_say(tmp_path):
     table = summary.setting_markdown(rows)
     assert table.count("\n") == 2 + len(rows) - 1 and "| 60 | up | 3 |" in table
     assert "| up - vanilla | iql | hopper-medium-v2 | 60 | 3 vs 3 |" in summary.effects_markdown(effects)
+    # beside a declared analysis the same tables are readings, not verdicts: no bare "better" left in them
+    for plain, beside in ((summary.effects_markdown(effects), summary.effects_markdown(effects, descriptive=True)),
+                          (summary.pooled_markdown(list(pooled.values())),
+                           summary.pooled_markdown(list(pooled.values()), descriptive=True))):  # fmt: skip
+        assert "| better |" in plain and "| verdict |" in plain
+        assert "| better |" not in beside and "| (better) |" in beside and "| uncorrected reading |" in beside
     text = study.conclusion_markdown(effects, list(pooled.values()), rows)
     assert "**up - vanilla**: **helps** on average" in text
     assert "**mixed - vanilla**: **inconclusive** on average" in text

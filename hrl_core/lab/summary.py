@@ -400,18 +400,29 @@ def exploration_markdown(rows: list[dict]) -> str:
     ])  # fmt: skip
 
 
-def effects_markdown(rows: list[dict], metrics=HEADLINE) -> str:
-    """The effect table: each comparison per setting and metric, its interval and verdict."""
+DESCRIPTIVE = "uncorrected reading"  # the column's name where a declared analysis gives the verdicts
+
+
+def _reading(verdict: str, descriptive: bool) -> str:
+    """A verdict word, or (descriptive) the same word in brackets: what a plain uncorrected interval says,
+    shown beside a declared analysis whose verdicts these are not."""
+    return f"({verdict})" if descriptive and verdict in ("better", "worse") else verdict
+
+
+def effects_markdown(rows: list[dict], metrics=HEADLINE, descriptive: bool = False) -> str:
+    """The effect table: each comparison per setting and metric, its interval and verdict (``descriptive``:
+    a study with a declared analysis, whose verdicts are elsewhere: the column says "uncorrected reading")."""
     if not rows:
         return "No comparison has complete runs on both sides yet."
     columns = ["effect", "algo", "dataset", "k", "seeds"]
     for m in metrics:
-        columns += [f"{BY_KEY[m].label}: diff [interval]", "verdict"]
+        columns += [f"{BY_KEY[m].label}: diff [interval]", DESCRIPTIVE if descriptive else "verdict"]
     body = []
     for r in rows:
         line = [r["comparison"], r["algo"], r["dataset"], f"{r['k']:g}", f"{r['n_arm']} vs {r['n_reference']}"]
         for m in metrics:
-            line += [_steps_diff(r[m]) if BY_KEY[m].unit == "steps" else r[m].text(), r[f"{m}_verdict"]]
+            line += [_steps_diff(r[m]) if BY_KEY[m].unit == "steps" else r[m].text(),
+                     _reading(r[f"{m}_verdict"], descriptive)]  # fmt: skip
         body.append(line)
     return table(columns, body)
 
@@ -434,17 +445,19 @@ def steps_intervals_note(rows: list[dict]) -> str:
             "(restricted means); intervals: " + "; ".join(methods) + ".")  # fmt: skip
 
 
-def pooled_markdown(rows: list[dict]) -> str:
+def pooled_markdown(rows: list[dict], descriptive: bool = False) -> str:
+    """Pooled over settings (``descriptive``: as :func:`effects_markdown`)."""
     if not rows:
         return "No pooled comparison yet."
-    columns = ["effect", "settings", "AUC: mean difference [95% CI]", "verdict", "IQM arm / reference",
-               "IQM difference [interval]", "P(arm > reference) [95% CI]"]  # fmt: skip
+    columns = ["effect", "settings", "AUC: mean difference [95% CI]", DESCRIPTIVE if descriptive else "verdict",
+               "IQM arm / reference", "IQM difference [interval]", "P(arm > reference) [95% CI]"]  # fmt: skip
 
     def with_method(d, digits: int = 1, signed: bool = True) -> str:
         return d.text(digits, signed) + (f" ({d.method})" if d.has_interval else "")
 
     return table(columns, [
-        [r["comparison"], r["pooled"].n_settings, r["pooled"].mean_difference.text(), r["verdict"],
+        [r["comparison"], r["pooled"].n_settings, r["pooled"].mean_difference.text(),
+         _reading(r["verdict"], descriptive),
          f"{r['pooled'].iqm_arm:.1f} / {r['pooled'].iqm_reference:.1f}",
          with_method(r["pooled"].iqm_difference), with_method(r["pooled"].probability_of_improvement, 2, False)]
         for r in rows
