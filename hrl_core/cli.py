@@ -362,12 +362,15 @@ def _run_grid(args) -> int:
         if any(c.reuse for c in cells):
             from hrl_core.lab import reuse
 
-            checks = {k for d in {c.run_dir.parent for c in cells} for k in reuse.read(d)}
-            pending = sorted({(c.part, c.arm) for c in cells if (c.part, c.arm) not in checks
-                              and reuse.reused_from(c) is not None})  # fmt: skip
-            for part, arm in pending:
+            checks = {k: e for d in {c.run_dir.parent for c in cells} for k, e in reuse.read(d).items()}
+            reused = {(c.part, c.arm) for c in cells if reuse.reused_from(c) is not None}
+            for part, arm in sorted(reused - set(checks)):
                 print(f"reuse check pending: {part or '-'} / {arm} (one reused cell re-run through "
-                      f"{reuse.EVALUATIONS} evaluations before the grid runs)")  # fmt: skip
+                      f"{reuse.EVALUATIONS} evaluations, then every reused cell's step 0, before the grid "
+                      "runs)")  # fmt: skip
+            for part, arm in sorted(k for k in reused & set(checks) if checks[k].get("matches")
+                                    and "step0_sweep" not in checks[k]):  # fmt: skip
+                print(f"reuse check pending: {part or '-'} / {arm} (every reused cell's step 0, before the grid runs)")
         workers = backend.concurrent_cells()
         est = grids.estimate_seconds(todo, workers, groups)
         algos = sorted({c.config.algo for c in cells})
