@@ -69,9 +69,10 @@ def test_a_reused_record_counts_only_where_this_code_reproduces_it(tmp_path, d4r
 
 @pytest.mark.slow
 def test_every_reused_cells_step_0_is_checked_not_only_the_arms_first(tmp_path, d4rl_env, phase1_dir, monkeypatch):
-    """The long study's CQL hopper cells of seed 0 reproduced here and those of seeds 1-2 did not: a record made on
-    several machines. The arm's two-evaluation check (its first cell) passes; the step-0 sweep compares every
-    reused cell's step 0 with step 0 computed here and fails the arm on the one that differs."""
+    """The long study's CQL hopper cells of seed 0 reproduced here and those of seeds 1-2 did not: another machine's
+    last-bit differences show in some episodes only. The arm's two-evaluation check (its first cell) passes; the
+    step-0 sweep compares every reused cell's step 0 with step 0 computed here and fails the arm on the one that
+    differs."""
     from hrl_core.run.finetune import finetune
 
     kept = tmp_path / "repo_records"

@@ -11,9 +11,10 @@ another MuJoCo) ends the check there. The outcome is kept in ``reuse_check.json`
 copied into the record): an arm that matches is reused; an arm that does not is run again by this
 study (its reused cells become ``new``), and the check says what differed.
 
-One cell per arm is not enough where a record's cells ran on several machines: the long study's CQL
-hopper cells of seed 0 reproduced here, those of seeds 1 and 2 did not (their step 0 differed from
-the same checkpoint's step 0 computed here by 0.27 and 1e-4 points). So every reused cell's step 0
+One cell per arm is not enough: another machine's last-bit differences show in some episodes and not
+in others. The long study's CQL hopper cells (one machine, not this one) of seed 0 reproduced here,
+those of seeds 1 and 2 did not (their step 0 differed from the same checkpoint's step 0 computed here
+by 0.27 and 1e-4 points). So every reused cell's step 0
 is checked too (:func:`sweep_step0`): step 0 evaluates the loaded Phase I actor on the seed's own
 episodes before any training, the same for every arm, so it is compared bit for bit with step 0
 of a run this study computed here from the same checkpoint and seed, or, where there is none, with
