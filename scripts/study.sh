@@ -34,7 +34,8 @@ PY="${HRL_VENV:-$REPO/.venv}/bin/python"
 PLAN="$("$PY" -m hrl_core.lab.pins "$YAML" "$@")"
 
 # Every part's commit and clone checked before any work: "part full-commit clone" per part.
-mapfile -t STEPS <<<"$PLAN"
+STEPS=()  # (no mapfile: bash 3.2, macOS's, lacks it)
+while IFS= read -r line; do STEPS+=("$line"); done <<<"$PLAN"
 CHECKED=()
 for step in "${STEPS[@]}"; do
     read -r part commit <<<"$step"
@@ -80,7 +81,8 @@ for step in "${CHECKED[@]}"; do
     echo "study: $NAME, part $part ($(date -u +%H:%M) UTC): pinned clone $clone at ${full:0:7}; results in $RESULTS"
     only=(--part "$part")
     [ "$part" = "-" ] && only=()
-    "$clone/.venv/bin/hrl" grid --params "$clone/$YAML" "${only[@]}" --save_dir "$RESULTS" --executed_dir "$RESULTS/executed"
+    "$clone/.venv/bin/hrl" grid --params "$clone/$YAML" ${only[@]+"${only[@]}"} --save_dir "$RESULTS" \
+        --executed_dir "$RESULTS/executed"
 done
 echo "study: done ($(date -u +%H:%M) UTC); record a part with:"
 echo "  hrl study --params $YAML --part PART --save_dir $RESULTS --record"
