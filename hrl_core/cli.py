@@ -324,10 +324,8 @@ def _run_grid(args) -> int:
 
         if not any(c.reuse for c in cells):
             raise HrlError(f"{path} reuses no record (reuse: in the grid file); there is nothing to check")
-        failed = []
-        for save_dir in sorted({c.run_dir.parent for c in cells}):
-            checks = reuse.ensure_checked([c for c in cells if c.run_dir.parent == save_dir], save_dir)
-            failed += [f"{part or '-'} / {arm}" for (part, arm), e in checks.items() if not e.get("matches")]
+        checks = reuse.ensure_checked_all(cells)
+        failed = [f"{part or '-'} / {arm}" for (part, arm), e in checks.items() if not e.get("matches")]
         print(f"reuse: {len(failed)} arm(s) run again here" + (f": {', '.join(sorted(failed))}" if failed else ""))
         return 0
     if not args.dry_run:
@@ -388,8 +386,7 @@ def _run_grid(args) -> int:
     if any(c.reuse for c in cells):  # before anything runs: is each reused record reproduced by this code?
         from hrl_core.lab import reuse
 
-        for save_dir in sorted({c.run_dir.parent for c in cells}):
-            reuse.ensure_checked([c for c in cells if c.run_dir.parent == save_dir], save_dir)
+        reuse.ensure_checked_all(cells)
     executed_dir = Path(args.executed_dir or spec.get("executed_dir") or "executed").resolve()
     results = execute.run_grid(cells, backend, executed_dir, progress=not args.no_progress, population=size)
     return 1 if execute.print_results(results) else 0

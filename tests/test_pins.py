@@ -79,8 +79,8 @@ def test_the_review_study_declares_every_parts_commit():
 def _script(clone: Path, *args, **env) -> subprocess.CompletedProcess:
     full = {**os.environ, "HRL_VENV": str(Path(sys.executable).parent.parent), **env}
     full.pop("HRL_STUDY_COMMIT", None)
-    return subprocess.run(["bash", "scripts/study.sh", *args], cwd=clone, env={**full, **env}, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    return subprocess.run(["bash", "scripts/study.sh", *args], cwd=clone, env=full, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
 
 
 def test_study_script_refuses_a_commit_or_a_clone_it_cannot_use_before_any_work(tmp_path):

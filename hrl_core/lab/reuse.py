@@ -91,26 +91,34 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def check_cell(cell, scratch: Path, record: Path) -> dict:
-    """Re-run one reused cell here through its first two evaluations; compare with the record."""
-    from hrl_core.run import runtime
+def _run_here(cell, scratch: Path, stop_at: int):
+    """The cell run by this code in ``scratch`` up to ``stop_at`` (resumed from its snapshot when it was
+    run there before): its result and metrics."""
     from hrl_core.run.finetune import finetune
 
     cfg = replace(cell.config, save_dir=str(scratch), threads=1)
     cfg.validate()
-    stop_at = cfg.eval_interval * (EVALUATIONS - 1)
+    result = finetune(cfg, progress=False, stop_at=stop_at)
+    return result, files.read_json(Path(result.run_dir) / "metrics.json")
+
+
+def check_cell(cell, scratch: Path, record: Path) -> dict:
+    """Re-run one reused cell here through its first two evaluations; compare with the record."""
+    from hrl_core.run import runtime
+
+    stop_at = cell.config.eval_interval * (EVALUATIONS - 1)
     kept_dir = record / cell.run_name
     kept = files.read_json(kept_dir / "metrics.json")
     kept_config = files.read_json(kept_dir / "config.json")
     # Step 0 first (the loaded checkpoint's evaluation, no training): where it already differs, the
     # machine or libraries compute differently and training further would only cost time. Resuming
     # from its snapshot to the next evaluation is exact (the resume tests), so the two stages are one run.
-    result = finetune(cfg, progress=False, stop_at=0)
-    differences = compare(kept, files.read_json(Path(result.run_dir) / "metrics.json"), points=1)
+    result, here = _run_here(cell, scratch, 0)
+    differences = compare(kept, here, points=1)
     compared = [0]
     if not differences:
-        result = finetune(cfg, progress=False, stop_at=stop_at)
-        differences = compare(kept, files.read_json(Path(result.run_dir) / "metrics.json"))
+        result, here = _run_here(cell, scratch, stop_at)
+        differences = compare(kept, here)
         compared = [0, stop_at]
     here_config = files.read_json(Path(result.run_dir) / "config.json")
     entry = {
@@ -164,8 +172,6 @@ def _computed_here(cells) -> dict[tuple, dict]:
 def sweep_step0(cells, save_dir: Path, checks: dict, scratch: Path, echo=print) -> dict:
     """Every reused cell's step 0 against step 0 here (see the module's docstring); an arm with one
     that differs fails its check. Arms already failing, or swept before, are left as they are."""
-    from hrl_core.run.finetune import finetune
-
     reused = [(c, r) for c in cells if (r := reused_from(c)) is not None]
     todo = [(c, r) for c, r in reused if (c.part, c.arm) in checks and checks[(c.part, c.arm)].get("matches")
             and "step0_sweep" not in checks[(c.part, c.arm)]]  # fmt: skip
@@ -176,10 +182,9 @@ def sweep_step0(cells, save_dir: Path, checks: dict, scratch: Path, echo=print) 
     for cell, record in sorted(todo, key=lambda cr: cr[0].config.member_init == "warmstart"):  # cheapest first
         key = step0_key(cell)
         if key not in here:  # computed for the purpose: the loaded actor's evaluation, no training
-            cfg = replace(cell.config, save_dir=str(scratch), threads=1)
             echo(f"reuse check: step 0 of {cell.run_name} computed here", flush=True)
-            result = finetune(cfg, progress=False, stop_at=0)
-            here[key] = _step0(files.read_json(Path(result.run_dir) / "metrics.json"))
+            result, metrics = _run_here(cell, scratch, 0)
+            here[key] = _step0(metrics)
             shutil.rmtree(result.run_dir, ignore_errors=True)
         kept = _step0(files.read_json(record / cell.run_name / "metrics.json"))
         differs = compare(kept, here[key], points=1)
@@ -229,6 +234,14 @@ def ensure_checked(cells, save_dir: str | Path, echo=print) -> dict:
              + ("" if entry["matches"] else " -> the arm's reused cells are run again here"), flush=True)  # fmt: skip
         _write(save_dir, done)
     return sweep_step0(cells, save_dir, done, save_dir / "reuse_check_runs", echo)
+
+
+def ensure_checked_all(cells, echo=print) -> dict:
+    """:func:`ensure_checked` for each results folder the cells live in; all their checks."""
+    out = {}
+    for save_dir in sorted({c.run_dir.parent for c in cells}):
+        out.update(ensure_checked([c for c in cells if c.run_dir.parent == save_dir], save_dir, echo))
+    return out
 
 
 def _write(save_dir: Path, checks: dict) -> None:

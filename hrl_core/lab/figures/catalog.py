@@ -199,7 +199,6 @@ def study_curves(runs, arms: list[str], name: str = "study_returns", seeds_shown
         ckpts = _checkpoints_drawn(sel)
         if ckpts:
             split.add(tuple(ckpts))
-        if ckpts:
             counts = sorted({sum(r.arm == a and stratum_of(r) == c for r in sel) for a in arms for c in ckpts} - {0})
             seeds = f"{'/'.join(map(str, counts))} seeds x {len(ckpts)} checkpoints"
         else:
