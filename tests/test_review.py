@@ -171,3 +171,48 @@ def test_check_reuse_alone_on_a_grid_that_reuses_nothing_is_one_line(tmp_path, p
         f"hrl: error: {tmp_path / 'results_x_none.yaml'} reuses no record (reuse: in the grid file); there is "
         "nothing to check"
     ], out.stderr
+
+
+def test_every_table_of_a_record_reads_the_final_return_the_analysis_declares():
+    """The review study declares final = mean of the last 3 evaluations. Its first record's per-arm
+    table and descriptive Welch table still read the last evaluation alone (spec − vanilla: −9.4 there
+    against −7.4 in the declared secondary row). Every table now takes the declaration: recomputed
+    here from each run's logged returns, not through the package's recovery code."""
+    import numpy as np
+
+    from hrl_core.lab import digest
+    from hrl_core.lab.record import Record
+
+    rec = Record.open(REPO / "params" / "study_review.yaml", part="cql-hopper")
+    n = rec.analysis.final_evaluations
+    assert n == 3
+
+    def declared_final(run) -> float:
+        return float(np.mean(np.asarray(run.returns, float)[1:][-n:]))  # after step 0, the last n
+
+    by_arm: dict[str, list[float]] = {}
+    for r in rec.complete:
+        by_arm.setdefault(r.arm, []).append(declared_final(r))
+    rows = rec.rows()
+    assert rows
+    for row in rows:
+        assert row.final_mean == pytest.approx(np.mean(by_arm[row.arm]), abs=1e-9)
+    # The declaration matters on this record: the last evaluation alone gives other means.
+    last = {a: np.mean([r.returns[-1] for r in rec.complete if r.arm == a]) for a in by_arm}
+    assert any(abs(last[row.arm] - row.final_mean) > 0.5 for row in rows)
+
+    # The descriptive Welch table: a plain difference of the arms' declared-final means ...
+    for e in rec.legacy_effects():
+        a, b = (np.mean(by_arm[x]) for x in (e["arm"], e["reference"]))
+        assert e["final"].estimate == pytest.approx(a - b, abs=1e-9)
+    # ... which, where both arms ran from one checkpoint, is the declared secondary estimate itself.
+    single = {r.arm for r in rec.complete if r.arm != "warmstart+bonus"}
+    secondary = {e.comparison: e.estimate for e in rec.effects() if e.metric == "final"}
+    welch = {e["comparison"]: e["final"].estimate for e in rec.legacy_effects()}
+    for label, (arm, ref) in rec.comparisons.items():
+        if {arm, ref} <= single:
+            assert welch[label] == pytest.approx(secondary[label], abs=1e-9)
+    # README's digests read through the same record.
+    block = digest.exploration_block("study_review", "cql-hopper")
+    spec_row = next(row for row in rows if row.arm == "spec")
+    assert f"{spec_row.step0_return:.1f} → {spec_row.final_mean:.1f}" in block

@@ -31,9 +31,8 @@ BLOCK = re.compile(r"(<!-- digest:(?P<name>[^ ]+) -->\n)(?P<body>.*?)(<!-- /dige
 METRICS = summary.HEADLINE  # hrl_core.lab.metrics
 
 
-def _record(stem: str, part: str = ""):
-    rec = Record.open(resources.folder("params") / f"{stem}.yaml", part)
-    return rec.spec, rec.cells, rec.complete, rec.levels
+def _record(stem: str, part: str = "") -> Record:
+    return Record.open(resources.folder("params") / f"{stem}.yaml", part)
 
 
 def _cell(d, metric: str, verdict: str) -> str:
@@ -43,10 +42,10 @@ def _cell(d, metric: str, verdict: str) -> str:
 
 
 def effects_block(stem: str, part: str = "") -> str:
-    spec, cells, complete, levels = _record(stem, part)
-    arms = list(spec["arms"]) if "arms" in spec else None
-    comparisons = study.comparisons_of(spec, arms) if arms else {"ensemble − vanilla": ("ensemble", "vanilla")}
-    effects = summary.effect_rows(complete, comparisons, levels, METRICS)
+    rec = _record(stem, part)
+    arms = list(rec.spec["arms"]) if "arms" in rec.spec else None
+    comparisons = study.comparisons_of(rec.spec, arms) if arms else {"ensemble − vanilla": ("ensemble", "vanilla")}
+    effects = summary.effect_rows(rec.complete, comparisons, rec.levels, METRICS, rec.analysis.final_evaluations)
     if not effects:
         return "_No comparison has complete runs on both sides yet._\n"
     columns = ["effect", "setting", "seeds"] + [f"{summary.BY_KEY[m].label} [interval]" for m in METRICS]
@@ -72,8 +71,10 @@ def effects_block(stem: str, part: str = "") -> str:
 
 
 def exploration_block(stem: str, part: str = "") -> str:
-    spec, cells, complete, levels = _record(stem, part)
-    rows = summary.setting_rows(complete, list(spec.get("arms") or []) or None, levels)
+    rec = _record(stem, part)
+    levels = rec.levels
+    arms = list(rec.spec.get("arms") or []) or None
+    rows = summary.setting_rows(rec.complete, arms, levels, rec.analysis.final_evaluations)
     if not rows:
         return "_No complete runs yet._\n"
     columns = ["setting", "arm", "seeds", "step 0 → final", "clean level", "ends above clean", "bonus / reward: run",
@@ -92,7 +93,8 @@ def exploration_block(stem: str, part: str = "") -> str:
 
 
 def completeness_block(stem: str, part: str = "") -> str:
-    spec, cells, complete, levels = _record(stem, part)
+    rec = _record(stem, part)
+    spec, cells, complete = rec.spec, rec.cells, rec.complete
     root = resources.base_dir()
     shown = [Path(s).relative_to(root) if Path(s).is_relative_to(root) else Path(s) for s in records.sources(complete)]
     where = ", ".join(f"`{s}`" for s in shown) or "nowhere yet"

@@ -139,12 +139,17 @@ class Record:
 
     # -- its numbers -----------------------------------------------------------------
     def rows(self) -> list[dict]:
-        return summary.setting_rows(self.complete, self.arms, self.levels)
+        return summary.setting_rows(self.complete, self.arms, self.levels, self.analysis.final_evaluations)
 
     def legacy_effects(self, metrics=None) -> list[dict]:
         """Per comparison and setting, Welch intervals and verdicts (records without a declared analysis)."""
         kw = {"metrics": metrics} if metrics else {}
-        return summary.effect_rows(self.complete, self.comparisons, self.levels, **kw)
+        return summary.effect_rows(self.complete, self.comparisons, self.levels,
+                                   final_evaluations=self.analysis.final_evaluations, **kw)  # fmt: skip
+
+    def pooled(self, metric: str = "auc") -> list[dict]:
+        """Per comparison, pooled over its settings (``summary.pooled_rows``)."""
+        return summary.pooled_rows(self.complete, self.comparisons, metric, self.analysis.final_evaluations)
 
     def scenarios(self) -> list:
         """The coverage scenarios a declared analysis calibrates its intervals on: the per-seed values

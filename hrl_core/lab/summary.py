@@ -211,9 +211,11 @@ class SettingRow:
         return asdict(self)
 
 
-def setting_rows(runs, arms: list[str] | None = None, levels: dict | None = None) -> list[SettingRow]:
-    """One row per (algo, dataset, k, arm) over the complete runs."""
-    found = groups(runs, levels)
+def setting_rows(runs, arms: list[str] | None = None, levels: dict | None = None,
+                 final_evaluations: int = 1) -> list[SettingRow]:  # fmt: skip
+    """One row per (algo, dataset, k, arm) over the complete runs (``final_evaluations``: as
+    :func:`groups`; a record passes its declared analysis's, so every table's final return is one)."""
+    found = groups(runs, levels, final_evaluations)
     rows = []
     for algo, dataset, k in settings_of(found):
         for arm in arms_in_order([g.runs[0] for g in found.values()], arms):
@@ -263,9 +265,10 @@ def difference(metric: str, a: list[float], b: list[float], budget: float | None
 
 
 def effect_rows(runs, comparisons: dict[str, tuple[str, str]], levels: dict | None = None,
-                metrics=tuple(m.key for m in METRICS)) -> list[dict]:  # fmt: skip
-    """Per comparison and setting: arm − reference for each metric, with interval and verdict."""
-    found = groups(runs, levels)
+                metrics=tuple(m.key for m in METRICS), final_evaluations: int = 1) -> list[dict]:  # fmt: skip
+    """Per comparison and setting: arm − reference for each metric, with interval and verdict
+    (``final_evaluations``: as :func:`groups`)."""
+    found = groups(runs, levels, final_evaluations)
     rows = []
     for label, (arm, ref) in comparisons.items():
         for algo, dataset, k in settings_of(found):
@@ -329,9 +332,11 @@ def start_gap_note(rows: list[dict]) -> str:
     return "\n\n".join(lines)
 
 
-def pooled_rows(runs, comparisons: dict[str, tuple[str, str]], metric: str = "auc") -> list[dict]:
-    """Per comparison, pooled over its settings: mean difference, IQM, P(improvement)."""
-    found = groups(runs)
+def pooled_rows(runs, comparisons: dict[str, tuple[str, str]], metric: str = "auc",
+                final_evaluations: int = 1) -> list[dict]:  # fmt: skip
+    """Per comparison, pooled over its settings: mean difference, IQM, P(improvement)
+    (``final_evaluations``: as :func:`groups`)."""
+    found = groups(runs, None, final_evaluations)
     out = []
     for label, (arm, ref) in comparisons.items():
         pairs, settings = [], []
