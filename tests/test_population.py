@@ -140,6 +140,23 @@ def test_pack_groups_only_cells_that_share_a_shape_and_a_start(tmp_path):
     assert sorted(len(g) for g in groups) == [1, 5]
 
 
+def test_auto_packs_only_where_a_population_saves_more_than_noise(monkeypatch):
+    """`--population auto` on a CPU takes the cheapest measured size only where it saves at least
+    POPULATION_MIN_SAVING per cell-step: CQL's 0.98 at P = 2 (noise, and its populations match solo
+    runs only within rounding) keeps it alone, as docs/performance.md says; a GPU packs many."""
+    from hrl_core.rl import agents
+
+    class Measured:
+        population_cost: dict = {}
+
+    monkeypatch.setattr(agents, "get", lambda algo: Measured)
+    for table, size in [({}, 1), ({2: 0.98, 4: 1.07}, 1), ({2: 0.94}, 2), ({2: 0.91, 4: 0.88, 8: 0.85, 16: 0.89}, 8),
+                        ({2: 0.90, 4: 0.90}, 2)]:  # fmt: skip
+        Measured.population_cost = table
+        assert execute.auto_population("any", n_gpus=0) == size, table
+    assert execute.auto_population("any", n_gpus=1) == execute.POPULATION_PER_GPU
+
+
 def test_a_grid_packs_populations_end_to_end(tmp_path, d4rl_dir, phase1_dir):
     """hrl grid --population 4: the dry run prints the packing; four IQL cells train as one population
     into their own run folders and executed notebooks, and hrl plot reads them."""

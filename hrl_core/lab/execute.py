@@ -158,17 +158,24 @@ def execute_cell(notebook: str, output: str, parameters: dict, env: dict, run_na
 # Populations: several cells trained as one computation in one worker (hrl_core.run.population)
 # --------------------------------------------------------------------------------------
 POPULATION_PER_GPU = 32  # on a GPU: the stacked update of 32 cells still leaves most of an H100 idle
+# A population is chosen on a CPU only where it saves at least this much per cell-step. `hrl bench`'s
+# medians move by a few percent between runs, and a population is not free: CQL's cells in one match
+# their solo runs only within rounding (its log-sum-exp reduces in another order). CQL's measured
+# 0.98 at P = 2 is noise, not a saving, so CQL runs alone (docs/performance.md).
+POPULATION_MIN_SAVING = 0.05
 
 
 def auto_population(algo: str, n_gpus: int) -> int:
     """Cells per population when the user does not say: on a GPU many; on a CPU the size the
-    algorithm's measured ``population_cost`` says is cheapest per cell-step (1 if none is cheaper)."""
+    algorithm's measured ``population_cost`` says is cheapest per cell-step, if it saves at least
+    ``POPULATION_MIN_SAVING`` (else 1: each cell alone)."""
     from hrl_core.rl import agents
 
     if n_gpus:
         return POPULATION_PER_GPU
     costs = {1: 1.0, **(agents.get(algo).population_cost or {})}
-    return min(costs, key=lambda size: (costs[size], size))
+    best = min(costs, key=lambda size: (costs[size], size))
+    return best if costs[best] <= 1.0 - POPULATION_MIN_SAVING else 1
 
 
 def start_step(cell: Cell) -> int:
