@@ -226,8 +226,9 @@ def _add_grid(sub) -> None:
     p.add_argument("--logger", default=None, choices=("none", "csv", "tensorboard", "wandb"),
                    help="experiment tracking for every cell (default: the grid file's, else none)")  # fmt: skip
     p.add_argument("--population", default="auto",
-                   help="cells trained together as one computation per worker: N, or auto (a few per CPU worker, "
-                        "many per GPU); 1: each cell alone")  # fmt: skip
+                   help="cells trained together as one computation per worker: N, or auto (on a CPU the "
+                        "size each algorithm's measured cost favours: IQL 8, CQL 1; 32 on a GPU); "
+                        "1: each cell alone")  # fmt: skip
     p.add_argument("--dry_run", "--dry-run", dest="dry_run", action="store_true",
                    help="list the cells, their status and an estimated wall time; run nothing")  # fmt: skip
     p.add_argument("--check_reuse", action="store_true",
