@@ -179,6 +179,34 @@ def test_a_secondary_steps_difference_without_an_interval_says_why():
     assert "no interval: every seed equal on both sides" in row and "welch-t" not in row
 
 
+def test_a_secondary_p_is_the_welch_satterthwaite_p_whatever_alpha_is_declared():
+    """A secondary metric's p is read back from its interval at 1 - alpha: it was read at 0.975
+    whatever the declaration, so a study declaring alpha = 0.1 got p-values (and verdicts) too small."""
+    from dataclasses import replace
+
+    from scipy import stats as sps
+
+    rng = np.random.default_rng(11)
+    runs = _arms([50.0, 53.0, 47.0, 51.0], +3.0, 2.0, "iql", rng)  # two checkpoints, four seeds each
+    an = analysis.Analysis(final_evaluations=1, strata="phase1_seed", declared=True, primary_family=("effect",),
+                           comparisons=("effect",), secondary_metrics=("final",))  # fmt: skip
+    ps = {}
+    for alpha in (0.05, 0.1):
+        (sec,) = [e for e in analysis.effects(runs, {"effect": ("arm", "ref")}, replace(an, alpha=alpha))
+                  if e.metric == "final"]  # fmt: skip
+        ps[alpha] = sec.p
+    # by hand: the mean over checkpoints of the within-checkpoint differences, Welch-Satterthwaite
+    per = {c: ([r.returns[-1] for r in runs if r.arm == "arm" and r.config["identity"]["settings"]["phase1_seed"] == c],
+               [r.returns[-1] for r in runs if r.arm == "ref" and r.config["identity"]["settings"]["phase1_seed"] == c])
+           for c in (1, 2)}  # fmt: skip
+    est = np.mean([np.mean(a) - np.mean(b) for a, b in per.values()])
+    parts = [np.var(x, ddof=1) / len(x) for a, b in per.values() for x in (a, b)]
+    df = sum(parts) ** 2 / sum(p**2 / 3 for p in parts)
+    expected = 2 * sps.t.sf(abs(est) / (np.sqrt(sum(parts)) / 2), df)
+    assert ps[0.05] == pytest.approx(expected, rel=1e-9)
+    assert ps[0.1] == pytest.approx(expected, rel=1e-9)
+
+
 def test_the_explorers_comparison_shows_each_checkpoint_beside_the_pooled_effect():
     from hrl_core.lab import widgets
 

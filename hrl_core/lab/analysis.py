@@ -276,7 +276,7 @@ def effects(runs, comparisons: dict, analysis: Analysis, levels: dict | None = N
                 if not is_primary:
                     d = stats.pooled_mean_difference(usable, 1 - alpha)
                     e = Effect(label, arm, ref, algo, dataset, k, metric, False, design, est, (d.low, d.high),
-                               (math.nan, math.nan), _welch_p(d, est), math.nan, alpha)  # fmt: skip
+                               (math.nan, math.nan), _welch_p(d, est, 1 - alpha), math.nan, alpha)  # fmt: skip
                     out.append(e)
                     continue
                 cal = verdicts.calibration(design, scenarios)
@@ -308,13 +308,15 @@ def effects(runs, comparisons: dict, analysis: Analysis, levels: dict | None = N
     return out
 
 
-def _welch_p(d, est: float) -> float:
-    """Two-sided p of a Welch-Satterthwaite difference (secondary metrics)."""
+def _welch_p(d, est: float, level: float) -> float:
+    """Two-sided p of a Welch-Satterthwaite difference (secondary metrics) whose interval ``d`` is
+    at ``level`` (1 - the declared alpha: the standard error is read back at that level, so p does
+    not move with alpha)."""
     from scipy import stats as sps
 
     if not d.has_interval or not math.isfinite(d.df) or d.high == d.low:
         return math.nan
-    se = (d.high - d.low) / 2 / float(sps.t.ppf(0.975, d.df))
+    se = (d.high - d.low) / 2 / float(sps.t.ppf(0.5 + level / 2, d.df))
     return float(2 * sps.t.sf(abs(est) / se, d.df)) if se > 0 else math.nan
 
 
