@@ -207,6 +207,26 @@ def test_a_secondary_p_is_the_welch_satterthwaite_p_whatever_alpha_is_declared()
     assert ps[0.1] == pytest.approx(expected, rel=1e-9)
 
 
+def test_tables_name_the_level_their_intervals_are_at():
+    """The intervals are at 1 - alpha (TOST reads 1 - 2 alpha): a study declaring alpha = 0.1 gets
+    90% intervals, and its tables said "95%" and "90%"."""
+    from dataclasses import replace
+
+    from hrl_core.lab import study
+
+    rng = np.random.default_rng(2)
+    runs = _arms([50.0, 53.0, 47.0, 51.0], +3.0, 2.0, "iql", rng)
+    an = analysis.Analysis(final_evaluations=1, strata="phase1_seed", declared=True, primary_family=("effect",),
+                           comparisons=("effect",), secondary_metrics=("final",), equivalence_margin=5.0)  # fmt: skip
+    for alpha, level, tost in ((0.05, "95%", "90%"), (0.1, "90%", "80%"), (0.025, "97.5%", "95%")):
+        a = replace(an, alpha=alpha)
+        effects = analysis.effects(runs, {"effect": ("arm", "ref")}, a)
+        assert f"difference [{level} interval]" in analysis.primary_markdown(effects, a)
+        note = analysis.primary_note(effects, a)
+        assert f"calibrated {tost} interval lies inside" in note and f"{level} / {tost} intervals" in note
+        assert f"difference [{level} interval" in study.secondary_markdown(effects)
+
+
 def test_the_explorers_comparison_shows_each_checkpoint_beside_the_pooled_effect():
     from hrl_core.lab import widgets
 

@@ -99,6 +99,20 @@ class Analysis:
         return cls(metric, family, float(margin), str(block.get("margin_why", "")), float(alpha), secondary,
                    n_final, strata, n_iqm, True, comparisons)  # fmt: skip
 
+    @property
+    def level(self) -> str:
+        """The intervals' level as a table prints it (1 − alpha: "95%")."""
+        from hrl_core.lab.stats import percent
+
+        return percent(1 - self.alpha)
+
+    @property
+    def tost_level(self) -> str:
+        """The level of the interval the equivalence test reads (1 − 2·alpha: "90%")."""
+        from hrl_core.lab.stats import percent
+
+        return percent(1 - 2 * self.alpha)
+
     def in_family(self, comparison: str) -> bool:
         """Whether a comparison (by its label) is in the primary family."""
         if not self.primary_family:
@@ -374,7 +388,7 @@ def primary_markdown(found: list[Effect], analysis: Analysis) -> str:
     if not rows:
         return "No effect of the primary family has complete runs on both sides yet."
     label = summary.BY_KEY[analysis.primary_metric].label
-    head = ["effect", "setting", "seeds", f"{label} difference [95% interval]", "p (Holm)", "verdict",
+    head = ["effect", "setting", "seeds", f"{label} difference [{analysis.level} interval]", "p (Holm)", "verdict",
             "largest effect not excluded", "detectable (80% power)", "per checkpoint", "interval coverage",
             "permutation p (Holm), a check"]  # fmt: skip
     body = []
@@ -419,12 +433,13 @@ def primary_note(found: list[Effect], analysis: Analysis, source: str = "") -> s
         "difference of means. Its Welch statistic is calibrated: p-values and intervals use the statistic's worst-case "
         "distribution, simulated at these seed counts over scenarios resampled from the records' own per-seed "
         "values (collapsed and outlying seeds included) and normal ones. **equivalent**: both one-sided tests "
-        "reject ±margin after Holm (the calibrated 90% interval lies inside ±margin). *Detectable*: the smallest "
-        "difference the calibrated test finds with 80% power at this design, for normal per-seed values with "
-        "the setting's pooled SD, as a single test and (in brackets) at Holm's strictest step, α over the family's "
-        "size: an effect that large is found with 80% power whatever the family's other tests give. *Largest effect "
-        "not excluded*: the far end of the 95% interval. *Interval coverage*: worst coverage of the 95% / 90% "
-        "intervals over the scenarios, on fresh simulations"
+        f"reject ±margin after Holm (the calibrated {analysis.tost_level} interval lies inside ±margin). "
+        "*Detectable*: the smallest difference the calibrated test finds with 80% power at this design, for normal "
+        "per-seed values with the setting's pooled SD, as a single test and (in brackets) at Holm's strictest step, "
+        "α over the family's size: an effect that large is found with 80% power whatever the family's other tests "
+        "give. *Largest effect "
+        f"not excluded*: the far end of the {analysis.level} interval. *Interval coverage*: worst coverage of the "
+        f"{analysis.level} / {analysis.tost_level} intervals over the scenarios, on fresh simulations"
     )
     if math.isfinite(worst.coverage):
         text += f" (lowest: {worst.worst_scenario})"

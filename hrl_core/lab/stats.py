@@ -103,6 +103,11 @@ def welch_interval(a, b, level: float = LEVEL) -> Diff:
     return Diff(est, est - half, est + half, len(a), len(b), float(df))
 
 
+def percent(x: float) -> str:
+    """A level as a percentage, without a trailing .0 (0.95 -> "95%", 0.975 -> "97.5%")."""
+    return f"{100 * x:.1f}".rstrip("0").rstrip(".") + "%"
+
+
 def verdict(d: Diff, higher_is_better: bool = True) -> str:
     """better | worse | inconclusive (interval spans 0) | no interval (< 2 seeds a side)."""
     if math.isnan(d.estimate):

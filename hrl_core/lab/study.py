@@ -314,7 +314,7 @@ def forest_rows(effects) -> list[tuple[str, float, float, float, str]]:
 def forest_figure(effects, analysis=None, name: str = "study_forest"):
     rows = forest_rows(effects)
     declared = analysis is not None and analysis.declared
-    what = ("primary metric, calibrated 95% interval, verdict after Holm" if declared
+    what = (f"primary metric, calibrated {analysis.level} interval, verdict after Holm" if declared
             else "AUC, Welch nominal 95% interval (descriptive), uncorrected verdict")  # fmt: skip
     margin = analysis.equivalence_margin if declared else None
     title = f"Effects per setting ({what}" + (f"; shaded: ±{margin:g} equivalence margin)" if margin else ")")
@@ -380,8 +380,11 @@ def secondary_markdown(effects) -> str:
             return summary._steps_diff(stats.Diff(e.estimate, *e.ci, method=e.method))
         return f"{e.estimate:+.1f} [{e.ci[0]:+.1f}, {e.ci[1]:+.1f}]"
 
+    # returns at 1 - alpha (Welch-Satterthwaite); steps at 95% (their calibrated nominal, hrl_core.lab.stats)
+    level = stats.percent(1 - rows[0].alpha)
+    header = f"difference [{level} interval]" + ("" if level == "95%" else "; steps: 95%")
     return summary.table(
-        ["effect", "setting", "metric (secondary, uncorrected)", "difference [95% interval]", "verdict"],
+        ["effect", "setting", "metric (secondary, uncorrected)", header, "verdict"],
         [[e.comparison, e.setting, summary.BY_KEY[e.metric].label, difference(e), e.verdict] for e in rows],
     )
 

@@ -24,7 +24,7 @@ import math
 import subprocess
 from pathlib import Path
 
-from hrl_core.lab import summary
+from hrl_core.lab import stats, summary
 from hrl_core.lab.analysis import stratum_of
 from hrl_core.lab.figures import catalog, to_matplotlib, to_plotly
 from hrl_core.lab.metrics import CURVES
@@ -263,8 +263,9 @@ def comparison_rows(rec: Record, effects, comparison: str, setting: tuple) -> li
                             "how": WELCH_HOW if summary.BY_KEY[m].unit == "points"
                             else d.method})  # fmt: skip
         elif (e.comparison, e.algo, e.dataset, e.k) == (comparison, algo, dataset, k):
-            how = ("primary: calibrated 95% interval, p after Holm " + (f"{e.p_holm:.3f}" if math.isfinite(e.p_holm)
-                   else "—") if e.primary else "secondary, uncorrected")  # fmt: skip
+            level = stats.percent(1 - e.alpha)
+            how = (f"primary: calibrated {level} interval, p after Holm " + (f"{e.p_holm:.3f}"
+                   if math.isfinite(e.p_holm) else "—") if e.primary else "secondary, uncorrected")  # fmt: skip
             if e.primary and e.permutation is not None and math.isfinite(e.p_permutation_holm):
                 how += f"; permutation check {e.p_permutation_holm:.3f} after Holm"
             if not e.primary and e.method and not all(map(math.isfinite, e.ci)):
