@@ -437,9 +437,9 @@ def primary_note(found: list[Effect], analysis: Analysis, source: str = "") -> s
         "*Detectable*: the smallest difference the calibrated test finds with 80% power at this design, for normal "
         "per-seed values with the setting's pooled SD, as a single test and (in brackets) at Holm's strictest step, "
         "α over the family's size: an effect that large is found with 80% power whatever the family's other tests "
-        "give. *Largest effect "
-        f"not excluded*: the far end of the {analysis.level} interval. *Interval coverage*: worst coverage of the "
-        f"{analysis.level} / {analysis.tost_level} intervals over the scenarios, on fresh simulations"
+        f"give. *Largest effect not excluded*: the far end of the {analysis.level} interval. *Interval coverage*: "
+        f"worst coverage of the {analysis.level} / {analysis.tost_level} intervals over the scenarios, on fresh "
+        "simulations"
     )
     if math.isfinite(worst.coverage):
         text += f" (lowest: {worst.worst_scenario})"

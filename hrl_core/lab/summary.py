@@ -7,7 +7,7 @@ enter the numbers. Metrics (:mod:`hrl_core.lab.recovery`):
 
 | metric | per seed | better | interval |
 |---|---|---|---|
-| ``final`` | return at the last evaluation | higher | Welch 95% t |
+| ``final`` | return at the last evaluation (a declared analysis: mean of the last n) | higher | Welch 95% t |
 | ``auc`` | mean return over the run | higher | Welch 95% t |
 | ``dip_depth`` | step-0 return − lowest return after step 0 | lower | Welch 95% t |
 | ``regain`` | steps to regain the step-0 level after the dip | fewer | Welch on capped steps, calibrated |
