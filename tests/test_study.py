@@ -228,6 +228,21 @@ def test_design_says_what_the_grid_file_asks_for():
     assert "iql: 100,000 online steps, evaluation every 5,000 steps (10 episodes)" in study.design_markdown(long)
 
 
+def test_the_whole_studys_design_names_each_parts_seeds_and_the_checkpoints():
+    """The review study runs IQL hopper at 8 online seeds and every cell from two Phase I checkpoints;
+    its whole record's design line read "online seeds 0, 1, 2" and named no checkpoint."""
+    spec = grids.load_grid(REPO / "params" / "study_review.yaml")
+    text = study.design_markdown(spec).splitlines()[0]
+    for name, part in spec["parts"].items():
+        if part.get("seeds") and list(part["seeds"]) != list(spec["seeds"]):
+            assert f"part {name}: {', '.join(str(s) for s in part['seeds'])}" in text
+    assert f"Phase I checkpoints of seeds {', '.join(str(s) for s in spec['phase1_seeds'])}" in text
+    # a part's own view states its seeds once, as the part runs them
+    part = study.part_spec(spec, "iql-hopper")
+    own = study.design_markdown(part).splitlines()[0]
+    assert f"online seeds {', '.join(str(s) for s in part['seeds'])};" in own and "part iql-hopper:" not in own
+
+
 def test_a_comparison_whose_sides_start_differently_says_so(tmp_path):
     """Step 0 of one seed is the same evaluation on both sides of a comparison; where it is
     not (cells run on another machine), the effect table is told, with what the configs say."""

@@ -75,8 +75,11 @@ def design_markdown(spec: dict) -> str:
         f"algorithm {', '.join(spec['algos'])}",
         f"data {', '.join(spec['datasets'])}",
         f"k ∈ {{{ks}}}",
-        f"online seeds {', '.join(str(s) for s in spec['seeds'])}",
+        f"online seeds {', '.join(str(s) for s in spec['seeds'])}" + _part_seeds_text(spec),
     ]
+    if spec.get("phase1_seeds"):
+        seeds = ", ".join(str(s) for s in spec["phase1_seeds"])
+        parts.append(f"every online seed from each of the Phase I checkpoints of seeds {seeds}")
     parts += _budget_text(settings)
     for algo, extra in (spec.get("algo_settings") or {}).items():
         if algo in spec["algos"] and _budget_text(extra):
@@ -97,6 +100,17 @@ def design_markdown(spec: dict) -> str:
     for label, (arm, ref) in comparisons_of(spec, list(spec["arms"])).items():
         lines.append(f"| {label} | `{arm}` − `{ref}` |")
     return "\n".join(lines)
+
+
+def _part_seeds_text(spec: dict) -> str:
+    """The parts whose online seeds differ from the file's (the whole study's design names them)."""
+    if spec.get("part"):
+        return ""  # a part's view: its seeds are already the part's
+    other = {name: part["seeds"] for name, part in (spec.get("parts") or {}).items()
+             if (part or {}).get("seeds") is not None and list(part["seeds"]) != list(spec["seeds"])}  # fmt: skip
+    if not other:
+        return ""
+    return " (" + "; ".join(f"part {name}: {', '.join(str(s) for s in seeds)}" for name, seeds in other.items()) + ")"
 
 
 def missing_cells(cells, found) -> list[str]:
