@@ -343,7 +343,7 @@ def test_the_dry_run_estimate_counts_exactly_what_the_grid_runs(tmp_path, d4rl_d
         dry = run_hrl(["grid", "--params", params, "--dry_run", "--population", "1"], tmp_path, d4rl_dir, phase1_dir)
         assert dry.returncode == 0, dry.stderr
         planned = int(re.search(r"(\d+) to run", dry.stdout).group(1))
-        results = execute.run_grid(cells, progress=False)
+        results = execute.run_grid(cells, executed_dir=tmp_path / "executed", progress=False)
     finally:
         holder.release()
     trained = [r for r in results if r["status"] == "complete"]

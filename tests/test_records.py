@@ -39,7 +39,7 @@ def test_a_run_complete_only_in_the_committed_record_is_skipped_by_the_grid(tmp_
     shutil.rmtree(cell.run_dir)  # a fresh clone: the results folder is gone, the record is committed
     status = grids.cell_status(cell)
     assert status.startswith(grids.IN_RECORD) and "not re-run" in status
-    (result,) = execute.run_grid([cell], progress=False)
+    (result,) = execute.run_grid([cell], executed_dir=tmp_path / "executed", progress=False)
     assert result["status"] == "skipped (complete in the committed record)"
     assert not cell.run_dir.exists()  # nothing was recomputed or written
     assert [r.status for r in records.load_cells([cell])] == ["complete"]  # and the record is read back
