@@ -227,6 +227,25 @@ def test_tables_name_the_level_their_intervals_are_at():
         assert f"difference [{level} interval" in study.secondary_markdown(effects)
 
 
+def test_an_unfinished_studys_verdicts_read_interim_and_a_full_ones_do_not():
+    """While cells of the study file are missing its calibration and Holm family are not final: an
+    interim 'better' once turned 'inconclusive' two cells later on the same runs."""
+    rng = np.random.default_rng(3)
+    runs = _arms([50.0, 51.0, 49.0], +12.0, 0.5, "iql", rng)
+    an = analysis.Analysis(final_evaluations=1, strata="phase1_seed", declared=True, primary_family=("effect",),
+                           comparisons=("effect",), equivalence_margin=5.0)  # fmt: skip
+    effects = analysis.effects(runs, {"effect": ("arm", "ref")}, an)
+    verdicts = {e.verdict for e in effects if e.primary}
+    assert len(verdicts) == 1
+    final = analysis.primary_markdown(effects, an, (12, 12))
+    interim = analysis.primary_markdown(effects, an, (11, 12))
+    assert "(interim)" not in final and final == analysis.primary_markdown(effects, an)
+    rows = [r for r in interim.splitlines() if "(interim)" in r]
+    assert len(rows) == sum(e.primary for e in effects) == 1
+    assert analysis.interim_note((12, 12)) == ""
+    assert analysis.interim_note((11, 12)).startswith("**Interim: 11 of 12 cells")
+
+
 def test_the_explorers_comparison_shows_each_checkpoint_beside_the_pooled_effect():
     from hrl_core.lab import widgets
 

@@ -162,6 +162,28 @@ def test_a_part_and_the_whole_study_give_one_effect_one_interval():
         assert [getattr(e, f) for f in fields] == [getattr(w, f) for f in fields]
 
 
+def test_the_review_studys_progress_is_the_whole_files_and_marks_its_verdicts():
+    """A part's record counts the whole study file's cells (its calibration and family are the file's),
+    and the primary digest reads (interim) exactly while some are missing. On the committed record."""
+    from hrl_core.lab import digest
+    from hrl_core.lab.record import Record
+
+    params = REPO / "params" / "study_review.yaml"
+    whole, part = Record.open(params), Record.open(params, part="cql-hopper")
+    done, total = whole.study_progress()
+    assert part.study_progress() == (done, total)
+    assert total == len(grids.expand(whole.whole)) and 0 < done <= total
+    assert done == sum(1 for r in whole.complete if r.run_name in {c.run_name for c in whole.cells})
+    table = digest.render("primary:study_review")
+    assert ("(interim)" in table) == (done < total)
+    assert (f"Interim: {done} of {total} cells" in table) == (done < total)
+    from hrl_core.lab import widgets  # the explorer's comparison view says it too
+
+    (e,) = [e for e in part.effects() if e.primary and e.comparison.startswith("member init")]
+    rows = widgets.comparison_rows(part, [e], e.comparison, (e.algo, e.dataset, e.k))
+    assert rows[0]["verdict"] == e.verdict + (" (interim)" if done < total else "")
+
+
 def test_check_reuse_alone_on_a_grid_that_reuses_nothing_is_one_line(tmp_path, phase1_dir):
     from tests.conftest import run_hrl
 

@@ -379,9 +379,11 @@ def _p(p: float) -> str:
     return "—" if math.isnan(p) else (f"{p:.3f}" if p >= 0.001 else "<0.001")
 
 
-def primary_markdown(found: list[Effect], analysis: Analysis) -> str:
+def primary_markdown(found: list[Effect], analysis: Analysis, progress: tuple[int, int] | None = None) -> str:
     """The answer's table: per effect of the family, its verdict after Holm, interval, what it
-    still allows, what the design could detect, and whether the checkpoints agree."""
+    still allows, what the design could detect, and whether the checkpoints agree. ``progress``:
+    (complete, declared) cells of the study file; while it is not full every verdict reads
+    "(interim)" (:func:`interim_note` says why)."""
     from hrl_core.lab import summary
 
     rows = [e for e in found if e.primary]
@@ -396,6 +398,7 @@ def primary_markdown(found: list[Effect], analysis: Analysis) -> str:
         per = "; ".join(f"ckpt {c.phase1_seed}: {c.estimate:+.1f} ({c.n_arm} vs {c.n_reference})"
                         for c in e.per_checkpoint)  # fmt: skip
         verdict = f"**{e.verdict}**" if e.verdict in ("better", "worse", "equivalent") else e.verdict
+        verdict += " (interim)" if _interim(progress) else ""
         body.append([
             e.comparison, e.setting, e.design.text(), f"{e.estimate:+.1f} {_iv(*e.ci)}",
             f"{_p(e.p)} ({_p(e.p_holm)})", verdict, f"{e.largest_not_excluded:.1f}",
@@ -405,6 +408,23 @@ def primary_markdown(found: list[Effect], analysis: Analysis) -> str:
             f"{_p(e.permutation.p)} ({_p(e.p_permutation_holm)})" if e.permutation is not None else "—",
         ])  # fmt: skip
     return summary.table(head, body)
+
+
+def _interim(progress: tuple[int, int] | None) -> bool:
+    return progress is not None and progress[0] < progress[1]
+
+
+def interim_note(progress: tuple[int, int] | None) -> str:
+    """Why a verdict of an unfinished study is not its answer (empty once every declared cell is in)."""
+    if not _interim(progress):
+        return ""
+    done, total = progress
+    return (
+        f"**Interim: {done} of {total} cells of the study file are complete.** Every verdict above can still "
+        "change: the intervals are calibrated on the whole file's per-seed values, whose worst case moves as "
+        "cells of any part arrive (at three values a side, by a lot), and Holm counts the tests still to come at "
+        "p = 1. The study's answer is the table once every cell is in."
+    )
 
 
 def _detectable(e: Effect) -> str:

@@ -135,8 +135,9 @@ def primary_block(stem: str, part: str = "") -> str:
     rec = Record.open(resources.folder("params") / f"{stem}.yaml", part)
     if not rec.analysis.declared:
         raise HrlError(f"digest primary:{stem}: params/{stem}.yaml declares no analysis")
-    found = rec.effects()
-    return analysis.primary_markdown(found, rec.analysis) + "\n\n" + analysis.primary_note(found, rec.analysis) + "\n"
+    found, progress = rec.effects(), rec.study_progress()
+    note = " ".join(s for s in (analysis.interim_note(progress), analysis.primary_note(found, rec.analysis)) if s)
+    return analysis.primary_markdown(found, rec.analysis, progress) + "\n\n" + note + "\n"
 
 
 def reanalysis_block(stem: str, declaring: str = "") -> str:

@@ -59,6 +59,7 @@ class Record:
     levels: dict = field(default_factory=dict)
     analysis: Analysis = field(default_factory=Analysis)
     _scenarios: list | None = field(default=None, repr=False, compare=False)
+    _progress: tuple[int, int] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def open(cls, params: str | Path, part: str = "", save_dir: str | Path | None = None,
@@ -150,6 +151,16 @@ class Record:
     def pooled(self, metric: str = "auc") -> list[dict]:
         """Per comparison, pooled over its settings (``summary.pooled_rows``)."""
         return summary.pooled_rows(self.complete, self.comparisons, metric, self.analysis.final_evaluations)
+
+    def study_progress(self) -> tuple[int, int]:
+        """(complete, declared) cells of the *whole file*, whichever part this record shows. A declared
+        analysis is final only when it is full: Holm counts the missing tests at p = 1 and the intervals
+        are calibrated on the whole file's runs, so an arriving cell of any part can still move a verdict."""
+        if self._progress is None:  # read once: the explorer asks on every change of view
+            whole = grids.expand(self.whole, None, {"save_dir": str(self.save_dir)})
+            done = {r.run_name for r in records.load_cells(whole) if r.status == "complete"}
+            self._progress = (sum(c.run_name in done for c in whole), len(whole))
+        return self._progress
 
     def scenarios(self) -> list:
         """The coverage scenarios a declared analysis calibrates its intervals on: the per-seed values

@@ -270,8 +270,13 @@ def comparison_rows(rec: Record, effects, comparison: str, setting: tuple) -> li
                 how += f"; permutation check {e.p_permutation_holm:.3f} after Holm"
             if not e.primary and e.method and not all(map(math.isfinite, e.ci)):
                 how += f" ({e.method})"  # why there is no interval
+            verdict = e.verdict
+            progress = rec.study_progress() if e.primary and rec is not None else (0, 0)
+            if progress[0] < progress[1]:
+                verdict += " (interim)"  # the calibration and the family are the whole file's, not final yet
+                how += f"; interim: {progress[0]} of {progress[1]} cells of the study file complete"
             out.append({"metric": summary.BY_KEY[e.metric].label, "seeds": e.design.text(), "difference": e.estimate,
-                        "low": e.ci[0], "high": e.ci[1], "verdict": e.verdict, "how": how,
+                        "low": e.ci[0], "high": e.ci[1], "verdict": verdict, "how": how,
                         "unit": summary.BY_KEY[e.metric].unit})  # fmt: skip
             if e.primary and len(e.per_checkpoint) > 1:  # the strata beside the pooled estimate
                 for c in e.per_checkpoint:
