@@ -398,7 +398,7 @@ def primary_markdown(found: list[Effect], analysis: Analysis, progress: tuple[in
         per = "; ".join(f"ckpt {c.phase1_seed}: {c.estimate:+.1f} ({c.n_arm} vs {c.n_reference})"
                         for c in e.per_checkpoint)  # fmt: skip
         verdict = f"**{e.verdict}**" if e.verdict in ("better", "worse", "equivalent") else e.verdict
-        verdict += " (interim)" if _interim(progress) else ""
+        verdict += " (interim)" if is_interim(progress) else ""
         body.append([
             e.comparison, e.setting, e.design.text(), f"{e.estimate:+.1f} {_iv(*e.ci)}",
             f"{_p(e.p)} ({_p(e.p_holm)})", verdict, f"{e.largest_not_excluded:.1f}",
@@ -410,13 +410,14 @@ def primary_markdown(found: list[Effect], analysis: Analysis, progress: tuple[in
     return summary.table(head, body)
 
 
-def _interim(progress: tuple[int, int] | None) -> bool:
+def is_interim(progress: tuple[int, int] | None) -> bool:
+    """Whether (complete, declared) cells leave the study file unfinished."""
     return progress is not None and progress[0] < progress[1]
 
 
 def interim_note(progress: tuple[int, int] | None) -> str:
     """Why a verdict of an unfinished study is not its answer (empty once every declared cell is in)."""
-    if not _interim(progress):
+    if not is_interim(progress):
         return ""
     done, total = progress
     return (
@@ -438,15 +439,17 @@ def _detectable(e: Effect) -> str:
     return f"{f(e.detectable)} ({f(e.detectable_holm)} after Holm)"
 
 
-def primary_note(found: list[Effect], analysis: Analysis, source: str = "") -> str:
+def primary_note(found: list[Effect], analysis: Analysis, source: str = "",
+                 progress: tuple[int, int] | None = None) -> str:  # fmt: skip
     """How to read the primary table (the declaration, the tests, the calibration). ``source``: the
-    study file whose declared analysis is applied to these runs, when it is not their own."""
+    study file whose declared analysis is applied to these runs, when it is not their own;
+    ``progress``: as for :func:`primary_markdown` (an unfinished study's note opens with :func:`interim_note`)."""
     rows = [e for e in found if e.primary]
     if not rows:
         return ""
     worst = min(rows, key=lambda e: e.coverage if math.isfinite(e.coverage) else 1.0)
     lead = f"The analysis declared in {source}, applied to these runs" if source else "Declared before the runs"
-    text = (
+    text = (interim_note(progress) + " " if is_interim(progress) else "") + (
         f"{lead} ({analysis.primary_metric} primary; family: {_family_text(len(rows), analysis.family_size)}, "
         f"Holm's correction at α = {analysis.alpha:g}; equivalence margin ±{analysis.equivalence_margin:g} points: "
         f"{analysis.margin_why.rstrip('.')}). Estimate: mean over Phase I checkpoints of the within-checkpoint "

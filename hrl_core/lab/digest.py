@@ -136,7 +136,7 @@ def primary_block(stem: str, part: str = "") -> str:
     if not rec.analysis.declared:
         raise HrlError(f"digest primary:{stem}: params/{stem}.yaml declares no analysis")
     found, progress = rec.effects(), rec.study_progress()
-    note = " ".join(s for s in (analysis.interim_note(progress), analysis.primary_note(found, rec.analysis)) if s)
+    note = analysis.primary_note(found, rec.analysis, progress=progress)
     return analysis.primary_markdown(found, rec.analysis, progress) + "\n\n" + note + "\n"
 
 

@@ -59,7 +59,7 @@ class Record:
     levels: dict = field(default_factory=dict)
     analysis: Analysis = field(default_factory=Analysis)
     _scenarios: list | None = field(default=None, repr=False, compare=False)
-    _progress: tuple[int, int] | None = field(default=None, repr=False, compare=False)
+    _whole_file: tuple[list, list] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def open(cls, params: str | Path, part: str = "", save_dir: str | Path | None = None,
@@ -152,15 +152,24 @@ class Record:
         """Per comparison, pooled over its settings (``summary.pooled_rows``)."""
         return summary.pooled_rows(self.complete, self.comparisons, metric, self.analysis.final_evaluations)
 
+    def _whole_file_runs(self) -> tuple[list, list]:
+        """The whole file's cells and complete runs, read once (a part's record reads the other parts'
+        runs; the whole file's record has them already)."""
+        if self._whole_file is None:
+            whole = grids.expand(self.whole, None, {"save_dir": str(self.save_dir)})
+            runs = self.complete
+            if {c.run_name for c in whole} - {c.run_name for c in self.cells}:  # a part, or chosen cells
+                runs = [r for r in records.load_cells(whole) if r.status == "complete"]
+            self._whole_file = (whole, runs)
+        return self._whole_file
+
     def study_progress(self) -> tuple[int, int]:
         """(complete, declared) cells of the *whole file*, whichever part this record shows. A declared
         analysis is final only when it is full: Holm counts the missing tests at p = 1 and the intervals
         are calibrated on the whole file's runs, so an arriving cell of any part can still move a verdict."""
-        if self._progress is None:  # read once: the explorer asks on every change of view
-            whole = grids.expand(self.whole, None, {"save_dir": str(self.save_dir)})
-            done = {r.run_name for r in records.load_cells(whole) if r.status == "complete"}
-            self._progress = (sum(c.run_name in done for c in whole), len(whole))
-        return self._progress
+        whole, runs = self._whole_file_runs()
+        done = {r.run_name for r in runs}
+        return sum(c.run_name in done for c in whole), len(whole)
 
     def scenarios(self) -> list:
         """The coverage scenarios a declared analysis calibrates its intervals on: the per-seed values
@@ -171,10 +180,7 @@ class Record:
         if self._scenarios is None:
             from hrl_core.lab import analysis
 
-            runs = self.complete
-            whole = grids.expand(self.whole, None, {"save_dir": str(self.save_dir)})
-            if {c.run_name for c in whole} - {c.run_name for c in self.cells}:  # a part, or chosen cells
-                runs = [r for r in records.load_cells(whole) if r.status == "complete"]
+            _, runs = self._whole_file_runs()
             comparisons = study.comparisons_of(self.whole) if "arms" in self.whole else self.comparisons
             self._scenarios = analysis.scenarios_from(runs, comparisons, self.analysis.primary_metric,
                                                       self.analysis.final_evaluations)  # fmt: skip

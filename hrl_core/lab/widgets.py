@@ -25,7 +25,7 @@ import subprocess
 from pathlib import Path
 
 from hrl_core.lab import stats, summary
-from hrl_core.lab.analysis import stratum_of
+from hrl_core.lab.analysis import is_interim, stratum_of
 from hrl_core.lab.figures import catalog, to_matplotlib, to_plotly
 from hrl_core.lab.metrics import CURVES
 from hrl_core.lab.record import Record, shown
@@ -271,8 +271,8 @@ def comparison_rows(rec: Record, effects, comparison: str, setting: tuple) -> li
             if not e.primary and e.method and not all(map(math.isfinite, e.ci)):
                 how += f" ({e.method})"  # why there is no interval
             verdict = e.verdict
-            progress = rec.study_progress() if e.primary and rec is not None else (0, 0)
-            if progress[0] < progress[1]:
+            progress = rec.study_progress() if e.primary and rec is not None else None
+            if is_interim(progress):
                 verdict += " (interim)"  # the calibration and the family are the whole file's, not final yet
                 how += f"; interim: {progress[0]} of {progress[1]} cells of the study file complete"
             out.append({"metric": summary.BY_KEY[e.metric].label, "seeds": e.design.text(), "difference": e.estimate,
