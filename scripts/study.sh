@@ -3,6 +3,7 @@
 # record never mixes code versions; resumable from any interruption, on any machine.
 #
 #   bash scripts/study.sh NAME [PART ...]     # e.g. review; default: every part, in the YAML's order
+#   bash scripts/study.sh NAME [PART ...] --dry_run   # each part's cells, status and estimated time; runs nothing
 #
 #   HRL_STUDY_CLONE   the pinned clone (default ../run_<NAME>_<commit> beside this repository, one per commit)
 #   HRL_STUDY_RESULTS its results folder (default ../results_<NAME>)
@@ -17,10 +18,23 @@
 # 2. Runs the committed record holds complete but the results folder lacks (a new machine, a
 #    lost disk) are copied back (config.json + metrics.json: `hrl grid` then finds them
 #    complete and skips them); unfinished cells resume from their snapshots.
-# 3. The parts run one after the other with `hrl grid` (1 torch thread per cell, one cell per core).
+# 3. The parts run one after the other with `hrl grid` (1 torch thread per cell, one cell per core);
+#    consecutive parts at one commit run as one grid, so no core waits for a part's last cell.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-NAME="${1:?usage: bash scripts/study.sh NAME [PART ...] (params/study_NAME.yaml)}"
+USAGE="usage: bash scripts/study.sh NAME [PART ...] [--dry_run] (params/study_NAME.yaml)"
+DRY=()
+ARGS=()
+for arg in "$@"; do
+    case "$arg" in
+        --dry_run | --dry-run) DRY=(--dry_run) ;;
+        -*) echo "hrl: error: study.sh takes no option $arg; $USAGE" >&2; exit 2 ;;
+        *) ARGS+=("$arg") ;;
+    esac
+done
+[ "${#ARGS[@]}" -gt 0 ] || { echo "hrl: error: $USAGE" >&2; exit 2; }
+set -- "${ARGS[@]}"
+NAME="$1"
 shift
 REPO="$(pwd)"
 YAML="params/study_$NAME.yaml"
@@ -52,7 +66,7 @@ for step in "${STEPS[@]}"; do
 done
 
 restored=0
-if [ -d "$RECORD" ]; then
+if [ -d "$RECORD" ] && [ "${#DRY[@]}" -eq 0 ]; then
     for run in "$RECORD"/*/; do
         name="$(basename "$run")"
         [ -f "$run/metrics.json" ] || continue
@@ -70,19 +84,40 @@ fi
 
 export D4RL_DATASET_DIR="${D4RL_DATASET_DIR:-$(cd .. && pwd)/shared/d4rl}"
 export HRL_PHASE1_DIR="${HRL_PHASE1_DIR:-$(cd .. && pwd)/shared/phase1/results}"
-ready=" "  # clones whose environment this invocation has set up
+# Consecutive parts pinned at one commit run as one `hrl grid` (its parts' cells in order), so the
+# last cells of one part share the cores with the next part's first ones instead of leaving cores idle.
+BATCHES=()  # "full clone part [part ...]"
 for step in "${CHECKED[@]}"; do
     read -r part full clone <<<"$step"
+    last=$((${#BATCHES[@]} - 1))
+    if [ "$last" -ge 0 ] && [ "$part" != "-" ]; then
+        read -r gfull gclone gparts <<<"${BATCHES[$last]}"
+        if [ "$gfull" = "$full" ] && [ "$gclone" = "$clone" ] && [ "$gparts" != "-" ]; then
+            BATCHES[$last]="${BATCHES[$last]} $part"
+            continue
+        fi
+    fi
+    BATCHES+=("$full $clone $part")
+done
+
+ready=" "  # clones whose environment this invocation has set up
+for batch in "${BATCHES[@]}"; do
+    read -r full clone parts <<<"$batch"
     if [ ! -d "$clone/.git" ]; then
         git clone -q "$REPO" "$clone"
         git -C "$clone" checkout -q "$full"
     fi
-    case "$ready" in *" $clone "*) ;; *) bash "$clone/scripts/setup_env.sh"; ready="$ready$clone " ;; esac
-    echo "study: $NAME, part $part ($(date -u +%H:%M) UTC): pinned clone $clone at ${full:0:7}; results in $RESULTS"
-    only=(--part "$part")
-    [ "$part" = "-" ] && only=()
+    # The clone's own environment, whatever HRL_VENV names for this checkout.
+    case "$ready" in *" $clone "*) ;; *) HRL_VENV="$clone/.venv" bash "$clone/scripts/setup_env.sh"; ready="$ready$clone " ;; esac
+    label="part"
+    case "$parts" in *" "*) label="parts" ;; esac
+    echo "study: $NAME, $label $parts ($(date -u +%H:%M) UTC): pinned clone $clone at ${full:0:7}; results in $RESULTS"
+    only=()
+    # shellcheck disable=SC2206  # part names are single words (the study file's keys)
+    [ "$parts" = "-" ] || only=(--part $parts)
     "$clone/.venv/bin/hrl" grid --params "$clone/$YAML" ${only[@]+"${only[@]}"} --save_dir "$RESULTS" \
-        --executed_dir "$RESULTS/executed"
+        --executed_dir "$RESULTS/executed" ${DRY[@]+"${DRY[@]}"}
 done
+[ "${#DRY[@]}" -eq 0 ] || exit 0
 echo "study: done ($(date -u +%H:%M) UTC); record a part with:"
 echo "  hrl study --params $YAML --part PART --save_dir $RESULTS --record"

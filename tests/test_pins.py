@@ -107,3 +107,36 @@ def test_study_script_refuses_a_commit_or_a_clone_it_cannot_use_before_any_work(
     assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith(f"hrl: error: {other} is at "), out
     assert f"part a at {head.strip()[:7]}; remove the clone or set HRL_STUDY_CLONE" in out.stderr
     assert not results.exists()
+
+
+def test_study_script_runs_consecutive_parts_at_one_commit_as_one_grid(tmp_path, d4rl_dir, phase1_dir):
+    """Two parts pinned at one commit are one `hrl grid` (so the first part's last cells share the cores
+    with the second part's first ones); --dry_run lists them and runs nothing. The pinned clone is this
+    environment's (its .venv a link to it), so the script's setup finds it installed."""
+    venv = Path(sys.executable).parent.parent
+    if not (venv / "bin" / "hrl").exists():
+        pytest.skip("the package's environment has no hrl command (scripts/setup_env.sh makes it)")
+    clone = tmp_path / "repo"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    stamp = venv / ".hrl-installed"
+    digest = subprocess.run(["sha256sum", str(clone / "pyproject.toml")], capture_output=True, text=True).stdout[:16]
+    if not stamp.exists() or stamp.read_text().strip() != digest:
+        pytest.skip("this environment was not made by scripts/setup_env.sh from the committed pyproject.toml")
+    (clone / ".venv").symlink_to(venv)
+    head = subprocess.run(["git", "-C", str(clone), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    _study(clone / "params" / "study_t.yaml", {"a": f'"{head.strip()[:7]}"', "b": f'"{head.strip()[:7]}"'})
+    results = tmp_path / "results"
+    env = {"HRL_STUDY_RESULTS": str(results), "HRL_STUDY_CLONE": str(clone), "D4RL_DATASET_DIR": str(d4rl_dir),
+           "HRL_PHASE1_DIR": str(phase1_dir)}  # fmt: skip
+    out = _script(clone, "t", "--dry_run", **env)
+    assert out.returncode == 0, out.stderr
+    starts = [line for line in out.stdout.splitlines() if line.startswith("study: t, ")]
+    assert len(starts) == 1 and starts[0].startswith(f"study: t, parts a b ("), out.stdout
+    assert "4 cells, 4 to run" in out.stdout, out.stdout  # 2 parts x 2 arms x 1 seed, in one plan
+    assert not any((results / "executed").glob("*")) and not any(results.glob("ft_*")), "a dry run ran a cell"
+
+    out = _script(clone, "t", "--workers", "1", **env)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        "hrl: error: study.sh takes no option --workers; usage: bash scripts/study.sh NAME [PART ...] [--dry_run] "
+        "(params/study_NAME.yaml)"
+    ], out.stderr
