@@ -131,7 +131,7 @@ def test_study_script_runs_consecutive_parts_at_one_commit_as_one_grid(tmp_path,
     out = _script(clone, "t", "--dry_run", **env)
     assert out.returncode == 0, out.stderr
     starts = [line for line in out.stdout.splitlines() if line.startswith("study: t, ")]
-    assert len(starts) == 1 and starts[0].startswith(f"study: t, parts a b ("), out.stdout
+    assert len(starts) == 1 and starts[0].startswith("study: t, parts a b ("), out.stdout
     assert "4 cells, 4 to run" in out.stdout, out.stdout  # 2 parts x 2 arms x 1 seed, in one plan
     assert not any((results / "executed").glob("*")) and not any(results.glob("ft_*")), "a dry run ran a cell"
 
