@@ -12,7 +12,7 @@ VENV="${HRL_VENV:-.venv}"
 "$VENV/bin/ruff" format --check hrl_core tests
 # --durations: the slowest tests are listed, so a suite creeping past its budget shows where.
 # One process: two pytest workers (-n 2 --dist loadfile, 768 s against 964-1083 s) passed once and then
-# failed twice on a fresh clone, order-dependently (a CQL run's logged torch thread count changed between
-# two runs in one worker; both browser tests' JupyterLab never answered within 90 s), while every
-# sequential run passed. Pass -n 2 --dist loadfile to try two workers.
+# failed twice on a fresh clone, order-dependently (both browser tests' JupyterLab never answered within
+# 90 s; and two same-seed runs, whose threads followed the other worker's load, logged 1 and 2 threads:
+# those tests now pin one thread), while every sequential run passed. Pass -n 2 --dist loadfile to try.
 exec "$VENV/bin/python" -m pytest -rs --durations=15 "$@"

@@ -28,6 +28,9 @@ def tiny(tmp_path, phase1_dir, **kw) -> FinetuneConfig:
         phase1_dir=str(phase1_dir),
         save_dir=str(tmp_path / "runs"),
         device="cpu",
+        # Pinned, as grid cells pin it: unpinned, a run follows the machine's load, and two runs compared
+        # bit for bit beside another busy process (a second pytest worker) got 1 and 2 threads.
+        threads=1,
     )
     base.update(kw)
     return FinetuneConfig(**base)
