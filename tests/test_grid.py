@@ -149,6 +149,23 @@ def test_dry_run_lists_cells_and_estimate(d4rl_dir, phase1_dir):
     assert "6 cells, 6 to run; estimated wall time" in lines[-1]
 
 
+def test_the_estimate_counts_a_last_wave_at_its_length():
+    """Equal IQL cells of the grid file (same budget): the workers take the tasks as they free up, so
+    three cells on two workers take two cell-lengths, not one and a half; a population of 8 costs 8
+    cell-lengths at the population's measured cost per cell-step (less than 8 alone)."""
+    from hrl_core.rl import agents
+
+    cells = grids.expand(grids.load_grid(REPO / "params" / "grid.yaml"), {"algos": ["iql"]})
+    one = grids.estimate_seconds(cells[:1], 1)
+    assert one > 0
+    assert grids.estimate_seconds(cells[:2], 2) == pytest.approx(one)
+    assert grids.estimate_seconds(cells[:3], 2) == pytest.approx(2 * one)  # not 1.5: one worker waits
+    assert grids.estimate_seconds(cells[:4], 2) == pytest.approx(2 * one)
+    eight = grids.estimate_seconds(cells[:8], 1, [cells[:8]])
+    assert eight < 8 * one and grids.population_cost(agents.get("iql"), 8) < 1
+    assert grids.estimate_seconds(cells[:9], 2, [cells[:8], cells[8:9]]) == pytest.approx(eight)
+
+
 @pytest.mark.slow
 def test_real_cells_through_papermill_on_dask(tmp_path, d4rl_dir, phase1_dir):
     """One good cell runs; a cell with no Phase I checkpoint fails alone; rerun skips."""

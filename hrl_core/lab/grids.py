@@ -50,6 +50,7 @@ elsewhere". Running the cells is ``hrl_core.lab.execute``; where they run,
 from __future__ import annotations
 
 import enum
+import heapq
 import itertools
 import re
 from dataclasses import dataclass, field, fields
@@ -531,19 +532,27 @@ def cell_status(cell: Cell, allow_download: bool = False, check_reuse: bool = Tr
 
 
 def estimate_seconds(cells: list[Cell], workers: int, groups: list[list[Cell]] | None = None) -> float:
-    """Wall-time estimate: steps x each algorithm's declared ms per step, over the workers; cells
-    packed into populations (``groups``) cost what ``population_cost`` says a cell-step costs at
-    that size (``hrl bench --population``)."""
+    """Wall-time estimate: each task (a cell alone, or a population of ``groups``) costs its cells'
+    steps x each algorithm's declared ms per step (in a population, what ``population_cost`` says a
+    cell-step costs at that size: ``hrl bench --population``), and the workers take the tasks in the
+    order the grid submits them (populations, then cells alone), each as it frees up. So a last
+    wave of fewer tasks than workers counts at its length, not shared out: 11 populations on 2
+    workers take 6 of their lengths, not 5.5."""
     from hrl_core.rl import agents
 
-    size_of = {c.run_name: len(g) for g in (groups or []) for c in g}
-    total = 0.0
-    for c in cells:
+    def seconds(c: Cell, size: int) -> float:
         algo = agents.get(c.config.algo)
-        per_step = algo.ms_per_step / 1000 * population_cost(algo, size_of.get(c.run_name, 1))
         evals = c.steps // c.config.eval_interval + 1
-        total += c.steps * per_step + evals * c.config.eval_episodes * EVAL_SECONDS_PER_EPISODE
-    return total / max(workers, 1)
+        per_step = algo.ms_per_step / 1000 * population_cost(algo, size)
+        return c.steps * per_step + evals * c.config.eval_episodes * EVAL_SECONDS_PER_EPISODE
+
+    grouped = {c.run_name for g in (groups or []) for c in g}
+    tasks = [sum(seconds(c, len(g)) for c in g) for g in (groups or []) if g]
+    tasks += [seconds(c, 1) for c in cells if c.run_name not in grouped]
+    free = [0.0] * max(workers, 1)  # when each worker is next free
+    for task in tasks:
+        heapq.heappush(free, heapq.heappop(free) + task)
+    return max(free)
 
 
 def population_cost(algo_cls, size: int) -> float:
