@@ -372,6 +372,7 @@ def _run_grid(args) -> int:
                 print(f"reuse check pending: {part or '-'} / {arm} (every reused cell's step 0, before the grid runs)")
         workers = backend.concurrent_cells()
         est = grids.estimate_seconds(todo, workers, groups)
+        unit = "task" if any(len(g) > 1 for g in groups) else "cell"  # a population is one task
         algos = sorted({c.config.algo for c in cells})
         rates = " / ".join(f"{agents.get(a).ms_per_step:.0f} ms ({a.upper()})" for a in algos)
         print(f"plan: {backend.describe()}")
@@ -379,7 +380,7 @@ def _run_grid(args) -> int:
             f"{len(cells)} cells, {len(todo)} to run"
             + (f" ({at_once} more executed only to record why they cannot run)" if at_once else "")
             + f"; estimated wall time {grids.format_duration(est)} on "
-            f"{workers} concurrent cell(s) at {rates} per step (as each algorithm declares: 1 CPU thread per cell, "
+            f"{workers} concurrent {unit}(s) at {rates} per step (as each algorithm declares: 1 CPU thread per cell, "
             "2-core machine; GPUs are faster)"
         )
         return 0

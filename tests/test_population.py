@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from hrl_core.lab import execute
+from hrl_core.lab import execute, grids
 from hrl_core.lab.grids import Cell
 from hrl_core.run.config import FinetuneConfig
 from hrl_core.run.finetune import finetune
@@ -138,6 +138,28 @@ def test_pack_groups_only_cells_that_share_a_shape_and_a_start(tmp_path):
     (folder / "metrics.json").write_text(json.dumps({"step": [0, 50], "status": "running"}))
     groups = execute.pack(cells[:6], size=6, workers=1)
     assert sorted(len(g) for g in groups) == [1, 5]
+
+
+def test_pack_gives_every_worker_a_population_in_the_last_wave(tmp_path):
+    """The review study's IQL parts: 24 halfcheetah and 64 hopper cells at 8 a population made 11
+    populations, so on 2 workers one ran its last alone. Now the populations together are a multiple
+    of the workers, each group split into sizes that differ by at most one, every cell in one."""
+
+    def cells(env: str, n: int) -> list[Cell]:
+        return [Cell(FinetuneConfig(save_dir=str(tmp_path), env=env, seed=s)) for s in range(n)]
+
+    study = cells("halfcheetah-medium-v2", 24) + cells("hopper-medium-v2", 64)
+    groups = execute.pack(study, size=8, workers=2)
+    assert len(groups) % 2 == 0 and len(groups) == 12
+    assert sorted(c.run_name for g in groups for c in g) == sorted(c.run_name for c in study)
+    assert all(len({c.config.env for c in g}) == 1 for g in groups)  # shapes never mix
+    for env in ("halfcheetah-medium-v2", "hopper-medium-v2"):
+        sizes = [len(g) for g in groups if g[0].config.env == env]
+        assert max(sizes) - min(sizes) <= 1 and max(sizes) <= 8
+    # one worker: no constraint beyond the size; cells too few to split keep the count they allow
+    assert len(execute.pack(study, size=8, workers=1)) == 11
+    assert [len(g) for g in execute.pack(cells("hopper-medium-v2", 1), size=8, workers=2)] == [1]
+    assert grids.estimate_seconds(study, 2, groups) < grids.estimate_seconds(study, 2, execute.pack(study, 8, 1))
 
 
 def test_auto_packs_only_where_a_population_saves_more_than_noise(monkeypatch):

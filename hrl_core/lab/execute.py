@@ -198,7 +198,8 @@ def pack(cells: list[Cell], size, workers: int = 1) -> list[list[Cell]]:
     """Cells grouped into populations of at most ``size`` (an int, or a function of a cell's
     algorithm; 1: each alone, as always): only cells that share what a population needs
     (``hrl_core.run.population.key``, the step they start at) share one; a group is split
-    evenly so that ``workers`` workers all get work."""
+    evenly (sizes differing by at most one) so that ``workers`` workers all get work, and all
+    populations together are a multiple of the workers where the cells allow it."""
     from hrl_core.run.config import FinetuneConfig
     from hrl_core.run.population import key, poolable
 
@@ -210,16 +211,32 @@ def pack(cells: list[Cell], size, workers: int = 1) -> list[list[Cell]]:
             singles.append([c])
             continue
         groups.setdefault((key(c.config), start_step(c)), []).append(c)
-    out = []
-    total = sum(len(g) for g in groups.values())
-    for group in groups.values():
+    keyed = list(groups.values())
+    total = sum(len(g) for g in keyed)
+    counts = []  # populations per group
+    for group in keyed:
         size = size_of(group[0].config.algo)
         # as many populations as the size asks, and at least this group's share of the workers
         share = max(1, round(workers * len(group) / max(total, 1)))
         n = max(-(-len(group) // size), min(share, len(group)))
-        n = min(len(group), -(-n // share) * share)  # a multiple of its workers' share: none waits on one
-        per = -(-len(group) // n)
-        out += [group[i : i + per] for i in range(0, len(group), per)]
+        counts.append(min(len(group), -(-n // share) * share))  # a multiple of its workers' share
+    # All populations together a multiple of the workers where the cells allow it: a last wave of fewer
+    # populations than workers leaves a worker idle for a whole population's length (the review study's
+    # 24 + 64 IQL cells at 8 made 11 populations, 6 lengths on 2 workers; 12 smaller ones take ~5.6).
+    # Split again the group whose populations are largest (on a tie, the one with more cells).
+    while workers > 1 and sum(counts) % workers:
+        can = [i for i, g in enumerate(keyed) if counts[i] < len(g)]
+        if not can:
+            break
+        i = max(can, key=lambda j: (len(keyed[j]) / counts[j], len(keyed[j])))
+        counts[i] += 1
+    out = []
+    for group, n in zip(keyed, counts, strict=True):
+        q, r = divmod(len(group), n)  # n populations whose sizes differ by at most one
+        start = 0
+        for j in range(n):
+            out.append(group[start : start + q + (j < r)])
+            start += q + (j < r)
     return out + singles
 
 
